@@ -1,0 +1,49 @@
+"""Fixtures shared by the core tests and the Home Assistant tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.fake_flux import FakeFlux
+from wyoming_flux.handler import ServerSettings
+from wyoming_flux.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI
+from wyoming_flux.server import FluxServer
+from wyoming_flux.session import SessionConfig
+
+API_KEY = "dg-secret-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _loopback_sockets(request: pytest.FixtureRequest) -> None:
+    """Under Home Assistant's test harness sockets are blocked unless asked for; we only use loopback."""
+    try:
+        request.getfixturevalue("socket_enabled")
+    except pytest.FixtureLookupError:
+        pass
+
+
+@pytest.fixture
+async def fake_flux() -> AsyncIterator[FakeFlux]:
+    fake = FakeFlux(api_key=API_KEY)
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def session_config(fake_flux: FakeFlux) -> SessionConfig:
+    return SessionConfig(url=fake_flux.url, api_key=API_KEY)
+
+
+def make_settings(config: SessionConfig, *models: str) -> ServerSettings:
+    return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or (MODEL_EN,))))
+
+
+@pytest.fixture
+async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+    server = FluxServer(make_settings(session_config, MODEL_EN, MODEL_MULTI), "tcp://127.0.0.1:0")
+    await server.start()
+    yield server
+    await server.stop()

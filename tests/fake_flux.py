@@ -1,0 +1,420 @@
+"""A fake Deepgram Flux server: a real aiohttp WebSocket server at /v2/listen that follows flux.md.
+
+It checks the Authorization header and the query like Flux does, decodes the linear16 audio it receives, and
+drives TurnInfo from that audio's energy: StartOfTurn when speech begins, an Update every 0.24 s of audio,
+EndOfTurn after a stretch of silence (trigger "model"), or after eot_timeout_ms (trigger "timeout"); eager
+events when eager_eot_threshold is set. The words come from the test and are revealed while speech lasts.
+Faults (a silent socket, a dropped connection, a fatal Error, ...) are switched on through `Script`.
+
+Standalone: python -m tests.fake_flux --port 8765 --transcript "turn on the kitchen light"
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from aiohttp import WSMsgType, web
+
+MODELS = {"flux-general-en", "flux-general-multi"}
+ENCODINGS = {"linear16", "linear32", "mulaw", "alaw", "opus", "ogg-opus"}
+RATES = {8000, 16000, 24000, 44100, 48000}
+UPDATE_SECONDS = 0.24
+WINDOW_SECONDS = 0.02
+
+
+@dataclass
+class Script:
+    """How the fake behaves. Tests change fields between commands."""
+
+    transcripts: list[str] = field(default_factory=lambda: ["turn on the kitchen light"])
+    eot_silence: float = 0.26  # silence after speech before a model EndOfTurn (at eot_threshold 0.7)
+    word_seconds: float = 0.2  # one more word revealed per this much speech
+    speech_rms: float = 300.0  # int16 RMS above which a 20 ms window is speech
+    languages: list[str] = field(default_factory=lambda: ["en"])  # reported by the multi model
+    forbidden_models: set[str] = field(default_factory=set)  # 403 for these
+    # faults
+    handshake_status: int | None = None
+    handshake_delay: float = 0.0
+    message_delay: float = 0.0  # a slow server: every message waits this long
+    silent_after: float | None = None  # audio seconds after which nothing more is sent (a stuck turn)
+    drop_after: float | None = None  # audio seconds after which the socket goes away
+    drop_mode: str = "close"  # close | reset
+    fatal_after: float | None = None  # audio seconds after which a fatal Error is sent
+    malformed_after: float | None = None  # audio seconds after which one malformed message is sent
+    unknown_messages: bool = False  # send an unknown message type with every Update
+    warning_on_connect: bool = False
+    ignore_force_end: bool = False
+    no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
+
+
+@dataclass
+class StreamRecord:
+    """What one client stream did, for assertions."""
+
+    query: dict[str, list[str]]
+    audio_bytes: int = 0
+    frame_sizes: list[int] = field(default_factory=list)
+    client_messages: list[str] = field(default_factory=list)
+    sent: list[dict[str, Any]] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)  # loop time of each sent message
+    closed: bool = False
+
+    @property
+    def audio_seconds(self) -> float:
+        return self.audio_bytes / 2 / int(self.query["sample_rate"][0])
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m.get("event") == name]
+
+
+class TurnEngine:
+    """Turns received audio into TurnInfo messages, on audio time."""
+
+    def __init__(self, script: Script, rate: int, eot_threshold: float, eager: float | None, timeout_ms: int) -> None:
+        self.script = script
+        self.rate = rate
+        self.window = int(rate * WINDOW_SECONDS) * 2
+        self.model_eot = eot_threshold < 1.0
+        self.eot_silence = script.eot_silence * (eot_threshold / 0.7)
+        self.eager_silence = None if eager is None else self.eot_silence * (eager / eot_threshold) * 0.6
+        self.timeout = timeout_ms / 1000
+        self.t = 0.0
+        self.next_update = UPDATE_SECONDS
+        self.turn_index = 0
+        self.in_turn = False
+        self.turn_start = 0.0
+        self.speech = 0.0
+        self.silence = 0.0
+        self.eager_sent = False
+        self.pending = bytearray()
+
+    def _words(self) -> list[str]:
+        texts = self.script.transcripts
+        return texts[min(self.turn_index, len(texts) - 1)].split() if texts else []
+
+    def _text(self, final: bool = False) -> str:
+        words = self._words()
+        shown = len(words) if final else min(len(words), math.ceil(self.speech / self.script.word_seconds))
+        return " ".join(words[:shown])
+
+    def _info(self, event: str, final: bool = False, **extra: Any) -> dict[str, Any]:
+        text = self._text(final) if self.in_turn or final else ""
+        msg = {
+            "type": "TurnInfo",
+            "event": event,
+            "turn_index": self.turn_index,
+            "audio_window_start": round(self.turn_start if self.in_turn else self.t, 3),
+            "audio_window_end": round(self.t, 3),
+            "transcript": text,
+            "words": [{"word": w, "confidence": 0.97} for w in text.split()],
+            "end_of_turn_confidence": 0.9 if event == "EndOfTurn" else 0.1,
+            **extra,
+        }
+        return msg
+
+    def feed(self, pcm: bytes) -> list[dict[str, Any]]:
+        self.pending += pcm
+        out: list[dict[str, Any]] = []
+        while len(self.pending) >= self.window:
+            chunk = np.frombuffer(bytes(self.pending[: self.window]), dtype="<i2").astype(np.float64)
+            del self.pending[: self.window]
+            out += self._step(float(np.sqrt(np.mean(chunk * chunk))) > self.script.speech_rms)
+        return out
+
+    def _step(self, speech: bool) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        self.t += WINDOW_SECONDS
+        if speech:
+            if not self.in_turn:
+                self.in_turn, self.turn_start, self.speech = True, self.t - WINDOW_SECONDS, 0.0
+                out.append(self._info("StartOfTurn"))
+            elif self.eager_sent:
+                self.eager_sent = False
+                out.append(self._info("TurnResumed"))
+            self.speech += WINDOW_SECONDS
+            self.silence = 0.0
+        elif self.in_turn:
+            self.silence += WINDOW_SECONDS
+        if self.t + 1e-9 >= self.next_update:
+            self.next_update += UPDATE_SECONDS
+            out.append(self._info("Update"))
+        if self.in_turn and not speech:
+            if self.eager_silence is not None and not self.eager_sent and self.silence >= self.eager_silence:
+                self.eager_sent = True
+                out.append(self._info("EagerEndOfTurn", final=True))
+            if self.model_eot and self.silence >= self.eot_silence:
+                out.append(self.end_turn("model"))
+            elif self.silence >= self.timeout:
+                out.append(self.end_turn("timeout"))
+        return out
+
+    def end_turn(self, trigger: str) -> dict[str, Any]:
+        msg = self._info("EndOfTurn", final=True, trigger=trigger)
+        if trigger == "manual":
+            # A forced end keeps only the words heard so far.
+            msg["transcript"] = self._text()
+            msg["words"] = [{"word": w, "confidence": 0.9} for w in msg["transcript"].split()]
+        self.in_turn, self.eager_sent, self.silence = False, False, 0.0
+        self.turn_index += 1
+        return msg
+
+
+def _bad(status: int, text: str, code: str) -> web.Response:
+    request_id = str(uuid.uuid4())
+    return web.json_response(
+        {"err_code": code, "err_msg": text, "request_id": request_id},
+        status=status,
+        headers={"dg-error": text, "dg-request-id": request_id},
+    )
+
+
+def _check_query(query: dict[str, list[str]], script: Script) -> web.Response | None:
+    def one(name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    model = one("model")
+    if model is None:
+        return _bad(400, "Missing required parameter: model", "INVALID_QUERY_PARAMETER")
+    if model not in MODELS:
+        return _bad(400, f"Unknown model: {model}", "INVALID_QUERY_PARAMETER")
+    if model in script.forbidden_models:
+        return _bad(403, f"Project does not have access to the requested model: {model}", "INSUFFICIENT_PERMISSIONS")
+    if one("encoding") not in ENCODINGS:
+        return _bad(400, "encoding is required for raw audio", "INVALID_QUERY_PARAMETER")
+    try:
+        rate = int(one("sample_rate") or "0")
+        eot = float(one("eot_threshold") or 0.7)
+        eager = None if one("eager_eot_threshold") is None else float(one("eager_eot_threshold") or 0)
+        timeout = int(one("eot_timeout_ms") or 5000)
+    except ValueError:
+        return _bad(400, "Malformed numeric parameter", "INVALID_QUERY_PARAMETER")
+    if rate not in RATES:
+        return _bad(400, f"Unsupported sample_rate: {rate}", "INVALID_QUERY_PARAMETER")
+    if not 0.5 <= eot <= 1.0:
+        return _bad(400, "eot_threshold must be between 0.5 and 1.0", "INVALID_QUERY_PARAMETER")
+    if eager is not None and not (0.3 <= eager <= 0.9 and eager <= eot):
+        return _bad(400, "eager_eot_threshold must be between 0.3 and 0.9 and <= eot_threshold", "INVALID_QUERY_PARAMETER")
+    if not 500 <= timeout <= 60000:
+        return _bad(400, "eot_timeout_ms must be between 500 and 60000", "INVALID_QUERY_PARAMETER")
+    if query.get("language_hint") and model != "flux-general-multi":
+        return _bad(400, "language_hint is only supported by flux-general-multi", "INVALID_QUERY_PARAMETER")
+    tokens = sum(len(term.split()) for term in query.get("keyterm", []))
+    if tokens > 500:
+        return _bad(400, "keyterm exceeds 500 tokens", "INVALID_QUERY_PARAMETER")
+    return None
+
+
+class FakeFlux:
+    """Start with `await fake.start()`; point clients at `fake.url`; read `fake.streams` afterwards."""
+
+    def __init__(self, api_key: str = "test-key", script: Script | None = None) -> None:
+        self.api_key = api_key
+        self.script = script or Script()
+        self.streams: list[StreamRecord] = []
+        self.handshakes = 0  # attempts, including refused ones
+        self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v2/listen"
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = web.Application()
+        app.router.add_get("/v2/listen", self._handle)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return self.url
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.handshakes += 1
+        script = self.script
+        if script.handshake_delay:
+            await asyncio.sleep(script.handshake_delay)
+        if script.handshake_status is not None:
+            return _bad(script.handshake_status, f"Injected failure {script.handshake_status}", "INJECTED")
+        auth = request.headers.get("Authorization", "")
+        if auth != f"Token {self.api_key}":
+            return _bad(401, "Invalid credentials.", "INVALID_AUTH")
+        query = {key: request.query.getall(key) for key in request.query.keys()}
+        if (refused := _check_query(query, script)) is not None:
+            return refused
+        record = StreamRecord(query=query)
+        self.streams.append(record)
+        request_id = str(uuid.uuid4())
+        ws = web.WebSocketResponse(autoping=True)
+        ws.headers["dg-request-id"] = request_id
+        await ws.prepare(request)
+        self._sockets.add(ws)
+        try:
+            await _Stream(ws, record, script, request_id).run()
+        finally:
+            self._sockets.discard(ws)
+            record.closed = True
+        return ws
+
+
+class _Stream:
+    def __init__(self, ws: web.WebSocketResponse, record: StreamRecord, script: Script, request_id: str) -> None:
+        self.ws, self.record, self.script = ws, record, script
+        q = record.query
+        self.engine = TurnEngine(
+            script,
+            int(q["sample_rate"][0]),
+            float(q.get("eot_threshold", ["0.7"])[0]),
+            float(q["eager_eot_threshold"][0]) if "eager_eot_threshold" in q else None,
+            int(q.get("eot_timeout_ms", ["5000"])[0]),
+        )
+        self.multi = q["model"][0] == "flux-general-multi"
+        self.sequence = 0
+        self.request_id = request_id
+        self.muted = False
+        self.malformed_sent = False
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.muted or self.ws.closed:
+            return
+        if self.script.message_delay:
+            await asyncio.sleep(self.script.message_delay)
+        message = {**message, "sequence_id": self.sequence}
+        if message.get("type") == "TurnInfo" and self.multi:
+            message["languages"] = list(self.script.languages)
+        self.sequence += 1
+        self.record.sent.append(message)
+        self.record.sent_at.append(asyncio.get_running_loop().time())
+        await self.ws.send_str(json.dumps(message))
+
+    async def fatal(self, code: str, description: str) -> None:
+        message = {"type": "Error", "sequence_id": self.sequence, "code": code, "description": description}
+        self.record.sent.append(message)
+        await self.ws.send_str(json.dumps(message))
+        await self.close_without_code()
+
+    async def close_without_code(self) -> None:
+        """Flux closes with an empty close frame: clients see 1005."""
+        if not self.ws.closed:
+            await self.ws.send_frame(b"", WSMsgType.CLOSE)
+            try:
+                async with asyncio.timeout(1.0):
+                    await self.ws.receive()  # the client's close reply
+            except TimeoutError:
+                pass
+
+    async def run(self) -> None:
+        await self.send({"type": "Connected", "request_id": self.request_id})
+        if self.script.warning_on_connect:
+            await self.send({"type": "Warning", "code": "INJECTED_WARNING", "description": "just a warning"})
+        async for msg in self.ws:
+            if msg.type == WSMsgType.BINARY:
+                if not await self.on_audio(msg.data):
+                    return
+            elif msg.type == WSMsgType.TEXT:
+                self.record.client_messages.append(msg.data)
+                if not await self.on_control(msg.data):
+                    return
+            else:
+                return
+
+    async def on_audio(self, data: bytes) -> bool:
+        script = self.script
+        if not data:
+            await self.fatal("UNPARSABLE_CLIENT_MESSAGE", "Empty binary frame")
+            return False
+        self.record.audio_bytes += len(data)
+        self.record.frame_sizes.append(len(data))
+        seconds = self.record.audio_seconds
+        if script.drop_after is not None and seconds >= script.drop_after:
+            if script.drop_mode == "reset":
+                transport = self.ws._req.transport if self.ws._req else None  # type: ignore[union-attr]
+                if transport is not None:
+                    transport.abort()
+            else:
+                await self.ws.close()
+            return False
+        if script.fatal_after is not None and seconds >= script.fatal_after:
+            await self.fatal("INTERNAL_SERVER_ERROR", "Injected internal error")
+            return False
+        if script.silent_after is not None and seconds >= script.silent_after:
+            self.muted = True
+        if script.malformed_after is not None and seconds >= script.malformed_after and not self.malformed_sent:
+            self.malformed_sent = True
+            if not self.muted:
+                await self.ws.send_str("{not json")
+        for message in self.engine.feed(data):
+            await self.send(message)
+            if script.unknown_messages and message.get("event") == "Update":
+                await self.send({"type": "FutureMessageType", "payload": {"x": 1}})
+        return True
+
+    async def on_control(self, text: str) -> bool:
+        try:
+            message = json.loads(text)
+            kind = message["type"]
+        except (ValueError, KeyError, TypeError):
+            kind = None
+        if kind == "ForceEndTurn":
+            if self.script.ignore_force_end:
+                return True
+            if self.engine.in_turn:
+                await self.send(self.engine.end_turn("manual"))
+            elif self.script.no_turn_force_end == "warning":
+                await self.send({"type": "Warning", "code": "FORCE_END_TURN_NO_ACTIVE_TURN",
+                                 "description": "ForceEndTurn received with no active turn"})
+            return True
+        if kind == "CloseStream":
+            await self.close_without_code()  # no EndOfTurn: CloseStream does not finalize
+            return False
+        if kind == "Configure":
+            thresholds = message.get("thresholds") or {}
+            eot = thresholds.get("eot_threshold", 0.7)
+            if not 0.5 <= eot <= 1.0:
+                await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE", "description": "eot_threshold out of range"})
+            else:
+                await self.send({"type": "ConfigureSuccess", "thresholds": thresholds,
+                                 "keyterms": message.get("keyterms", [])})
+            return True
+        await self.fatal("UNPARSABLE_CLIENT_MESSAGE", "Could not parse client message")
+        return False
+
+
+async def _main() -> None:
+    parser = argparse.ArgumentParser(description="Fake Deepgram Flux server for tests and benchmarks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--api-key", default="test-key")
+    parser.add_argument("--transcript", action="append", help="text of each turn, in order")
+    parser.add_argument("--eot-silence", type=float, default=0.26)
+    parser.add_argument("--handshake-delay", type=float, default=0.0)
+    args = parser.parse_args()
+    script = Script(eot_silence=args.eot_silence, handshake_delay=args.handshake_delay)
+    if args.transcript:
+        script.transcripts = args.transcript
+    fake = FakeFlux(api_key=args.api_key, script=script)
+    await fake.start(args.host, args.port)
+    print(f"fake Flux listening on ws://{args.host}:{fake.port}/v2/listen (key {args.api_key!r})", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(_main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,157 @@
+"""The wyoming-flux command: parse and check the configuration, then serve Wyoming clients."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+from .flux import DEFAULT_URL, validate_thresholds
+from .handler import ServerSettings
+from .server import FluxServer
+from .models import FLUX_MODELS, MODEL_EN
+from .session import SessionConfig
+
+_LOGGER = logging.getLogger("wyoming_flux")
+
+
+class ConfigError(Exception):
+    """A configuration problem, reported as one line."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def _env_list(name: str) -> list[str] | None:
+    value = os.environ.get(name)
+    return [item.strip() for item in value.split(",") if item.strip()] if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag can also come from an environment variable (named in its help), for containers."""
+    p = argparse.ArgumentParser(
+        prog="wyoming-flux", description="Wyoming speech-to-text server backed by Deepgram Flux"
+    )
+    p.add_argument("--uri", default=_env("WYOMING_FLUX_URI", "tcp://0.0.0.0:10300"),
+                   help="where to listen: tcp://HOST:PORT or unix://PATH (env WYOMING_FLUX_URI)")
+    p.add_argument("--api-key", default=_env("DEEPGRAM_API_KEY"),
+                   help="Deepgram API key (env DEEPGRAM_API_KEY; prefer --api-key-file)")
+    p.add_argument("--api-key-file", default=_env("DEEPGRAM_API_KEY_FILE"),
+                   help="file holding the key, e.g. a Docker secret (env DEEPGRAM_API_KEY_FILE)")
+    p.add_argument("--model", action="append", choices=sorted(FLUX_MODELS),
+                   help=f"Flux model to offer; repeat for several (default {MODEL_EN}; env WYOMING_FLUX_MODEL, comma-separated)")
+    p.add_argument("--flux-url", default=_env("WYOMING_FLUX_URL", DEFAULT_URL),
+                   help="Flux endpoint: Deepgram US (default), wss://api.eu.deepgram.com/v2/listen, or self-hosted (env WYOMING_FLUX_URL)")
+    p.add_argument("--eot-threshold", type=float, default=_float_env("WYOMING_FLUX_EOT_THRESHOLD"),
+                   help="confidence Flux needs to end a turn, 0.5-1.0 (Flux default 0.7; env WYOMING_FLUX_EOT_THRESHOLD)")
+    p.add_argument("--eager-eot-threshold", type=float, default=_float_env("WYOMING_FLUX_EAGER_EOT_THRESHOLD"),
+                   help="enable eager end-of-turn events at this confidence, 0.3-0.9 (env WYOMING_FLUX_EAGER_EOT_THRESHOLD)")
+    p.add_argument("--eot-timeout-ms", type=int, default=_int_env("WYOMING_FLUX_EOT_TIMEOUT_MS"),
+                   help="silence after speech that always ends a turn, 500-60000 ms (Flux default 5000; env WYOMING_FLUX_EOT_TIMEOUT_MS)")
+    p.add_argument("--keyterm", action="append", default=None,
+                   help="a word or phrase Flux should expect; repeatable (env WYOMING_FLUX_KEYTERMS, comma-separated)")
+    p.add_argument("--end-of-speech", choices=("flux", "client"), default=_env("WYOMING_FLUX_END_OF_SPEECH", "flux"),
+                   help="flux: Flux's EndOfTurn ends the command; client: the client's VAD does (env WYOMING_FLUX_END_OF_SPEECH)")
+    p.add_argument("--no-speech-timeout", type=float, default=_float_env("WYOMING_FLUX_NO_SPEECH_TIMEOUT", 8.0),
+                   help="seconds without any speech before answering with empty text (default 8; env WYOMING_FLUX_NO_SPEECH_TIMEOUT)")
+    p.add_argument("--max-command-seconds", type=float, default=_float_env("WYOMING_FLUX_MAX_COMMAND_SECONDS", 30.0),
+                   help="longest command; then the turn is ended on what was heard (default 30; env WYOMING_FLUX_MAX_COMMAND_SECONDS)")
+    p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
+                   help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
+    p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
+    return p
+
+
+def _float_env(name: str, default: float | None = None) -> float | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else float(value)
+
+
+def _int_env(name: str, default: int | None = None) -> int | None:
+    value = os.environ.get(name)
+    return default if value in (None, "") else int(value)
+
+
+def read_api_key(args: argparse.Namespace) -> str:
+    if args.api_key_file:
+        try:
+            key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise ConfigError(f"cannot read --api-key-file {args.api_key_file}: {err.strerror}") from None
+    else:
+        key = (args.api_key or "").strip()
+    if not key:
+        raise ConfigError("a Deepgram API key is required: --api-key-file, --api-key or DEEPGRAM_API_KEY")
+    return key
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Check everything up front; raise ConfigError with one readable line."""
+    try:
+        validate_thresholds(args.eot_threshold, args.eager_eot_threshold, args.eot_timeout_ms)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.no_speech_timeout <= 0:
+        raise ConfigError("--no-speech-timeout must be more than 0 seconds")
+    if not 1 <= args.max_command_seconds <= 300:
+        raise ConfigError("--max-command-seconds must be between 1 and 300")
+    if not args.uri.startswith(("tcp://", "unix://", "stdio://")):
+        raise ConfigError(f"--uri must be tcp://HOST:PORT or unix://PATH, not {args.uri}")
+    if not args.flux_url.startswith(("wss://", "ws://")):
+        raise ConfigError(f"--flux-url must be a ws:// or wss:// URL, not {args.flux_url}")
+    names = args.model or _env_list("WYOMING_FLUX_MODEL") or [MODEL_EN]
+    unknown = [name for name in names if name not in FLUX_MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
+    keyterms = args.keyterm if args.keyterm is not None else (_env_list("WYOMING_FLUX_KEYTERMS") or [])
+    session = SessionConfig(
+        url=args.flux_url,
+        api_key=read_api_key(args),
+        eot_threshold=args.eot_threshold,
+        eager_eot_threshold=args.eager_eot_threshold,
+        eot_timeout_ms=args.eot_timeout_ms,
+        keyterms=tuple(keyterms),
+        end_on_flux_eot=args.end_of_speech == "flux",
+        no_speech_timeout=args.no_speech_timeout,
+        max_command_seconds=args.max_command_seconds,
+    )
+    return ServerSettings(session=session, models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)))
+
+
+async def serve(settings: ServerSettings, uri: str) -> None:
+    _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
+                 "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
+    await FluxServer(settings, uri).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        settings = settings_from_args(args)
+    except ValueError as err:  # a malformed number in an environment variable
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings, args.uri))
+    except KeyboardInterrupt:
+        pass
+    except OSError as err:
+        print(f"wyoming-flux: error: cannot listen on {args.uri}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""Deepgram Flux (/v2/listen) WebSocket client: stream options, typed messages, typed failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import aiohttp
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_URL = "wss://api.deepgram.com/v2/listen"
+EU_URL = "wss://api.eu.deepgram.com/v2/listen"
+KEYTERM_TOKEN_BUDGET = 500
+
+
+# ---------------------------------------------------------------- failures
+
+
+class FluxError(Exception):
+    """A Flux failure, with a stable code for clients and a text that never contains the API key."""
+
+    code = "flux-error"
+
+    def __init__(self, message: str, *, status: int | None = None, dg_error: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.dg_error = dg_error
+
+
+class FluxAuthError(FluxError):
+    """401: the key is wrong or revoked."""
+
+    code = "flux-auth"
+
+
+class FluxForbiddenError(FluxError):
+    """403: the key may not use this model."""
+
+    code = "flux-forbidden"
+
+
+class FluxBadRequestError(FluxError):
+    """400: Flux refused a query parameter."""
+
+    code = "flux-bad-request"
+
+
+class FluxRateLimitError(FluxError):
+    """429: too many concurrent streams for this account."""
+
+    code = "flux-rate-limited"
+
+
+class FluxUnavailableError(FluxError):
+    """Flux cannot be reached or answered with a server error."""
+
+    code = "flux-unavailable"
+
+
+class FluxStreamError(FluxError):
+    """The stream broke after it opened: a fatal Error message or a dropped socket."""
+
+    code = "flux-stream"
+
+
+class FluxTimeoutError(FluxError):
+    """Flux stopped answering within the bound we allow."""
+
+    code = "flux-timeout"
+
+
+_STATUS_ERRORS: dict[int, tuple[type[FluxError], str]] = {
+    400: (FluxBadRequestError, "Flux refused the request"),
+    401: (FluxAuthError, "Deepgram rejected the API key"),
+    403: (FluxForbiddenError, "this Deepgram key may not use the requested model"),
+    429: (FluxRateLimitError, "Deepgram's limit of concurrent streams was reached"),
+}
+
+
+def error_for_status(status: int, dg_error: str | None) -> FluxError:
+    """Map a failed handshake to its typed error, keeping Deepgram's own explanation."""
+    cls, text = _STATUS_ERRORS.get(status, (FluxUnavailableError, "Flux answered with an error"))
+    if status >= 500:
+        cls, text = FluxUnavailableError, "Flux is unavailable"
+    detail = f": {dg_error}" if dg_error else ""
+    return cls(f"{text} (HTTP {status}){detail}", status=status, dg_error=dg_error)
+
+
+# ---------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Everything that goes into the /v2/listen query string."""
+
+    model: str
+    sample_rate: int = 16000
+    encoding: str = "linear16"
+    eot_threshold: float | None = None
+    eager_eot_threshold: float | None = None
+    eot_timeout_ms: int | None = None
+    keyterms: tuple[str, ...] = ()
+    language_hints: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    def validate(self) -> None:
+        """Refuse values Flux would answer with a 400, before any network use."""
+        validate_thresholds(self.eot_threshold, self.eager_eot_threshold, self.eot_timeout_ms)
+
+    def query(self) -> list[tuple[str, str]]:
+        params = [("model", self.model), ("encoding", self.encoding), ("sample_rate", str(self.sample_rate))]
+        if self.eot_threshold is not None:
+            params.append(("eot_threshold", _number(self.eot_threshold)))
+        if self.eager_eot_threshold is not None:
+            params.append(("eager_eot_threshold", _number(self.eager_eot_threshold)))
+        if self.eot_timeout_ms is not None:
+            params.append(("eot_timeout_ms", str(self.eot_timeout_ms)))
+        params += [("keyterm", term) for term in self.keyterms]
+        params += [("language_hint", hint) for hint in self.language_hints]
+        params += [("tag", tag[:128]) for tag in self.tags]
+        return params
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def validate_thresholds(eot: float | None, eager: float | None, timeout_ms: int | None) -> None:
+    """Raise ValueError with one readable line for any value outside Flux's documented ranges."""
+    if eot is not None and not 0.5 <= eot <= 1.0:
+        raise ValueError(f"eot_threshold must be between 0.5 and 1.0, not {eot}")
+    if eager is not None:
+        if not 0.3 <= eager <= 0.9:
+            raise ValueError(f"eager_eot_threshold must be between 0.3 and 0.9, not {eager}")
+        if eager > (eot if eot is not None else 0.7):
+            raise ValueError(f"eager_eot_threshold ({eager}) must not exceed eot_threshold")
+    if timeout_ms is not None and not 500 <= timeout_ms <= 60000:
+        raise ValueError(f"eot_timeout_ms must be between 500 and 60000, not {timeout_ms}")
+
+
+def estimate_tokens(term: str) -> int:
+    """A conservative token count: at least one per word, one per four characters of a long word."""
+    return sum(max(1, math.ceil(len(word) / 4)) for word in term.split())
+
+
+def trim_keyterms(terms: list[str], budget: int = KEYTERM_TOKEN_BUDGET) -> list[str]:
+    """Keep terms in order (first ones matter most), without duplicates, within Flux's token budget."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    used = 0
+    for raw in terms:
+        term = " ".join(raw.split())
+        key = term.casefold()
+        if not term or key in seen:
+            continue
+        cost = estimate_tokens(term)
+        if used + cost > budget:
+            continue
+        kept.append(term)
+        seen.add(key)
+        used += cost
+    return kept
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Connected:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class TurnInfo:
+    event: str  # StartOfTurn | Update | EagerEndOfTurn | TurnResumed | EndOfTurn (or new ones)
+    turn_index: int
+    transcript: str
+    audio_window_start: float
+    audio_window_end: float
+    end_of_turn_confidence: float | None = None
+    trigger: str | None = None
+    languages: tuple[str, ...] = ()
+    words: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class FluxWarning:
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FatalError:
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    success: bool
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UnknownMessage:
+    type: str
+    raw: str
+
+
+FluxMessage = Union[Connected, TurnInfo, FluxWarning, FatalError, ConfigureResult, UnknownMessage]
+
+
+def parse_message(text: str) -> FluxMessage:
+    """Parse one server message; anything unexpected becomes UnknownMessage instead of an exception."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        kind = data.get("type")
+        if kind == "TurnInfo":
+            return TurnInfo(
+                event=str(data.get("event", "")),
+                turn_index=int(data.get("turn_index", 0)),
+                transcript=str(data.get("transcript") or ""),
+                audio_window_start=float(data.get("audio_window_start") or 0.0),
+                audio_window_end=float(data.get("audio_window_end") or 0.0),
+                end_of_turn_confidence=_optional_float(data.get("end_of_turn_confidence")),
+                trigger=data.get("trigger"),
+                languages=tuple(str(lang) for lang in data.get("languages") or ()),
+                words=tuple(w for w in data.get("words") or () if isinstance(w, dict)),
+            )
+        if kind == "Connected":
+            return Connected(request_id=str(data.get("request_id", "")))
+        if kind == "Warning":
+            return FluxWarning(str(data.get("code", "")), str(data.get("description", "")))
+        if kind == "Error":
+            return FatalError(str(data.get("code", "")), str(data.get("description", "")))
+        if kind in ("ConfigureSuccess", "ConfigureFailure"):
+            return ConfigureResult(kind == "ConfigureSuccess", data)
+        return UnknownMessage(str(kind), text[:500])
+    except (ValueError, TypeError):
+        return UnknownMessage("<malformed>", text[:500])
+
+
+def _optional_float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- connection
+
+
+class FluxSocket:
+    """One open Flux stream. Send audio and control messages; receive typed messages until it closes."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, request_id: str | None) -> None:
+        self._ws = ws
+        self.request_id = request_id
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def send_audio(self, frame: bytes) -> None:
+        if frame:  # an empty binary frame is an error on Flux
+            await self._send(self._ws.send_bytes(frame))
+
+    async def force_end_turn(self) -> None:
+        await self._send(self._ws.send_str('{"type":"ForceEndTurn"}'))
+
+    async def close_stream(self) -> None:
+        await self._send(self._ws.send_str('{"type":"CloseStream"}'))
+
+    async def configure(self, **config: Any) -> None:
+        await self._send(self._ws.send_str(json.dumps({"type": "Configure", **config})))
+
+    async def _send(self, sending: Any) -> None:
+        try:
+            await sending
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
+            raise FluxStreamError(f"the Flux stream closed while sending: {type(err).__name__}") from None
+
+    async def receive(self) -> FluxMessage | None:
+        """The next message, or None once the stream has closed normally. Raises FluxStreamError if it broke."""
+        while True:
+            msg = await self._ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                return parse_message(msg.data)
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                _LOGGER.debug("Ignoring a binary message from Flux")
+                continue
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                raise FluxStreamError(f"the Flux connection failed: {type(msg.data).__name__}")
+            return None  # CLOSE / CLOSING / CLOSED
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+async def connect(
+    http: aiohttp.ClientSession,
+    url: str,
+    api_key: str,
+    options: StreamOptions,
+    *,
+    timeout: float = 5.0,
+    heartbeat: float | None = None,
+) -> FluxSocket:
+    """Open a Flux stream. Raises a FluxError subclass on any failure, within `timeout` seconds.
+
+    A command stream carries audio all along; `heartbeat` (WebSocket pings, as v2 has no KeepAlive message)
+    is for a socket that will sit idle.
+    """
+    options.validate()
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await http.ws_connect(
+                url,
+                params=options.query(),
+                headers={"Authorization": f"Token {api_key}"},
+                heartbeat=heartbeat,
+                autoping=True,
+                max_msg_size=4 * 1024 * 1024,
+            )
+    except aiohttp.WSServerHandshakeError as err:
+        headers = err.headers or {}
+        raise error_for_status(err.status, headers.get("dg-error")) from None
+    except TimeoutError:
+        raise FluxTimeoutError(f"no answer from Flux within {timeout:g} s") from None
+    except (aiohttp.ClientError, OSError) as err:
+        # The exception text may carry the URL but never the key, which only travels in a header.
+        raise FluxUnavailableError(f"cannot reach Flux: {_describe(err)}") from None
+    response = getattr(ws, "_response", None)  # aiohttp keeps the handshake response here
+    request_id = response.headers.get("dg-request-id") if response is not None else None
+    return FluxSocket(ws, request_id)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"{err.host}:{err.port}: {err.os_error.strerror or type(err.os_error).__name__}"
+    return type(err).__name__ + (f" ({err})" if str(err) else "")

@@ -1,0 +1,266 @@
+"""Wyoming event handler: one client connection, any number of commands, each a TurnSession."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.error import Error
+from wyoming.event import Event
+from wyoming.info import AsrModel, AsrProgram, Attribution, Describe, Info
+from wyoming.server import AsyncEventHandler
+
+from . import __version__
+from .audio import AudioFormatError, check_format
+from .models import FluxModel, pick_model
+from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
+
+_LOGGER = logging.getLogger(__name__)
+
+ATTRIBUTION = Attribution(name="Deepgram", url="https://deepgram.com")
+PROGRAM_NAME = "deepgram-flux"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """What every connection of one server shares."""
+
+    session: SessionConfig
+    models: tuple[FluxModel, ...]
+
+
+def build_info(settings: ServerSettings) -> Info:
+    """The Describe answer. Built once at start-up: Describe must never touch the network."""
+    return Info(
+        asr=[
+            AsrProgram(
+                name=PROGRAM_NAME,
+                attribution=ATTRIBUTION,
+                installed=True,
+                description="Deepgram Flux streaming speech-to-text with model-detected end of turn",
+                version=__version__,
+                models=[
+                    AsrModel(
+                        name=model.name,
+                        attribution=ATTRIBUTION,
+                        installed=True,
+                        description=model.description,
+                        version=None,
+                        languages=list(model.languages),
+                    )
+                    for model in settings.models
+                ],
+                supports_transcript_streaming=True,
+                # Said explicitly: wyoming's default is True, which would make Home Assistant run its own VAD.
+                requires_external_vad=not settings.session.end_on_flux_eot,
+                prefers_auto_gain_enabled=True,
+                prefers_noise_reduction_enabled=False,
+            )
+        ]
+    )
+
+
+class _ChunkStream:
+    """Turns Flux's revised-in-place transcripts into append-only deltas (Wyoming clients concatenate).
+
+    Only words that are not the last one are sent while the turn goes on (the last word is still changing);
+    once Flux revises a word already sent, partials stop, and the final Transcript carries the truth.
+    """
+
+    def __init__(self) -> None:
+        self.started = False
+        self._sent: list[str] = []
+        self._diverged = False
+
+    def delta(self, text: str, final: bool = False) -> str:
+        words = text.split()
+        if self._diverged or words[: len(self._sent)] != self._sent:
+            self._diverged = True
+            return ""
+        stable = words if final else words[:-1]
+        new = stable[len(self._sent) :]
+        if not new:
+            return ""
+        chunk = (" " if self._sent else "") + " ".join(new)
+        self._sent.extend(new)
+        return chunk
+
+
+class FluxEventHandler(AsyncEventHandler):
+    """Serves Describe and Transcribe/Audio* for one Wyoming client."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        settings: ServerSettings,
+        info: Info,
+        http: aiohttp.ClientSession,
+    ) -> None:
+        super().__init__(reader, writer)
+        self._settings = settings
+        self._info_event = info.event()
+        self._http = http
+        self._transcribe: Transcribe | None = None
+        self._session: TurnSession | None = None
+        self._answered = False
+        self._chunks = _ChunkStream()
+        self._outbox: asyncio.Queue[Event] = asyncio.Queue()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="wyoming writer")
+        self._answer_task: asyncio.Task[None] | None = None
+        self._language: str | None = None
+
+    # ------------------------------------------------------------ events
+
+    async def handle_event(self, event: Event) -> bool:
+        if Describe.is_type(event.type):
+            self._send(self._info_event)
+        elif Transcribe.is_type(event.type):
+            self._transcribe = Transcribe.from_event(event)
+        elif AudioStart.is_type(event.type):
+            await self._start(AudioStart.from_event(event))
+        elif AudioChunk.is_type(event.type):
+            await self._feed(AudioChunk.from_event(event))
+        elif AudioStop.is_type(event.type):
+            await self._stop()
+        else:
+            _LOGGER.debug("Ignoring event %s", event.type)
+        return True
+
+    async def _start(self, start: AudioStart) -> None:
+        await self._end_command()  # a new stream replaces one the client abandoned
+        try:
+            check_format(start.rate, start.width, start.channels)
+        except AudioFormatError as err:
+            self._answer_error(f"Audio format not supported: {err}", "audio-format")
+            return
+        transcribe = self._transcribe or Transcribe()
+        self._transcribe = None  # a Transcribe applies to the one command that follows it
+        model = pick_model(list(self._settings.models), transcribe.name, transcribe.language)
+        request = TurnRequest(
+            model=model,
+            language=transcribe.language,
+            keyterms=tuple([*(transcribe.transcript_names or ()), *(transcribe.transcript_terms or ())]),
+        )
+        self._answered = False
+        self._chunks = _ChunkStream()
+        self._language = transcribe.language
+        self._session = TurnSession(
+            self._http, self._settings.session, request, start.rate, on_partial=self._on_partial
+        )
+        self._session.start()
+        self._answer_task = asyncio.create_task(self._answer_when_decided(self._session, model))
+
+    async def _feed(self, chunk: AudioChunk) -> None:
+        if self._session is None or self._answered:
+            return  # no command open, or it is already answered: discard until AudioStop
+        try:
+            self._session.feed(chunk.audio, chunk.rate, chunk.width, chunk.channels)
+        except AudioFormatError as err:
+            self._answer_error(f"Audio format not supported: {err}", "audio-format")
+            await self._end_command()
+
+    async def _stop(self) -> None:
+        session = self._session
+        if session is None:
+            return
+        if not self._answered:
+            await session.finish()
+            if self._answer_task is not None:
+                await self._answer_task  # the answer is written before we read the next event
+        await self._end_command()
+
+    async def _end_command(self) -> None:
+        session, self._session = self._session, None
+        task, self._answer_task = self._answer_task, None
+        if session is not None:
+            await session.aclose()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # ------------------------------------------------------------ answers
+
+    def _on_partial(self, text: str) -> None:
+        if self._answered:
+            return
+        if (delta := self._chunks.delta(text)):
+            self._start_streaming()
+            self._send(TranscriptChunk(text=delta).event())
+
+    def _start_streaming(self) -> None:
+        if not self._chunks.started:
+            self._chunks.started = True
+            self._send(TranscriptStart(language=self._language).event())
+
+    async def _answer_when_decided(self, session: TurnSession, model: FluxModel) -> None:
+        result = await session.wait()
+        if self._answered:
+            return
+        if result.ended_by is Ending.ERROR:
+            error = result.error
+            _LOGGER.warning("Command failed (%s): %s", error.code if error else "?", error)
+            self._answer_error(str(error), error.code if error else "flux-error")
+            return
+        self._answered = True
+        if self._chunks.started and (tail := self._chunks.delta(result.text, final=True)):
+            self._send(TranscriptChunk(text=tail).event())
+        self._send(Transcript(text=result.text, language=result.language).event())
+        if self._chunks.started:
+            self._send(TranscriptStop().event())
+        _log_command(model, result)
+
+    def _answer_error(self, text: str, code: str) -> None:
+        if not self._answered:
+            self._answered = True
+            self._send(Error(text=text, code=code).event())
+
+    # ------------------------------------------------------------ writing
+
+    def _send(self, event: Event) -> None:
+        self._outbox.put_nowait(event)
+
+    async def _write_loop(self) -> None:
+        """One writer, so events keep their order whoever queues them."""
+        while True:
+            event = await self._outbox.get()
+            try:
+                await self.write_event(event)
+            except (ConnectionError, RuntimeError):
+                return  # the client is gone; disconnect() cleans up
+
+    async def disconnect(self) -> None:
+        await self._end_command()
+        # Let what was queued go out (bounded), then stop the writer.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while not self._outbox.empty() and not self._writer_task.done():
+                    await asyncio.sleep(0.01)
+        self._writer_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._writer_task
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
+
+
+def _log_command(model: FluxModel, result: TurnResult) -> None:
+    _LOGGER.info(
+        "Command done: model=%s audio=%.2fs ended_by=%s%s text_chars=%d connect=%s first_text=%s finalize=%s total=%s",
+        model.name,
+        result.audio_seconds,
+        result.ended_by.value,
+        f"({result.trigger})" if result.trigger else "",
+        len(result.text),
+        _ms(result.connect_seconds),
+        _ms(result.first_text_seconds),
+        _ms(result.finalize_seconds),
+        _ms(result.elapsed_seconds),
+    )

@@ -1,0 +1,61 @@
+"""The Wyoming server: one shared HTTP session for Flux, one handler per client connection."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import partial
+
+import aiohttp
+from wyoming.server import AsyncServer, AsyncTcpServer
+
+from .handler import FluxEventHandler, ServerSettings, build_info
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class FluxServer:
+    """Start, serve, stop. `port` tells where a tcp:// server with port 0 ended up."""
+
+    def __init__(self, settings: ServerSettings, uri: str) -> None:
+        self.settings = settings
+        self.uri = uri
+        self._info = build_info(settings)  # once: Describe never touches the network
+        self._server: AsyncServer | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def port(self) -> int | None:
+        if isinstance(self._server, AsyncTcpServer) and self._server._server is not None:
+            return int(self._server._server.sockets[0].getsockname()[1])
+        return None
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession()
+        self._server = AsyncServer.from_uri(self.uri)
+        await self._server.start(self._handler_factory())
+
+    def _handler_factory(self) -> partial[FluxEventHandler]:
+        assert self._http is not None
+        return partial(FluxEventHandler, settings=self.settings, info=self._info, http=self._http)
+
+    async def run(self) -> None:
+        """Serve until stopped (SIGTERM or cancellation)."""
+        self._http = aiohttp.ClientSession()
+        self._server = AsyncServer.from_uri(self.uri)
+        try:
+            await self._server.run(self._handler_factory())
+        finally:
+            await self._http.close()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            handlers = list(self._server._handlers)  # the per-connection tasks
+            await self._server.stop()
+            if handlers:
+                await asyncio.wait(handlers, timeout=5.0)
+            if isinstance(self._server, AsyncTcpServer) and self._server._server is not None:
+                self._server._server.close()
+                await self._server._server.wait_closed()
+        if self._http is not None:
+            await self._http.close()
