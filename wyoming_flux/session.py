@@ -288,10 +288,11 @@ class TurnSession:
             if text:
                 self._completed.append(text)
             self._turn_text = ""
-            if self._forcing is not None:
+            if self._forcing is not None and info.trigger == "manual":
                 self._resolve(self._outcome(self._forcing, trigger=info.trigger))
             elif text and self._config.end_on_flux_eot:
                 self._resolve(self._outcome(Ending.END_OF_TURN, trigger=info.trigger))
+            # Otherwise keep listening: while we force, an earlier turn's EndOfTurn may still be in flight.
             return
         if info.event == "StartOfTurn" or info.transcript:
             self._turn_active = True  # an Update with text can come before any StartOfTurn

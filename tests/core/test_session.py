@@ -178,3 +178,12 @@ async def test_aclose_mid_command_closes_the_flux_stream(session_config: Session
             break
         await asyncio.sleep(0.02)
     assert fake_flux.streams[0].closed
+
+
+async def test_client_mode_upload_at_once_keeps_every_turn(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
+    """Earlier turns' EndOfTurn arrive after our ForceEndTurn was queued: they must not end the command."""
+    fake_flux.script.transcripts = ["what time is it", "set a timer for ten minutes"]
+    config = dataclasses.replace(session_config, end_on_flux_eot=False)
+    pcm = load_wav("what_time_is_it") + silence(1) + load_wav("set_a_timer")
+    result, _ = await command(config, pcm, pace=1e9)
+    assert result.text == "what time is it set a timer for ten minutes"

@@ -1,0 +1,1 @@
+"""Deepgram Flux speech-to-text for Home Assistant."""

@@ -1,0 +1,95 @@
+"""The wyoming-flux command: configuration checks, and the real process serving a command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+
+from tests.conftest import API_KEY
+from tests.fake_flux import FakeFlux
+from tests.helpers import chunks, fixture_text, load_wav, silence
+from wyoming_flux.cli import main
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--api-key", "k", "--eot-threshold", "1.5"], "eot_threshold must be between 0.5 and 1.0"),
+        (["--api-key", "k", "--eager-eot-threshold", "0.8", "--eot-threshold", "0.6"], "must not exceed"),
+        (["--api-key", "k", "--eot-timeout-ms", "100"], "eot_timeout_ms must be between 500 and 60000"),
+        (["--api-key", "k", "--max-command-seconds", "0"], "--max-command-seconds"),
+        (["--api-key", "k", "--uri", "http://x"], "--uri must be"),
+        (["--api-key", "k", "--flux-url", "https://x"], "--flux-url must be"),
+        ([], "a Deepgram API key is required"),
+        (["--api-key-file", "/nonexistent/key"], "cannot read --api-key-file"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+def test_malformed_environment_value_is_one_clear_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WYOMING_FLUX_EOT_THRESHOLD", "high")
+    assert main(["--api-key", "k"]) == 2
+    assert capsys.readouterr().err.strip().startswith("wyoming-flux: error:")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_the_server_process_serves_a_command_and_never_logs_the_key(fake_flux: FakeFlux, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WYOMING_FLUX_URL": fake_flux.url, "WYOMING_FLUX_DEBUG": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", "--api-key-file", str(key_file),
+        "--model", "flux-general-en", "--model", "flux-general-multi",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        for _ in range(100):  # wait (bounded) for it to listen
+            try:
+                client = AsyncTcpClient("127.0.0.1", port)
+                await client.connect()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the server did not start")
+        async with client:
+            await client.write_event(Describe().event())
+            info = Info.from_event(await client.read_event())  # type: ignore[arg-type]
+            assert [m.name for m in info.asr[0].models] == ["flux-general-en", "flux-general-multi"]
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for chunk in chunks(load_wav("turn_on_the_kitchen_light") + silence(1)):
+                await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk).event())
+            await client.write_event(AudioStop().event())
+            async with asyncio.timeout(5):
+                while not Transcript.is_type((event := await client.read_event()).type):  # type: ignore[union-attr]
+                    pass
+            assert Transcript.from_event(event).text == fixture_text("turn_on_the_kitchen_light")  # type: ignore[arg-type]
+    finally:
+        process.terminate()
+        output, _ = await asyncio.wait_for(process.communicate(), 10)
+    log = output.decode()
+    assert "Command done: model=flux-general-en" in log and "ended_by=end_of_turn(model)" in log
+    assert API_KEY not in log
