@@ -346,3 +346,13 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, aiohttp.ClientConnectorError):
         return f"{err.host}:{err.port}: {err.os_error.strerror or type(err.os_error).__name__}"
     return type(err).__name__ + (f" ({err})" if str(err) else "")
+
+
+async def verify_access(http: aiohttp.ClientSession, url: str, api_key: str, model: str, *, timeout: float = 10.0) -> str | None:
+    """Check a key, model and endpoint with one real handshake (no audio; the socket is closed at once).
+
+    Returns Deepgram's request id; raises the same typed FluxErrors as `connect`.
+    """
+    socket = await connect(http, url, api_key, StreamOptions(model=model), timeout=timeout)
+    await socket.close()
+    return socket.request_id

@@ -1,1 +1,88 @@
-"""Deepgram Flux speech-to-text for Home Assistant."""
+"""Deepgram Flux speech-to-text for Home Assistant: Flux, not a silence timer, decides when a command ends."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.const import CONF_API_KEY, Platform
+from homeassistant.core import HomeAssistant
+
+from wyoming_flux.session import SessionConfig
+
+from .const import (
+    CONF_BOOST_EXPOSED,
+    CONF_CUSTOM_URL,
+    CONF_END_OF_SPEECH,
+    CONF_ENDPOINT,
+    CONF_EAGER_EOT_THRESHOLD,
+    CONF_EOT_THRESHOLD,
+    CONF_EOT_TIMEOUT_MS,
+    CONF_KEYTERMS,
+    CONF_MAX_COMMAND_SECONDS,
+    CONF_NO_SPEECH_TIMEOUT,
+    DEFAULT_OPTIONS,
+    END_OF_SPEECH_FLUX,
+    ENDPOINT_CUSTOM,
+    ENDPOINT_URLS,
+    HISTORY_LENGTH,
+)
+from .keyterms import KeytermIndex
+
+PLATFORMS = [Platform.STT]
+
+
+@dataclass
+class RuntimeData:
+    """What the entity and diagnostics share for one config entry."""
+
+    session_config: SessionConfig
+    keyterms: KeytermIndex
+    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+
+
+type DeepgramFluxConfigEntry = ConfigEntry[RuntimeData]
+
+
+def endpoint_url(data: dict[str, Any]) -> str:
+    """The Flux URL an entry's data points at."""
+    if data.get(CONF_ENDPOINT) == ENDPOINT_CUSTOM:
+        return str(data[CONF_CUSTOM_URL])
+    return ENDPOINT_URLS[data.get(CONF_ENDPOINT) or "us"]
+
+
+def options_with_defaults(entry: ConfigEntry) -> dict[str, Any]:
+    return {**DEFAULT_OPTIONS, **entry.options}
+
+
+def session_config(entry: ConfigEntry) -> SessionConfig:
+    """Map the entry's data and options onto the shared core's settings."""
+    options = options_with_defaults(entry)
+    eager = options.get(CONF_EAGER_EOT_THRESHOLD)
+    return SessionConfig(
+        url=endpoint_url(dict(entry.data)),
+        api_key=entry.data[CONF_API_KEY],
+        eot_threshold=float(options[CONF_EOT_THRESHOLD]),
+        eager_eot_threshold=None if eager in (None, "") else float(eager),
+        eot_timeout_ms=int(options[CONF_EOT_TIMEOUT_MS]),
+        keyterms=tuple(options[CONF_KEYTERMS]),
+        end_on_flux_eot=options[CONF_END_OF_SPEECH] == END_OF_SPEECH_FLUX,
+        no_speech_timeout=float(options[CONF_NO_SPEECH_TIMEOUT]),
+        max_command_seconds=float(options[CONF_MAX_COMMAND_SECONDS]),
+    )
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
+    """Set up Deepgram Flux from a config entry."""
+    keyterms = KeytermIndex(hass, enabled=options_with_defaults(entry)[CONF_BOOST_EXPOSED])
+    entry.async_on_unload(keyterms.async_start())
+    entry.runtime_data = RuntimeData(session_config=session_config(entry), keyterms=keyterms)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
+    """Unload a config entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)

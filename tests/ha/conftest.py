@@ -21,3 +21,28 @@ async def ha_core(hass):  # type: ignore[no-untyped-def]
     assert await async_setup_component(hass, "homeassistant", {})
     await hass.async_block_till_done()
     return hass
+
+
+@pytest.fixture
+def flux_entry_data(fake_flux):  # type: ignore[no-untyped-def]
+    """A config entry pointed at the fake Flux (a custom endpoint)."""
+    from tests.conftest import API_KEY
+
+    return {"api_key": API_KEY, "model": "flux-general-en", "endpoint": "custom", "custom_url": fake_flux.url}
+
+
+@pytest.fixture
+async def flux_entry(hass, ha_core, flux_entry_data):  # type: ignore[no-untyped-def]
+    """Our integration, set up against the fake Flux."""
+    from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+    from custom_components.deepgram_flux.config_flow import unique_id
+
+    entry = MockConfigEntry(
+        domain="deepgram_flux", data=flux_entry_data, unique_id=unique_id(flux_entry_data),
+        title="Deepgram Flux (flux-general-en)",
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry

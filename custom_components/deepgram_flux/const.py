@@ -1,0 +1,45 @@
+"""Constants for the Deepgram Flux integration."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from wyoming_flux.flux import DEFAULT_URL, EU_URL
+from wyoming_flux.models import MODEL_EN, MODEL_MULTI
+
+DOMAIN: Final = "deepgram_flux"
+
+CONF_MODEL: Final = "model"
+CONF_ENDPOINT: Final = "endpoint"
+CONF_CUSTOM_URL: Final = "custom_url"
+
+ENDPOINT_US: Final = "us"
+ENDPOINT_EU: Final = "eu"
+ENDPOINT_CUSTOM: Final = "custom"
+ENDPOINT_URLS: Final = {ENDPOINT_US: DEFAULT_URL, ENDPOINT_EU: EU_URL}
+MODELS: Final = [MODEL_EN, MODEL_MULTI]
+
+# Options
+CONF_EOT_THRESHOLD: Final = "eot_threshold"
+CONF_EAGER_EOT_THRESHOLD: Final = "eager_eot_threshold"
+CONF_EOT_TIMEOUT_MS: Final = "eot_timeout_ms"
+CONF_KEYTERMS: Final = "keyterms"
+CONF_BOOST_EXPOSED: Final = "boost_exposed_names"
+CONF_END_OF_SPEECH: Final = "end_of_speech"
+CONF_NO_SPEECH_TIMEOUT: Final = "no_speech_timeout"
+CONF_MAX_COMMAND_SECONDS: Final = "max_command_seconds"
+
+END_OF_SPEECH_FLUX: Final = "flux"
+END_OF_SPEECH_HA_VAD: Final = "ha_vad"
+
+DEFAULT_OPTIONS: Final = {
+    CONF_EOT_THRESHOLD: 0.7,
+    CONF_EOT_TIMEOUT_MS: 5000,
+    CONF_KEYTERMS: [],
+    CONF_BOOST_EXPOSED: True,
+    CONF_END_OF_SPEECH: END_OF_SPEECH_FLUX,
+    CONF_NO_SPEECH_TIMEOUT: 8.0,
+    CONF_MAX_COMMAND_SECONDS: 30.0,
+}
+
+HISTORY_LENGTH: Final = 10  # recent commands kept for diagnostics

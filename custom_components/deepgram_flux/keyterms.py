@@ -1,0 +1,79 @@
+"""Keyterms from Home Assistant: the names of areas and of entities exposed to Assist.
+
+Flux hears "turn on the Hue Strip in Léa's room" right when those names are sent as keyterms. The list is
+rebuilt only after something it depends on changed (exposure, the entity or area registry), not per command.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from homeassistant.components.homeassistant.exposed_entities import (
+    DATA_EXPOSED_ENTITIES,
+    async_listen_entity_updates,
+    async_should_expose,
+)
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.helpers import area_registry as ar, entity_registry as er
+
+ASSISTANT = "conversation"
+
+
+class KeytermIndex:
+    """A cached list of area and exposed-entity names, marked stale by the events that change it."""
+
+    def __init__(self, hass: HomeAssistant, *, enabled: bool) -> None:
+        self._hass = hass
+        self.enabled = enabled
+        self._terms: list[str] = []
+        self._stale = True
+        self.builds = 0  # how many times the list was rebuilt (diagnostics, tests)
+
+    @callback
+    def async_start(self) -> Callable[[], None]:
+        """Listen for changes; returns the function that stops listening."""
+        if not self.enabled:
+            return lambda: None
+        unsubs: list[Callable[[], None]] = [
+            self._hass.bus.async_listen(er.EVENT_ENTITY_REGISTRY_UPDATED, self._mark_stale),
+            self._hass.bus.async_listen(ar.EVENT_AREA_REGISTRY_UPDATED, self._mark_stale),
+        ]
+        if DATA_EXPOSED_ENTITIES in self._hass.data:
+            unsubs.append(async_listen_entity_updates(self._hass, ASSISTANT, self._mark_stale))
+
+        def stop() -> None:
+            for unsub in unsubs:
+                unsub()
+
+        return stop
+
+    @callback
+    def _mark_stale(self, _event: Event[Any] | None = None) -> None:
+        self._stale = True
+
+    @callback
+    def terms(self) -> list[str]:
+        """Area names and aliases first (few, and often spoken), then exposed entities' names and aliases."""
+        if not self.enabled:
+            return []
+        if self._stale:
+            self._terms = self._build()
+            self._stale = False
+            self.builds += 1
+        return self._terms
+
+    def _build(self) -> list[str]:
+        terms: list[str] = []
+        for area in ar.async_get(self._hass).async_list_areas():
+            terms += [area.name, *sorted(area.aliases)]
+        if DATA_EXPOSED_ENTITIES not in self._hass.data:
+            return terms
+        registry = er.async_get(self._hass)
+        for state in self._hass.states.async_all():
+            if not async_should_expose(self._hass, ASSISTANT, state.entity_id):
+                continue
+            terms.append(state.name)
+            if (entry := registry.async_get(state.entity_id)) is not None:
+                terms += [alias for alias in entry.aliases if isinstance(alias, str)]
+        return terms
