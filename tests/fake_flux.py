@@ -51,6 +51,7 @@ class Script:
     unknown_messages: bool = False  # send an unknown message type with every Update
     warning_on_connect: bool = False
     ignore_force_end: bool = False
+    no_eot: bool = False  # never end a turn by itself (model or timeout)
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
 
 
@@ -145,7 +146,7 @@ class TurnEngine:
         if self.t + 1e-9 >= self.next_update:
             self.next_update += UPDATE_SECONDS
             out.append(self._info("Update"))
-        if self.in_turn and not speech:
+        if self.in_turn and not speech and not self.script.no_eot:
             if self.eager_silence is not None and not self.eager_sent and self.silence >= self.eager_silence:
                 self.eager_sent = True
                 out.append(self._info("EagerEndOfTurn", final=True))
@@ -222,6 +223,7 @@ class FakeFlux:
         self.handshakes = 0  # attempts, including refused ones
         self._runner: web.AppRunner | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        self._stopping = asyncio.Event()  # ends injected handshake delays when the fake stops
         self.port = 0
 
     @property
@@ -229,9 +231,10 @@ class FakeFlux:
         return f"ws://127.0.0.1:{self.port}/v2/listen"
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._stopping.clear()
         app = web.Application()
         app.router.add_get("/v2/listen", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)  # cut hung handlers short
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -239,6 +242,7 @@ class FakeFlux:
         return self.url
 
     async def stop(self) -> None:
+        self._stopping.set()
         for ws in list(self._sockets):
             await ws.close()
         if self._runner is not None:
@@ -248,7 +252,11 @@ class FakeFlux:
         self.handshakes += 1
         script = self.script
         if script.handshake_delay:
-            await asyncio.sleep(script.handshake_delay)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), script.handshake_delay)
+                return web.Response(status=503)  # stopping
+            except TimeoutError:
+                pass
         if script.handshake_status is not None:
             return _bad(script.handshake_status, f"Injected failure {script.handshake_status}", "INJECTED")
         auth = request.headers.get("Authorization", "")

@@ -39,6 +39,7 @@ class PacedStream:
         self.pcm, self.pace, self.size = pcm, pace, size
         self.sent = 0
         self.exhausted = False
+        self.exhausted_at: float | None = None  # loop time the last chunk was handed out
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
@@ -49,6 +50,7 @@ class PacedStream:
             self.sent += len(chunk)
             yield chunk
         self.exhausted = True
+        self.exhausted_at = loop.time()
 
     @property
     def seconds_sent(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import os
 import sys
@@ -61,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds without any speech before answering with empty text (default 8; env WYOMING_FLUX_NO_SPEECH_TIMEOUT)")
     p.add_argument("--max-command-seconds", type=float, default=_float_env("WYOMING_FLUX_MAX_COMMAND_SECONDS", 30.0),
                    help="longest command; then the turn is ended on what was heard (default 30; env WYOMING_FLUX_MAX_COMMAND_SECONDS)")
+    p.add_argument("--max-sessions", type=int, default=_int_env("WYOMING_FLUX_MAX_SESSIONS"),
+                   help="most commands streaming to Flux at once; more get a server-busy Error (env WYOMING_FLUX_MAX_SESSIONS)")
+    p.add_argument("--allow", action="append", default=None,
+                   help="client network allowed to connect, e.g. 192.168.1.0/24; repeatable; default everyone "
+                        "(env WYOMING_FLUX_ALLOW, comma-separated)")
     p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
@@ -109,6 +115,13 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
     keyterms = args.keyterm if args.keyterm is not None else (_env_list("WYOMING_FLUX_KEYTERMS") or [])
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise ConfigError("--max-sessions must be at least 1")
+    try:
+        allow = tuple(ipaddress.ip_network(net, strict=False)
+                      for net in (args.allow if args.allow is not None else _env_list("WYOMING_FLUX_ALLOW") or []))
+    except ValueError as err:
+        raise ConfigError(f"--allow: {err}") from None
     session = SessionConfig(
         url=args.flux_url,
         api_key=read_api_key(args),
@@ -120,10 +133,32 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         no_speech_timeout=args.no_speech_timeout,
         max_command_seconds=args.max_command_seconds,
     )
-    return ServerSettings(session=session, models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)))
+    return ServerSettings(
+        session=session,
+        models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)),
+        max_sessions=args.max_sessions,
+        allow=allow,
+    )
+
+
+def exposure_warning(uri: str, allow: tuple[object, ...]) -> str | None:
+    """Wyoming has no authentication: say so when anyone on the network can spend the key's credit."""
+    if not uri.startswith("tcp://") or allow:
+        return None
+    host = uri[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        if host == "localhost":
+            return None
+    return (f"Listening on {uri}: Wyoming has no authentication, so anyone who can reach this port can use your "
+            "Deepgram credit. Limit clients with --allow (e.g. --allow 192.168.1.0/24) or a firewall.")
 
 
 async def serve(settings: ServerSettings, uri: str) -> None:
+    if (warning := exposure_warning(uri, settings.allow)) is not None:
+        _LOGGER.warning(warning)
     _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
                  "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
     await FluxServer(settings, uri).run()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
@@ -19,11 +20,15 @@ from . import __version__
 from .audio import AudioFormatError, check_format
 from .models import FluxModel, pick_model
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
+from .wire import BadEvent, read_event
 
 _LOGGER = logging.getLogger(__name__)
 
 ATTRIBUTION = Attribution(name="Deepgram", url="https://deepgram.com")
 PROGRAM_NAME = "deepgram-flux"
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,38 @@ class ServerSettings:
 
     session: SessionConfig
     models: tuple[FluxModel, ...]
+    max_sessions: int | None = None  # concurrent commands (Flux streams); None = no limit
+    allow: tuple[IPNetwork, ...] = field(default=())  # client networks; empty = everyone
+
+
+class SessionGate:
+    """Counts live commands across all connections, so excess ones are refused before a Flux stream opens."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def enter(self) -> bool:
+        if self.limit is not None and self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def leave(self) -> None:
+        self.active -= 1
+
+
+def client_allowed(peer: object, allow: tuple[IPNetwork, ...]) -> bool:
+    """True if no allow list is set, the client is on a Unix socket, or its address is in a listed network."""
+    if not allow or not isinstance(peer, tuple) or not peer:
+        return True
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allow)
 
 
 def build_info(settings: ServerSettings) -> Info:
@@ -102,9 +139,12 @@ class FluxEventHandler(AsyncEventHandler):
         settings: ServerSettings,
         info: Info,
         http: aiohttp.ClientSession,
+        gate: SessionGate | None = None,
     ) -> None:
         super().__init__(reader, writer)
         self._settings = settings
+        self._gate = gate or SessionGate(None)
+        self._holds_gate = False
         self._info_event = info.event()
         self._http = http
         self._transcribe: Transcribe | None = None
@@ -117,6 +157,35 @@ class FluxEventHandler(AsyncEventHandler):
         self._language: str | None = None
 
     # ------------------------------------------------------------ events
+
+    async def run(self) -> None:
+        """Like wyoming's loop, but with bounded reads and a clear Error for what cannot be read."""
+        try:
+            peer = self.writer.get_extra_info("peername")
+            if not client_allowed(peer, self._settings.allow):
+                _LOGGER.warning("Refused a client from %s: not in --allow", peer[0] if peer else "?")
+                self._send(Error(text="This client is not allowed to use this server", code="client-not-allowed").event())
+                return
+            while True:
+                try:
+                    event = await read_event(self.reader)
+                except BadEvent as err:
+                    _LOGGER.warning("Closing a connection that sent a bad event: %s", err)
+                    self._send(Error(text=f"Bad event: {err}", code="bad-event").event())
+                    return
+                if event is None or not await self._dispatch(event):
+                    return
+        finally:
+            await self.disconnect()
+            self.writer.close()
+
+    async def _dispatch(self, event: Event) -> bool:
+        try:
+            return await self.handle_event(event)
+        except (KeyError, TypeError, ValueError) as err:  # a known event type with missing or wrong fields
+            _LOGGER.warning("Ignoring malformed %s event: %s", event.type, err)
+            self._send(Error(text=f"Malformed {event.type} event", code="bad-event").event())
+            return True
 
     async def handle_event(self, event: Event) -> bool:
         if Describe.is_type(event.type):
@@ -135,6 +204,7 @@ class FluxEventHandler(AsyncEventHandler):
 
     async def _start(self, start: AudioStart) -> None:
         await self._end_command()  # a new stream replaces one the client abandoned
+        self._answered = False
         try:
             check_format(start.rate, start.width, start.channels)
         except AudioFormatError as err:
@@ -142,13 +212,17 @@ class FluxEventHandler(AsyncEventHandler):
             return
         transcribe = self._transcribe or Transcribe()
         self._transcribe = None  # a Transcribe applies to the one command that follows it
+        if not self._gate.enter():
+            _LOGGER.warning("Refused a command: %d commands are already running (--max-sessions)", self._gate.active)
+            self._answer_error("The server is at its limit of concurrent commands; try again shortly", "server-busy")
+            return
+        self._holds_gate = True
         model = pick_model(list(self._settings.models), transcribe.name, transcribe.language)
         request = TurnRequest(
             model=model,
             language=transcribe.language,
             keyterms=tuple([*(transcribe.transcript_names or ()), *(transcribe.transcript_terms or ())]),
         )
-        self._answered = False
         self._chunks = _ChunkStream()
         self._language = transcribe.language
         self._session = TurnSession(
@@ -176,7 +250,13 @@ class FluxEventHandler(AsyncEventHandler):
                 await self._answer_task  # the answer is written before we read the next event
         await self._end_command()
 
+    def _release_gate(self) -> None:
+        if self._holds_gate:
+            self._holds_gate = False
+            self._gate.leave()
+
     async def _end_command(self) -> None:
+        self._release_gate()
         session, self._session = self._session, None
         task, self._answer_task = self._answer_task, None
         if session is not None:
@@ -201,6 +281,7 @@ class FluxEventHandler(AsyncEventHandler):
 
     async def _answer_when_decided(self, session: TurnSession, model: FluxModel) -> None:
         result = await session.wait()
+        self._release_gate()  # the Flux stream closes now; the client may keep sending until AudioStop
         if self._answered:
             return
         if result.ended_by is Ending.ERROR:

@@ -9,7 +9,7 @@ from functools import partial
 import aiohttp
 from wyoming.server import AsyncServer, AsyncTcpServer
 
-from .handler import FluxEventHandler, ServerSettings, build_info
+from .handler import FluxEventHandler, ServerSettings, SessionGate, build_info
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ class FluxServer:
         self.settings = settings
         self.uri = uri
         self._info = build_info(settings)  # once: Describe never touches the network
+        self.gate = SessionGate(settings.max_sessions)
         self._server: AsyncServer | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -37,7 +38,7 @@ class FluxServer:
 
     def _handler_factory(self) -> partial[FluxEventHandler]:
         assert self._http is not None
-        return partial(FluxEventHandler, settings=self.settings, info=self._info, http=self._http)
+        return partial(FluxEventHandler, settings=self.settings, info=self._info, http=self._http, gate=self.gate)
 
     async def run(self) -> None:
         """Serve until stopped (SIGTERM or cancellation)."""

@@ -37,6 +37,7 @@ _LOGGER = logging.getLogger(__name__)
 UPDATE_INTERVAL = 0.24  # seconds of audio between Flux Updates
 _TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
 _WALL_GRACE = 2.0  # wall-clock slack over an audio-time bound before we stop trusting Flux's clock
+_EOT_GRACE = 1.0  # audio seconds past Flux's own eot_timeout before we end a turn Flux should have ended
 _QUIET_AFTER_FORCE = 0.5  # with no turn open, how long Flux may stay silent after ForceEndTurn
 _FORCE = "force"
 
@@ -64,7 +65,7 @@ class SessionConfig:
     end_on_flux_eot: bool = True  # False: the client's end of audio decides (Home Assistant's VAD mode)
     no_speech_timeout: float = 8.0
     max_command_seconds: float = 30.0
-    connect_timeout: float = 5.0
+    connect_timeout: float = 3.0
     finalize_timeout: float = 2.0  # ForceEndTurn -> EndOfTurn
     stall_timeout: float = 3.0  # no message at all from a Flux stream that should be talking
 
@@ -131,6 +132,7 @@ class TurnSession:
         self._completed: list[str] = []  # finished turns (only more than one in client mode)
         self._turn_text = ""
         self._turn_active = False
+        self._words_at = 0.0  # Flux's audio clock when the current turn last gained or changed words
         self._language: str | None = None
         self._last_partial = ""
 
@@ -296,6 +298,8 @@ class TurnSession:
             return
         if info.event == "StartOfTurn" or info.transcript:
             self._turn_active = True  # an Update with text can come before any StartOfTurn
+        if info.event == "StartOfTurn" or info.transcript.strip() != self._turn_text:
+            self._words_at = info.audio_window_end
         self._turn_text = info.transcript.strip()
         self._report_partial()
 
@@ -343,6 +347,11 @@ class TurnSession:
                 self._resolve(self._outcome(Ending.NO_SPEECH))
             elif age >= config.max_command_seconds + _WALL_GRACE:
                 self._force(Ending.MAX_LENGTH)
+            elif (config.end_on_flux_eot and self._turn_active
+                  and self._flux_seconds - self._words_at >= (config.eot_timeout_ms or 5000) / 1000 + _EOT_GRACE):
+                _LOGGER.warning("Flux did not end the turn after %.1f s without new words; forcing the end",
+                                self._flux_seconds - self._words_at)
+                self._force(Ending.FORCED)
             elif (self._last_message_at is not None and now - self._last_message_at >= config.stall_timeout
                   and self._sent_seconds - self._flux_seconds >= 1.0):
                 self._give_best("Flux stopped sending results")
