@@ -282,7 +282,7 @@ class FluxEventHandler(AsyncEventHandler):
     async def _answer_when_decided(self, session: TurnSession, model: FluxModel) -> None:
         result = await session.wait()
         self._release_gate()  # the Flux stream closes now; the client may keep sending until AudioStop
-        if self._answered:
+        if self._answered or result.ended_by is Ending.CANCELLED:
             return
         if result.ended_by is Ending.ERROR:
             error = result.error

@@ -15,7 +15,7 @@ from enum import Enum
 
 import aiohttp
 
-from .audio import AudioAdapter, flux_rate_for
+from .audio import AudioAdapter, check_format, flux_rate_for
 from .flux import (
     Connected,
     FatalError,
@@ -50,6 +50,7 @@ class Ending(str, Enum):
     NO_SPEECH = "no_speech"  # nothing was said within the no-speech bound
     MAX_LENGTH = "max_length"  # the command hit its length bound
     ERROR = "error"
+    CANCELLED = "cancelled"  # closed by its owner (e.g. the client left) before it was decided
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,11 @@ class TurnSession:
         """Queue client audio. Raises AudioFormatError for audio that cannot be converted."""
         if self.done or self._audio_ended_at is not None or self._forcing is not None:
             return  # the command is decided: later audio is discarded
+        check_format(rate, width, channels)
+        room = self._config.max_command_seconds - self._adapter.seconds_in
+        sample_frame = width * channels
+        if len(audio) > room * rate * sample_frame:  # one huge chunk must not carry audio past the bound
+            audio = audio[: max(0, int(room * rate)) * sample_frame]
         for frame in self._adapter.push(audio, rate, width, channels):
             self._queue.put_nowait(frame)
         if self._adapter.seconds_in >= self._config.max_command_seconds:
@@ -177,7 +183,7 @@ class TurnSession:
     async def aclose(self) -> None:
         """Stop everything and close the Flux stream (bounded); safe to call at any time, more than once."""
         if not self.done:
-            self._resolve(self._outcome(Ending.ERROR, error=FluxStreamError("the command was cancelled")))
+            self._resolve(self._outcome(Ending.CANCELLED))
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(self._config.finalize_timeout + 1.0):
@@ -371,7 +377,7 @@ class TurnSession:
 
     def _outcome(self, ended_by: Ending, **extra: object) -> TurnResult:
         now = self._loop.time()
-        text = "" if ended_by in (Ending.ERROR, Ending.NO_SPEECH) else self._text()
+        text = "" if ended_by in (Ending.ERROR, Ending.NO_SPEECH, Ending.CANCELLED) else self._text()
         ended_at = self._audio_ended_at if ended_by is Ending.FORCED else None
         result = TurnResult(
             text=text,

@@ -46,14 +46,13 @@ async def read_event(reader: asyncio.StreamReader) -> Event | None:
     data_length = _length(header, "data_length", MAX_DATA_BYTES)
     payload_length = _length(header, "payload_length", MAX_PAYLOAD_BYTES)
     try:
-        if data_length:
-            extra = json.loads(await reader.readexactly(data_length))
-            if not isinstance(extra, dict):
-                raise BadEvent("event data must be an object")
-            data.update(extra)
+        extra = json.loads(await reader.readexactly(data_length)) if data_length else {}
         payload = await reader.readexactly(payload_length) if payload_length else None
     except (asyncio.IncompleteReadError, ConnectionError):
         return None
     except ValueError:
         raise BadEvent("event data is not JSON") from None
+    if not isinstance(extra, dict):
+        raise BadEvent("event data must be an object")
+    data.update(extra)
     return Event(type=header["type"], data=data, payload=payload)

@@ -123,7 +123,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         await session.finish()  # the stream ended before Flux did: finalize on what was heard
 
     def _speech_result(self, result: TurnResult) -> stt.SpeechResult:
-        if result.ended_by is Ending.ERROR:
+        if result.ended_by in (Ending.ERROR, Ending.CANCELLED):
             error = result.error
             _LOGGER.error("Deepgram Flux failed: %s", error)
             if isinstance(error, FluxAuthError):
