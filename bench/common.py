@@ -1,0 +1,111 @@
+"""Shared by the benchmarks: start the fake Flux and the server as real processes, drive Wyoming commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from collections.abc import Iterator
+
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.helpers import chunks  # noqa: E402
+
+API_KEY = "bench-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+@contextmanager
+def processes(*server_args: str, fake_args: tuple[str, ...] = ()) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The fake Flux and a wyoming-flux server, each its own process; yields (server process, server port)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    flux_port, port = free_port(), free_port()
+    fake = subprocess.Popen([sys.executable, "-m", "tests.fake_flux", "--port", str(flux_port), "--api-key", API_KEY,
+                             *fake_args], env=env, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen([sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}",
+                               "--api-key", API_KEY, "--flux-url", f"ws://127.0.0.1:{flux_port}/v2/listen",
+                               *server_args], env=env,
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_port(flux_port)
+        wait_port(port)
+        yield server, port
+    finally:
+        for proc in (server, fake):
+            proc.terminate()
+            proc.wait(10)
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, channels: int = 1,
+                  chunk_bytes: int = 320, pace: float | None = None) -> tuple[str, float]:
+    """One Wyoming command; pace=None uploads as fast as possible. Returns (text, seconds to the Transcript)."""
+    loop = asyncio.get_running_loop()
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        started = loop.time()
+
+        async def answer() -> str:
+            while True:
+                event = await client.read_event()
+                if event is None:
+                    raise RuntimeError("connection closed without an answer")
+                if Transcript.is_type(event.type):
+                    return Transcript.from_event(event).text
+                if event.type == "error":
+                    raise RuntimeError(f"error: {event.data}")
+
+        reading = asyncio.create_task(answer())
+        await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
+        sent = 0
+        for chunk in chunks(pcm, chunk_bytes):
+            if reading.done():
+                break
+            await client.write_event(AudioChunk(rate=rate, width=width, channels=channels, audio=chunk).event())
+            sent += len(chunk)
+            if pace:
+                due = started + sent / (rate * width * channels) / pace
+                await asyncio.sleep(max(0.0, due - loop.time()))
+        await client.write_event(AudioStop().event())
+        text = await asyncio.wait_for(reading, 30)
+        return text, loop.time() - started
