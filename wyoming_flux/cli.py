@@ -7,11 +7,13 @@ import asyncio
 import ipaddress
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
 from . import __version__
 from .flux import DEFAULT_URL, validate_thresholds
+from .discovery import DEFAULT_NAME, Advertisement, advertised_host
 from .handler import ServerSettings
 from .server import FluxServer
 from .models import FLUX_MODELS, MODEL_EN
@@ -67,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", default=None,
                    help="client network allowed to connect, e.g. 192.168.1.0/24; repeatable; default everyone "
                         "(env WYOMING_FLUX_ALLOW, comma-separated)")
+    p.add_argument("--zeroconf", nargs="?", const=DEFAULT_NAME, default=_env("WYOMING_FLUX_ZEROCONF"), metavar="NAME",
+                   help=f"advertise the server to Home Assistant via zeroconf, as NAME (default {DEFAULT_NAME}; "
+                        "env WYOMING_FLUX_ZEROCONF)")
+    p.add_argument("--zeroconf-host", default=_env("WYOMING_FLUX_ZEROCONF_HOST"),
+                   help="address to advertise, e.g. the host's LAN address from a Docker bridge network "
+                        "(env WYOMING_FLUX_ZEROCONF_HOST)")
     p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
@@ -108,6 +116,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         raise ConfigError("--max-command-seconds must be between 1 and 300")
     if not args.uri.startswith(("tcp://", "unix://", "stdio://")):
         raise ConfigError(f"--uri must be tcp://HOST:PORT or unix://PATH, not {args.uri}")
+    if args.zeroconf and not args.uri.startswith("tcp://"):
+        raise ConfigError("--zeroconf needs a tcp:// --uri")
     if not args.flux_url.startswith(("wss://", "ws://")):
         raise ConfigError(f"--flux-url must be a ws:// or wss:// URL, not {args.flux_url}")
     names = args.model or _env_list("WYOMING_FLUX_MODEL") or [MODEL_EN]
@@ -156,15 +166,39 @@ def exposure_warning(uri: str, allow: tuple[object, ...]) -> str | None:
             "Deepgram credit. Limit clients with --allow (e.g. --allow 192.168.1.0/24) or a firewall.")
 
 
-async def serve(settings: ServerSettings, uri: str) -> None:
+async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None, zeroconf_host: str | None = None) -> None:
+    """Listen, then advertise; on SIGTERM or SIGINT withdraw the advertisement, then stop."""
     if (warning := exposure_warning(uri, settings.allow)) is not None:
         _LOGGER.warning(warning)
+    server = FluxServer(settings, uri)
+    await server.start()
     _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
                  "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
-    await FluxServer(settings, uri).run()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    advertisement = None
+    try:
+        if zeroconf:
+            advertisement = Advertisement(zeroconf, int(uri.rsplit(":", 1)[1]), advertised_host(uri, zeroconf_host))
+            await advertisement.start()
+        await stop.wait()
+        _LOGGER.info("Stopping")
+    finally:
+        if advertisement is not None:
+            await advertisement.stop()
+        await server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("check", "transcribe"):
+        from .client import main as client_main
+
+        return client_main(argv[0], argv[1:])
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
     try:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
@@ -179,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        asyncio.run(serve(settings, args.uri))
+        asyncio.run(serve(settings, args.uri, args.zeroconf, args.zeroconf_host))
     except KeyboardInterrupt:
         pass
     except OSError as err:

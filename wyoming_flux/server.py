@@ -40,15 +40,6 @@ class FluxServer:
         assert self._http is not None
         return partial(FluxEventHandler, settings=self.settings, info=self._info, http=self._http, gate=self.gate)
 
-    async def run(self) -> None:
-        """Serve until stopped (SIGTERM or cancellation)."""
-        self._http = aiohttp.ClientSession()
-        self._server = AsyncServer.from_uri(self.uri)
-        try:
-            await self._server.run(self._handler_factory())
-        finally:
-            await self._http.close()
-
     async def stop(self) -> None:
         if self._server is not None:
             handlers = list(self._server._handlers)  # the per-connection tasks

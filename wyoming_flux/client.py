@@ -1,0 +1,146 @@
+"""Client commands: `check` (a Describe round trip, for health checks) and `transcribe` (stream a WAV file)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+from wyoming.asr import Transcribe, Transcript, TranscriptChunk
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncClient
+from wyoming.error import Error
+from wyoming.info import Describe, Info
+
+DEFAULT_URI = "tcp://127.0.0.1:10300"
+
+
+async def check(uri: str, timeout: float) -> int:
+    """Exit 0 if a Wyoming STT server answers Describe within `timeout`, else 1 with one line on stderr."""
+    try:
+        async with asyncio.timeout(timeout):
+            async with AsyncClient.from_uri(uri) as client:
+                await client.write_event(Describe().event())
+                while (event := await client.read_event()) is not None:
+                    if Info.is_type(event.type):
+                        info = Info.from_event(event)
+                        break
+                else:
+                    raise ConnectionError("connection closed before Info")
+    except (OSError, TimeoutError, ValueError) as err:
+        print(f"wyoming-flux check: {uri} is not answering: {err or type(err).__name__}", file=sys.stderr)
+        return 1
+    if not info.asr:
+        print(f"wyoming-flux check: {uri} answers but offers no speech-to-text", file=sys.stderr)
+        return 1
+    asr = info.asr[0]
+    print(f"ok: {asr.name} {asr.version or ''} at {uri} ({', '.join(m.name for m in asr.models)})")
+    return 0
+
+
+@dataclass
+class Recording:
+    pcm: bytes
+    rate: int
+    width: int
+    channels: int
+    speech_end: float  # seconds: the end of the last loud stretch
+
+
+def read_wav(path: str) -> Recording:
+    with wave.open(path, "rb") as wav:
+        rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
+        pcm = wav.readframes(wav.getnframes())
+    return Recording(pcm, rate, width, channels, _speech_end(pcm, rate, width, channels))
+
+
+def _speech_end(pcm: bytes, rate: int, width: int, channels: int) -> float:
+    """Where speech ends: the last 20 ms window louder than a tenth of the loudest one."""
+    if width != 2:
+        return len(pcm) / (rate * width * channels)
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % (2 * channels)], dtype="<i2").astype(np.float64)
+    mono = samples.reshape(-1, channels).mean(axis=1)
+    window = max(1, rate // 50)
+    count = len(mono) // window
+    if count == 0:
+        return 0.0
+    rms = np.sqrt((mono[: count * window].reshape(count, window) ** 2).mean(axis=1))
+    loud = np.nonzero(rms > max(rms.max() / 10, 100))[0]
+    return float((loud[-1] + 1) * window / rate) if len(loud) else 0.0
+
+
+async def transcribe(path: str, uri: str, *, fast: bool, language: str | None, model: str | None) -> int:
+    recording = read_wav(path)
+    live = sys.stdout.isatty()
+    bytes_per_second = recording.rate * recording.width * recording.channels
+    chunk = max(1, recording.rate // 100) * recording.width * recording.channels  # 10 ms, as Home Assistant sends
+    loop = asyncio.get_running_loop()
+    marks: dict[str, float] = {}
+    partial = ""
+    async with AsyncClient.from_uri(uri) as client:
+        async def read_answer() -> Transcript | Error:
+            nonlocal partial
+            while (event := await client.read_event()) is not None:
+                if TranscriptChunk.is_type(event.type):
+                    marks.setdefault("first_partial", loop.time())
+                    partial += TranscriptChunk.from_event(event).text
+                    if live:
+                        print(f"\r\033[K… {partial}", end="", flush=True)
+                elif Transcript.is_type(event.type):
+                    marks["transcript"] = loop.time()
+                    return Transcript.from_event(event)
+                elif Error.is_type(event.type):
+                    return Error.from_event(event)
+            raise ConnectionError("the server closed the connection without an answer")
+
+        await client.write_event(Transcribe(name=model, language=language).event())
+        await client.write_event(AudioStart(rate=recording.rate, width=recording.width, channels=recording.channels).event())
+        marks["start"] = loop.time()
+        answer = asyncio.create_task(read_answer())
+        sent = 0
+        while sent < len(recording.pcm) and not answer.done():
+            piece = recording.pcm[sent : sent + chunk]
+            await client.write_event(AudioChunk(rate=recording.rate, width=recording.width, channels=recording.channels, audio=piece).event())
+            sent += len(piece)
+            if "speech_end" not in marks and sent / bytes_per_second >= recording.speech_end:
+                marks["speech_end"] = loop.time()
+            if not fast:
+                await asyncio.sleep(max(0.0, marks["start"] + sent / bytes_per_second - loop.time()))
+        await client.write_event(AudioStop().event())
+        result = await asyncio.wait_for(answer, 30)
+    if live:
+        print("\r\033[K", end="")
+    if isinstance(result, Error):
+        print(f"error ({result.code}): {result.text}", file=sys.stderr)
+        return 1
+    print(result.text)
+    first = marks.get("first_partial")
+    first_text = "-" if first is None else f"{(first - marks['start']) * 1000:.0f} ms"
+    closing = (marks["transcript"] - marks.get("speech_end", marks["transcript"])) * 1000
+    print(f"audio {len(recording.pcm) / bytes_per_second:.2f} s (speech ends at {recording.speech_end:.2f} s), "
+          f"sent {sent / bytes_per_second:.2f} s", file=sys.stderr)
+    print(f"time to first partial: {first_text}; end of speech -> transcript: {closing:.0f} ms", file=sys.stderr)
+    return 0
+
+
+def main(command: str, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"wyoming-flux {command}")
+    parser.add_argument("--uri", default=DEFAULT_URI, help=f"the Wyoming server (default {DEFAULT_URI})")
+    if command == "check":
+        parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+        args = parser.parse_args(argv)
+        return asyncio.run(check(args.uri, args.timeout))
+    parser.add_argument("wav", help="a WAV file (any rate, width and channel count)")
+    parser.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
+    parser.add_argument("--language", help="language code to ask for, e.g. en-US or de")
+    parser.add_argument("--model", help="model name to ask for, e.g. flux-general-multi")
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(transcribe(args.wav, args.uri, fast=args.fast, language=args.language, model=args.model))
+    except (OSError, wave.Error, EOFError) as err:
+        print(f"wyoming-flux transcribe: {err}", file=sys.stderr)
+        return 1
