@@ -52,6 +52,8 @@ class Script:
     warning_on_connect: bool = False
     ignore_force_end: bool = False
     no_eot: bool = False  # never end a turn by itself (model or timeout)
+    idle_close_after: float | None = None  # close a stream that got no audio for this long (Flux's idle limit)
+    drop_streams: set[int] = field(default_factory=set)  # these streams (0-based) drop on their first audio
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
 
 
@@ -273,7 +275,7 @@ class FakeFlux:
         await ws.prepare(request)
         self._sockets.add(ws)
         try:
-            await _Stream(ws, record, script, request_id).run()
+            await _Stream(ws, record, script, request_id, len(self.streams) - 1).run()
         finally:
             self._sockets.discard(ws)
             record.closed = True
@@ -281,8 +283,9 @@ class FakeFlux:
 
 
 class _Stream:
-    def __init__(self, ws: web.WebSocketResponse, record: StreamRecord, script: Script, request_id: str) -> None:
-        self.ws, self.record, self.script = ws, record, script
+    def __init__(self, ws: web.WebSocketResponse, record: StreamRecord, script: Script, request_id: str,
+                 index: int) -> None:
+        self.ws, self.record, self.script, self.index = ws, record, script, index
         q = record.query
         self.engine = TurnEngine(
             script,
@@ -330,7 +333,15 @@ class _Stream:
         await self.send({"type": "Connected", "request_id": self.request_id})
         if self.script.warning_on_connect:
             await self.send({"type": "Warning", "code": "INJECTED_WARNING", "description": "just a warning"})
-        async for msg in self.ws:
+        while True:
+            try:
+                async with asyncio.timeout(self.script.idle_close_after if not self.record.audio_bytes else None):
+                    msg = await self.ws.receive()
+            except TimeoutError:
+                await self.fatal("NET-0001", "No audio received within the idle limit")
+                return
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
+                return
             if msg.type == WSMsgType.BINARY:
                 if not await self.on_audio(msg.data):
                     return
@@ -345,6 +356,9 @@ class _Stream:
         script = self.script
         if not data:
             await self.fatal("UNPARSABLE_CLIENT_MESSAGE", "Empty binary frame")
+            return False
+        if self.index in script.drop_streams and not self.record.audio_bytes:
+            await self.ws.close()
             return False
         self.record.audio_bytes += len(data)
         self.record.frame_sizes.append(len(data))

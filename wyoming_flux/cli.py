@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", default=None,
                    help="client network allowed to connect, e.g. 192.168.1.0/24; repeatable; default everyone "
                         "(env WYOMING_FLUX_ALLOW, comma-separated)")
+    p.add_argument("--warm-connections", type=int, default=_int_env("WYOMING_FLUX_WARM_CONNECTIONS", 1),
+                   help="Flux connections kept open so a command starts without a handshake; 0 turns this off "
+                        "(default 1; env WYOMING_FLUX_WARM_CONNECTIONS)")
+    p.add_argument("--warm-max-age", type=float, default=_float_env("WYOMING_FLUX_WARM_MAX_AGE", 8.0),
+                   help="seconds before a waiting connection is replaced (default 8; env WYOMING_FLUX_WARM_MAX_AGE)")
     p.add_argument("--zeroconf", nargs="?", const=DEFAULT_NAME, default=_env("WYOMING_FLUX_ZEROCONF"), metavar="NAME",
                    help=f"advertise the server to Home Assistant via zeroconf, as NAME (default {DEFAULT_NAME}; "
                         "env WYOMING_FLUX_ZEROCONF)")
@@ -125,6 +130,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
     keyterms = args.keyterm if args.keyterm is not None else (_env_list("WYOMING_FLUX_KEYTERMS") or [])
+    if not 0 <= args.warm_connections <= 10:
+        raise ConfigError("--warm-connections must be between 0 and 10")
+    if not 2 <= args.warm_max_age <= 300:
+        raise ConfigError("--warm-max-age must be between 2 and 300 seconds")
     if args.max_sessions is not None and args.max_sessions < 1:
         raise ConfigError("--max-sessions must be at least 1")
     try:
@@ -148,6 +157,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)),
         max_sessions=args.max_sessions,
         allow=allow,
+        warm_connections=args.warm_connections,
+        warm_max_age=args.warm_max_age,
     )
 
 

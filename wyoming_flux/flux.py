@@ -278,6 +278,10 @@ class FluxSocket:
     async def close_stream(self) -> None:
         await self._send(self._ws.send_str('{"type":"CloseStream"}'))
 
+    async def ping(self) -> None:
+        """A WebSocket ping: v2 has no KeepAlive message, so this is how an idle socket stays alive."""
+        await self._send(self._ws.ping())
+
     async def configure(self, **config: Any) -> None:
         await self._send(self._ws.send_str(json.dumps({"type": "Configure", **config})))
 
@@ -311,13 +315,8 @@ async def connect(
     options: StreamOptions,
     *,
     timeout: float = 5.0,
-    heartbeat: float | None = None,
 ) -> FluxSocket:
-    """Open a Flux stream. Raises a FluxError subclass on any failure, within `timeout` seconds.
-
-    A command stream carries audio all along; `heartbeat` (WebSocket pings, as v2 has no KeepAlive message)
-    is for a socket that will sit idle.
-    """
+    """Open a Flux stream. Raises a FluxError subclass on any failure, within `timeout` seconds."""
     options.validate()
     try:
         async with asyncio.timeout(timeout):
@@ -325,7 +324,6 @@ async def connect(
                 url,
                 params=options.query(),
                 headers={"Authorization": f"Token {api_key}"},
-                heartbeat=heartbeat,
                 autoping=True,
                 max_msg_size=4 * 1024 * 1024,
             )

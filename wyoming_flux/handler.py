@@ -19,6 +19,7 @@ from wyoming.server import AsyncEventHandler
 from . import __version__
 from .audio import AudioFormatError, check_format
 from .models import FluxModel, pick_model
+from .pool import WarmPool
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
 from .wire import BadEvent, read_event
 
@@ -39,6 +40,8 @@ class ServerSettings:
     models: tuple[FluxModel, ...]
     max_sessions: int | None = None  # concurrent commands (Flux streams); None = no limit
     allow: tuple[IPNetwork, ...] = field(default=())  # client networks; empty = everyone
+    warm_connections: int = 0  # Flux sockets kept open for the next commands
+    warm_max_age: float = 8.0  # seconds before a waiting socket is replaced
 
 
 class SessionGate:
@@ -140,10 +143,12 @@ class FluxEventHandler(AsyncEventHandler):
         info: Info,
         http: aiohttp.ClientSession,
         gate: SessionGate | None = None,
+        pool: WarmPool | None = None,
     ) -> None:
         super().__init__(reader, writer)
         self._settings = settings
         self._gate = gate or SessionGate(None)
+        self._pool = pool
         self._holds_gate = False
         self._info_event = info.event()
         self._http = http
@@ -226,7 +231,7 @@ class FluxEventHandler(AsyncEventHandler):
         self._chunks = _ChunkStream()
         self._language = transcribe.language
         self._session = TurnSession(
-            self._http, self._settings.session, request, start.rate, on_partial=self._on_partial
+            self._http, self._settings.session, request, start.rate, on_partial=self._on_partial, pool=self._pool
         )
         self._session.start()
         self._answer_task = asyncio.create_task(self._answer_when_decided(self._session, model))

@@ -9,7 +9,9 @@ from functools import partial
 import aiohttp
 from wyoming.server import AsyncServer, AsyncTcpServer
 
+from .flux import StreamOptions, trim_keyterms
 from .handler import FluxEventHandler, ServerSettings, SessionGate, build_info
+from .pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -24,6 +26,7 @@ class FluxServer:
         self.gate = SessionGate(settings.max_sessions)
         self._server: AsyncServer | None = None
         self._http: aiohttp.ClientSession | None = None
+        self.pool: WarmPool | None = None
 
     @property
     def port(self) -> int | None:
@@ -33,12 +36,27 @@ class FluxServer:
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession()
+        if self.settings.warm_connections > 0:
+            self.pool = self._make_pool(self._http)
+            self.pool.start()
         self._server = AsyncServer.from_uri(self.uri)
         await self._server.start(self._handler_factory())
 
+    def _make_pool(self, http: aiohttp.ClientSession) -> WarmPool:
+        """Warm sockets for the usual command: the first model, 16 kHz (Home Assistant), configured tuning."""
+        config = self.settings.session
+        options = StreamOptions(
+            model=self.settings.models[0].name, sample_rate=16000, eot_threshold=config.eot_threshold,
+            eager_eot_threshold=config.eager_eot_threshold, eot_timeout_ms=config.eot_timeout_ms,
+            keyterms=tuple(trim_keyterms(list(config.keyterms))),
+        )
+        return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
+                        max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout)
+
     def _handler_factory(self) -> partial[FluxEventHandler]:
         assert self._http is not None
-        return partial(FluxEventHandler, settings=self.settings, info=self._info, http=self._http, gate=self.gate)
+        return partial(FluxEventHandler, settings=self.settings, info=self._info, http=self._http, gate=self.gate,
+                       pool=self.pool)
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -49,5 +67,7 @@ class FluxServer:
             if isinstance(self._server, AsyncTcpServer) and self._server._server is not None:
                 self._server._server.close()
                 await self._server._server.wait_closed()
+        if self.pool is not None:
+            await self.pool.stop()
         if self._http is not None:
             await self._http.close()

@@ -31,6 +31,7 @@ from .flux import (
     trim_keyterms,
 )
 from .models import FluxModel, language_hints
+from .pool import WarmPool
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ _WALL_GRACE = 2.0  # wall-clock slack over an audio-time bound before we stop tr
 _EOT_GRACE = 1.0  # audio seconds past Flux's own eot_timeout before we end a turn Flux should have ended
 _QUIET_AFTER_FORCE = 0.5  # with no turn open, how long Flux may stay silent after ForceEndTurn
 _FORCE = "force"
+_CONFIGURE_MAX_KEYTERMS = 100  # Configure takes at most 100 keyterms
 
 
 class Ending(str, Enum):
@@ -109,8 +111,13 @@ class TurnSession:
         request: TurnRequest,
         sample_rate: int,
         on_partial: PartialCallback | None = None,
+        pool: WarmPool | None = None,
     ) -> None:
         self._http = http
+        self._pool = pool
+        self._warm = False  # streaming on a socket the pool opened earlier
+        self._confirmed = False  # Flux has answered about our audio: the socket is good
+        self._replay: list[bytes | str] = []  # sent on a warm socket, until confirmed
         self._config = config
         self._request = request
         self._on_partial = on_partial
@@ -209,29 +216,19 @@ class TurnSession:
 
     async def _run(self) -> None:
         watchdog = asyncio.create_task(self._watch())
-        socket: FluxSocket | None = None
-        workers: list[asyncio.Task[None]] = []
         try:
-            connecting = asyncio.create_task(connect(
-                self._http, self._config.url, self._config.api_key, self._options(),
-                timeout=self._config.connect_timeout,
-            ))
-            await asyncio.wait([self._result, connecting], return_when=asyncio.FIRST_COMPLETED)
-            if not connecting.done():  # decided before the socket opened (e.g. the client left)
-                connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                socket = await connecting
-            if socket is None or self.done:
-                return
-            self._connected_at = self._last_message_at = self._loop.time()
-            self._request_id = socket.request_id
-            workers = [asyncio.create_task(self._send(socket)), asyncio.create_task(self._receive(socket))]
-            await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)
-            if not self.done:  # a worker ended first: that is a failure we have not reported yet
-                for worker in workers:
-                    if worker.done() and not worker.cancelled() and worker.exception():
-                        raise worker.exception()  # type: ignore[misc]
-                raise FluxStreamError("Flux closed the stream before the turn ended")
+            use_warm = True
+            while (socket := await self._open_unless_decided(use_warm)) is not None:
+                try:
+                    await self._stream(socket)
+                    return
+                except FluxError as err:
+                    if not self._warm or self._confirmed:
+                        raise
+                    # The warm socket died before Flux confirmed any audio: open a new one and send it all again.
+                    _LOGGER.info("Warm Flux connection failed before use (%s); reconnecting", err)
+                    self._warm, use_warm = False, False
+                    self._requeue_replay()
         except FluxError as err:
             self._fail(err)
         except Exception as err:  # never leave a command hanging on a bug or an odd library error
@@ -239,8 +236,63 @@ class TurnSession:
             self._fail(FluxStreamError(f"unexpected failure: {type(err).__name__}"))
         finally:
             watchdog.cancel()
-            if socket is not None:
-                await self._shutdown(socket, workers)
+
+    async def _open_unless_decided(self, use_warm: bool) -> FluxSocket | None:
+        """A socket (warm if one fits, else a new handshake), or None if the command was decided meanwhile."""
+        opening = asyncio.create_task(self._open(use_warm))
+        await asyncio.wait([self._result, opening], return_when=asyncio.FIRST_COMPLETED)
+        if not opening.done():  # decided before the socket opened (e.g. the client left)
+            opening.cancel()
+        try:
+            socket = await opening
+        except asyncio.CancelledError:
+            return None
+        if self.done:
+            await socket.close()
+            return None
+        return socket
+
+    async def _open(self, use_warm: bool) -> FluxSocket:
+        options = self._options()
+        if use_warm and self._pool is not None and (socket := await self._pool.take(options)) is not None:
+            self._warm = True
+            changes: dict[str, list[str]] = {}
+            if options.keyterms != self._pool.options.keyterms:
+                changes["keyterms"] = list(options.keyterms[:_CONFIGURE_MAX_KEYTERMS])
+            if options.language_hints != self._pool.options.language_hints:
+                changes["language_hints"] = list(options.language_hints)
+            if changes:
+                await socket.configure(**changes)
+            return socket
+        return await connect(
+            self._http, self._config.url, self._config.api_key, options, timeout=self._config.connect_timeout
+        )
+
+    async def _stream(self, socket: FluxSocket) -> None:
+        """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
+        self._connected_at = self._last_message_at = self._loop.time()
+        self._request_id = socket.request_id or self._request_id
+        workers = [asyncio.create_task(self._send(socket)), asyncio.create_task(self._receive(socket))]
+        try:
+            await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)
+            if not self.done:  # a worker ended first: that is a failure we have not reported yet
+                for worker in workers:
+                    if worker.done() and not worker.cancelled() and worker.exception():
+                        raise worker.exception()  # type: ignore[misc]
+                raise FluxStreamError("Flux closed the stream before the turn ended")
+        finally:
+            await self._shutdown(socket, workers)
+
+    def _requeue_replay(self) -> None:
+        items = [*self._replay]
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        self._sent_seconds -= sum(len(i) for i in self._replay if isinstance(i, bytes)) / (2 * self._adapter.out_rate)
+        if _FORCE in self._replay:
+            self._force_sent_at = None
+        self._replay = []
+        for item in items:
+            self._queue.put_nowait(item)
 
     async def _shutdown(self, socket: FluxSocket, workers: list[asyncio.Task[None]]) -> None:
         """CloseStream, let Flux close (bounded), then make sure the socket and workers are gone."""
@@ -261,6 +313,8 @@ class TurnSession:
     async def _send(self, socket: FluxSocket) -> None:
         while True:
             item = await self._queue.get()
+            if self._warm and not self._confirmed:
+                self._replay.append(item)
             if item == _FORCE:
                 await socket.force_end_turn()
                 self._force_sent_at = self._loop.time()
@@ -287,6 +341,9 @@ class TurnSession:
                 self._request_id = message.request_id or self._request_id
 
     def _on_turn_info(self, info: TurnInfo) -> None:
+        if not self._confirmed:
+            self._confirmed = True
+            self._replay.clear()
         self._flux_seconds = max(self._flux_seconds, info.audio_window_end)
         if info.languages:
             self._language = info.languages[0]

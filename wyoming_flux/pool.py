@@ -1,0 +1,144 @@
+"""Warm Flux connections: a handshake costs ~150 ms, so keep sockets open and ready for the next command.
+
+Each socket serves exactly one command (Flux streams are never shared) and is never returned. Idle sockets
+are pinged, read (so pings are answered and a close is noticed at once) and replaced before `max_age`,
+since Flux closes idle streams after a limit whose length is not published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from .flux import FluxError, FluxSocket, StreamOptions, connect
+
+_LOGGER = logging.getLogger(__name__)
+
+PING_SECONDS = 4.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+@dataclass
+class _Warm:
+    socket: FluxSocket
+    opened_at: float
+    reader: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class WarmPool:
+    """Keeps `size` open Flux sockets for `options`; `take()` hands one over or returns None."""
+
+    def __init__(
+        self, http: aiohttp.ClientSession, url: str, api_key: str, options: StreamOptions,
+        *, size: int = 1, max_age: float = 8.0, connect_timeout: float = 3.0,
+    ) -> None:
+        self._http, self._url, self._api_key = http, url, api_key
+        self.options = options
+        self.size = size
+        self.max_age = max_age
+        self._connect_timeout = connect_timeout
+        self._ready: list[_Warm] = []
+        self._wake = asyncio.Event()
+        self._keeper: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()
+        self.handshakes = 0  # what the pool costs: handshakes made so far
+        self.taken = 0
+
+    def start(self) -> None:
+        if self._keeper is None and self.size > 0:
+            self._keeper = asyncio.create_task(self._keep(), name="flux warm pool")
+
+    async def stop(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+        ready, self._ready = self._ready, []
+        await asyncio.gather(*(self._discard(warm) for warm in ready), *self._closing)
+
+    async def take(self, options: StreamOptions) -> FluxSocket | None:
+        """A fresh open socket if one matches what the command needs on the query string, else None."""
+        if not self.compatible(options):
+            return None
+        loop = asyncio.get_running_loop()
+        while self._ready:
+            warm = self._ready.pop(0)
+            self._wake.set()  # refill
+            if warm.reader is not None:  # the command reads the socket from now on
+                warm.reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await warm.reader
+                warm.reader = None
+            if not warm.socket.closed and loop.time() - warm.opened_at < self.max_age:
+                self.taken += 1
+                return warm.socket
+            self._close_later(warm)
+        return None
+
+    def _close_later(self, warm: _Warm) -> None:
+        task = asyncio.create_task(self._discard(warm))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def compatible(self, options: StreamOptions) -> bool:
+        """What cannot change after the handshake must match; keyterms and language hints go by Configure."""
+        mine = self.options
+        return (options.model, options.sample_rate, options.encoding, options.eot_threshold,
+                options.eager_eot_threshold, options.eot_timeout_ms) == (
+                mine.model, mine.sample_rate, mine.encoding, mine.eot_threshold,
+                mine.eager_eot_threshold, mine.eot_timeout_ms)
+
+    async def _keep(self) -> None:
+        """Refill after a take or a close, recycle before max_age, back off while Flux refuses."""
+        loop = asyncio.get_running_loop()
+        backoff = 1.0
+        while True:
+            now = loop.time()
+            for warm in [w for w in self._ready if w.socket.closed or now - w.opened_at >= self.max_age - 1.0]:
+                self._ready.remove(warm)
+                self._close_later(warm)
+            if len(self._ready) < self.size:
+                try:
+                    socket = await connect(self._http, self._url, self._api_key, self.options,
+                                           timeout=self._connect_timeout)
+                except FluxError as err:
+                    _LOGGER.warning("Could not open a warm Flux connection (%s); retrying in %.0f s", err, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                    continue
+                backoff = 1.0
+                self.handshakes += 1
+                warm = _Warm(socket, loop.time())
+                warm.reader = asyncio.create_task(self._read_idle(warm))
+                self._ready.append(warm)
+                continue
+            oldest = min(w.opened_at for w in self._ready)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.05, min(PING_SECONDS, oldest + self.max_age - 1.0 - loop.time()))):
+                    await self._wake.wait()
+            for warm in self._ready:  # pings keep NATs and proxies from dropping a quiet socket
+                with contextlib.suppress(FluxError):
+                    await warm.socket.ping()
+
+    async def _read_idle(self, warm: _Warm) -> None:
+        """Answer pings and notice a close while the socket waits (its Connected message is dropped)."""
+        with contextlib.suppress(FluxError):
+            while await warm.socket.receive() is not None:
+                pass
+        self._wake.set()  # closed: the keeper replaces it
+
+    async def _discard(self, warm: _Warm) -> None:
+        if warm.reader is not None:
+            warm.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await warm.reader
+        with contextlib.suppress(FluxError, aiohttp.ClientError, OSError):
+            if not warm.socket.closed:
+                await warm.socket.close_stream()
+            await warm.socket.close()
