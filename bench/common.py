@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Iterator
 
-from wyoming.asr import Transcript
+from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import chunks  # noqa: E402
@@ -48,7 +51,8 @@ def processes(*server_args: str, fake_args: tuple[str, ...] = ()) -> Iterator[tu
     flux_port, port = free_port(), free_port()
     fake = subprocess.Popen([sys.executable, "-m", "tests.fake_flux", "--port", str(flux_port), "--api-key", API_KEY,
                              *fake_args], env=env, stdout=subprocess.DEVNULL)
-    server = subprocess.Popen([sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}",
+    launcher = os.environ.get("BENCH_SERVER_LAUNCHER", "-m wyoming_flux").split()  # e.g. to profile it
+    server = subprocess.Popen([sys.executable, *launcher, "--uri", f"tcp://127.0.0.1:{port}",
                                "--api-key", API_KEY, "--flux-url", f"ws://127.0.0.1:{flux_port}/v2/listen",
                                *server_args], env=env,
                               stderr=subprocess.DEVNULL)
@@ -78,24 +82,33 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, channels: int = 1,
-                  chunk_bytes: int = 320, pace: float | None = None) -> tuple[str, float]:
-    """One Wyoming command; pace=None uploads as fast as possible. Returns (text, seconds to the Transcript)."""
-    loop = asyncio.get_running_loop()
-    async with AsyncTcpClient("127.0.0.1", port) as client:
-        started = loop.time()
+@dataclass
+class Outcome:
+    text: str
+    started: float  # monotonic, when AudioStart was sent
+    answered: float  # monotonic, when the Transcript was read
+    bytes_sent: int
 
-        async def answer() -> str:
+
+async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, channels: int = 1,
+                  chunk_bytes: int = 320, pace: float | None = None, tag: str | None = None) -> Outcome:
+    """One Wyoming command; pace=None uploads as fast as possible. `tag` goes along as a keyterm so the fake
+    Flux can log its timings under the same name."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        async def answer() -> tuple[str, float]:
             while True:
                 event = await client.read_event()
                 if event is None:
                     raise RuntimeError("connection closed without an answer")
                 if Transcript.is_type(event.type):
-                    return Transcript.from_event(event).text
+                    return Transcript.from_event(event).text, time.monotonic()
                 if event.type == "error":
                     raise RuntimeError(f"error: {event.data}")
 
         reading = asyncio.create_task(answer())
+        if tag is not None:
+            await client.write_event(Transcribe(transcript_names=[tag]).event())
+        started = time.monotonic()
         await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
         sent = 0
         for chunk in chunks(pcm, chunk_bytes):
@@ -105,7 +118,39 @@ async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, c
             sent += len(chunk)
             if pace:
                 due = started + sent / (rate * width * channels) / pace
-                await asyncio.sleep(max(0.0, due - loop.time()))
+                await asyncio.sleep(max(0.0, due - time.monotonic()))
         await client.write_event(AudioStop().event())
-        text = await asyncio.wait_for(reading, 30)
-        return text, loop.time() - started
+        text, answered = await asyncio.wait_for(reading, 30)
+        return Outcome(text, started, answered, sent)
+
+
+def read_timing_log(path: Path) -> dict[tuple[str, str], float]:
+    """(tag, event) -> monotonic time, from the fake Flux's log."""
+    times: dict[tuple[str, str], float] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            entry = json.loads(line)
+            times[(entry["tag"], entry["event"])] = entry["t"]
+    return times
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return {"n": len(ordered), "p50": pick(0.5), "p95": pick(0.95), "p99": pick(0.99), "max": ordered[-1]}
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def save(name: str, data: object) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path

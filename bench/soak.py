@@ -27,8 +27,8 @@ async def run(port: int, pid: int, total: int, concurrency: int) -> list[tuple[i
     async def worker(count: int) -> None:
         nonlocal done, next_sample
         for _ in range(count):
-            text, _ = await command(port, pcm)
-            assert text == expected, text
+            outcome = await command(port, pcm)
+            assert outcome.text == expected, outcome.text
             done += 1
             if done >= next_sample:
                 samples.append((done, rss_kb(pid), open_fds(pid)))

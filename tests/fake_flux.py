@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import math
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,7 @@ class Script:
     no_eot: bool = False  # never end a turn by itself (model or timeout)
     idle_close_after: float | None = None  # close a stream that got no audio for this long (Flux's idle limit)
     drop_streams: set[int] = field(default_factory=set)  # these streams (0-based) drop on their first audio
+    timing_log: str | None = None  # append {"tag", "event", "t"} JSON lines (monotonic clock) for benchmarks
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
 
 
@@ -68,6 +70,7 @@ class StreamRecord:
     sent: list[dict[str, Any]] = field(default_factory=list)
     sent_at: list[float] = field(default_factory=list)  # loop time of each sent message
     closed: bool = False
+    tag: str | None = None  # a keyterm "bench-..." a benchmark client sent, to match timings across processes
 
     @property
     def audio_seconds(self) -> float:
@@ -169,6 +172,10 @@ class TurnEngine:
         return msg
 
 
+def _bench_tag(keyterms: list[str]) -> str | None:
+    return next((term for term in keyterms if term.startswith("bench-")), None)
+
+
 def _bad(status: int, text: str, code: str) -> web.Response:
     request_id = str(uuid.uuid4())
     return web.json_response(
@@ -267,7 +274,7 @@ class FakeFlux:
         query = {key: request.query.getall(key) for key in request.query.keys()}
         if (refused := _check_query(query, script)) is not None:
             return refused
-        record = StreamRecord(query=query)
+        record = StreamRecord(query=query, tag=_bench_tag(query.get("keyterm", [])))
         self.streams.append(record)
         request_id = str(uuid.uuid4())
         ws = web.WebSocketResponse(autoping=True)
@@ -300,9 +307,16 @@ class _Stream:
         self.muted = False
         self.malformed_sent = False
 
+    def log_timing(self, event: str) -> None:
+        if self.script.timing_log and self.record.tag:
+            with open(self.script.timing_log, "a", encoding="utf-8") as log:
+                log.write(json.dumps({"tag": self.record.tag, "event": event, "t": time.monotonic()}) + "\n")
+
     async def send(self, message: dict[str, Any]) -> None:
         if self.muted or self.ws.closed:
             return
+        if message.get("event") == "EndOfTurn":
+            self.log_timing("end_of_turn")
         if self.script.message_delay:
             await asyncio.sleep(self.script.message_delay)
         message = {**message, "sequence_id": self.sequence}
@@ -360,6 +374,8 @@ class _Stream:
         if self.index in script.drop_streams and not self.record.audio_bytes:
             await self.ws.close()
             return False
+        if not self.record.audio_bytes:
+            self.log_timing("first_audio")
         self.record.audio_bytes += len(data)
         self.record.frame_sizes.append(len(data))
         seconds = self.record.audio_seconds
@@ -405,6 +421,7 @@ class _Stream:
             await self.close_without_code()  # no EndOfTurn: CloseStream does not finalize
             return False
         if kind == "Configure":
+            self.record.tag = _bench_tag(message.get("keyterms") or []) or self.record.tag
             thresholds = message.get("thresholds") or {}
             eot = thresholds.get("eot_threshold", 0.7)
             if not 0.5 <= eot <= 1.0:
@@ -425,8 +442,11 @@ async def _main() -> None:
     parser.add_argument("--transcript", action="append", help="text of each turn, in order")
     parser.add_argument("--eot-silence", type=float, default=0.26)
     parser.add_argument("--handshake-delay", type=float, default=0.0)
+    parser.add_argument("--no-eot", action="store_true", help="never end a turn by itself")
+    parser.add_argument("--timing-log", help="append timing events (JSON lines, monotonic clock) to this file")
     args = parser.parse_args()
-    script = Script(eot_silence=args.eot_silence, handshake_delay=args.handshake_delay)
+    script = Script(eot_silence=args.eot_silence, handshake_delay=args.handshake_delay, no_eot=args.no_eot,
+                    timing_log=args.timing_log)
     if args.transcript:
         script.transcripts = args.transcript
     fake = FakeFlux(api_key=args.api_key, script=script)

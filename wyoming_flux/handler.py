@@ -21,7 +21,7 @@ from .audio import AudioFormatError, check_format
 from .models import FluxModel, pick_model
 from .pool import WarmPool
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
-from .wire import BadEvent, read_event
+from .wire import BadEvent, EventReader
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -171,9 +171,10 @@ class FluxEventHandler(AsyncEventHandler):
                 _LOGGER.warning("Refused a client from %s: not in --allow", peer[0] if peer else "?")
                 self._send(Error(text="This client is not allowed to use this server", code="client-not-allowed").event())
                 return
+            events = EventReader(self.reader)
             while True:
                 try:
-                    event = await read_event(self.reader)
+                    event = await events.read()
                 except BadEvent as err:
                     _LOGGER.warning("Closing a connection that sent a bad event: %s", err)
                     self._send(Error(text=f"Bad event: {err}", code="bad-event").event())
@@ -200,7 +201,7 @@ class FluxEventHandler(AsyncEventHandler):
         elif AudioStart.is_type(event.type):
             await self._start(AudioStart.from_event(event))
         elif AudioChunk.is_type(event.type):
-            await self._feed(AudioChunk.from_event(event))
+            await self._feed(event)
         elif AudioStop.is_type(event.type):
             await self._stop()
         else:
@@ -236,11 +237,12 @@ class FluxEventHandler(AsyncEventHandler):
         self._session.start()
         self._answer_task = asyncio.create_task(self._answer_when_decided(self._session, model))
 
-    async def _feed(self, chunk: AudioChunk) -> None:
+    async def _feed(self, chunk: Event) -> None:
         if self._session is None or self._answered:
             return  # no command open, or it is already answered: discard until AudioStop
+        data = chunk.data  # read directly: this runs every 10 ms per client
         try:
-            self._session.feed(chunk.audio, chunk.rate, chunk.width, chunk.channels)
+            self._session.feed(chunk.payload or b"", data["rate"], data["width"], data["channels"])
         except AudioFormatError as err:
             self._answer_error(f"Audio format not supported: {err}", "audio-format")
             await self._end_command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 from wyoming.event import Event
 
@@ -24,35 +25,63 @@ def _length(header: dict[str, object], key: str, limit: int) -> int:
     return value
 
 
-async def read_event(reader: asyncio.StreamReader) -> Event | None:
-    """The next event, or None when the client has gone. Raises BadEvent for malformed or oversized input."""
-    try:
-        line = await reader.readline()
-    except ValueError:  # asyncio's line limit (64 KiB) was exceeded
-        raise BadEvent("event header line is too long") from None
-    except ConnectionError:
-        return None
-    if not line:
-        return None
+class EventReader:
+    """Reads events from one client. Home Assistant's audio chunks repeat the same header line and data block
+    10 ms after 10 ms, so the last parsed ones are kept and their JSON is not decoded again."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+        self._line = b""
+        self._header: tuple[str, dict[str, Any], int, int] = ("", {}, 0, 0)
+        self._data_bytes = b""
+        self._data: dict[str, Any] = {}
+
+    async def read(self) -> Event | None:
+        """The next event, or None when the client has gone. Raises BadEvent for malformed or oversized input."""
+        try:
+            line = await self._reader.readline()
+        except ValueError:  # asyncio's line limit (64 KiB) was exceeded
+            raise BadEvent("event header line is too long") from None
+        except ConnectionError:
+            return None
+        if not line:
+            return None
+        if line != self._line:
+            self._header = _parse_header(line)
+            self._line = line
+        kind, inline, data_length, payload_length = self._header
+        try:
+            data_bytes = await self._reader.readexactly(data_length) if data_length else b""
+            payload = await self._reader.readexactly(payload_length) if payload_length else None
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        if data_bytes != self._data_bytes:
+            self._data = _parse_data(data_bytes)
+            self._data_bytes = data_bytes
+        return Event(type=kind, data={**inline, **self._data}, payload=payload)
+
+
+def _parse_header(line: bytes) -> tuple[str, dict[str, Any], int, int]:
     try:
         header = json.loads(line)
     except ValueError:
         raise BadEvent("event header is not JSON") from None
     if not isinstance(header, dict) or not isinstance(header.get("type"), str):
         raise BadEvent("event header has no type")
-    data = header.get("data") or {}
-    if not isinstance(data, dict):
+    inline = header.get("data") or {}
+    if not isinstance(inline, dict):
         raise BadEvent("event data must be an object")
-    data_length = _length(header, "data_length", MAX_DATA_BYTES)
-    payload_length = _length(header, "payload_length", MAX_PAYLOAD_BYTES)
+    return (header["type"], inline, _length(header, "data_length", MAX_DATA_BYTES),
+            _length(header, "payload_length", MAX_PAYLOAD_BYTES))
+
+
+def _parse_data(data_bytes: bytes) -> dict[str, Any]:
+    if not data_bytes:
+        return {}
     try:
-        extra = json.loads(await reader.readexactly(data_length)) if data_length else {}
-        payload = await reader.readexactly(payload_length) if payload_length else None
-    except (asyncio.IncompleteReadError, ConnectionError):
-        return None
+        data = json.loads(data_bytes)
     except ValueError:
         raise BadEvent("event data is not JSON") from None
-    if not isinstance(extra, dict):
+    if not isinstance(data, dict):
         raise BadEvent("event data must be an object")
-    data.update(extra)
-    return Event(type=header["type"], data=data, payload=payload)
+    return data
