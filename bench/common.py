@@ -124,14 +124,19 @@ async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, c
         return Outcome(text, started, answered, sent)
 
 
-def read_timing_log(path: Path) -> dict[tuple[str, str], float]:
-    """(tag, event) -> monotonic time, from the fake Flux's log."""
-    times: dict[tuple[str, str], float] = {}
+def read_timing_log(path: Path) -> dict[tuple[str, str], dict[str, object]]:
+    """(tag, event) -> the fake Flux's log entry ({"t": monotonic time, ...}); untagged entries are skipped."""
+    entries: dict[tuple[str, str], dict[str, object]] = {}
     if path.exists():
         for line in path.read_text().splitlines():
             entry = json.loads(line)
-            times[(entry["tag"], entry["event"])] = entry["t"]
-    return times
+            if entry["tag"]:
+                entries[(entry["tag"], entry["event"])] = entry
+    return entries
+
+
+def count_events(path: Path, event: str) -> int:
+    return sum(1 for line in path.read_text().splitlines() if json.loads(line)["event"] == event) if path.exists() else 0
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

@@ -45,7 +45,7 @@ def main() -> None:
                 for r in range(rounds):
                     answers += asyncio.run(round_(port, streams, r))
                 times = read_timing_log(log)
-                added = [(answered - times[(tag, "end_of_turn")]) * 1000 for tag, answered, _ in answers]
+                added = [(answered - float(times[(tag, "end_of_turn")]["t"])) * 1000 for tag, answered, _ in answers]
                 stats = percentiles(added)
                 results[str(streams)] = {"ms": added, **stats}
                 print(f"{streams:>3} streams: n={stats['n']:>3}  p50 {stats['p50']:.2f} ms  p95 {stats['p95']:.2f} ms  "

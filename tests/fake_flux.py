@@ -307,10 +307,11 @@ class _Stream:
         self.muted = False
         self.malformed_sent = False
 
-    def log_timing(self, event: str) -> None:
-        if self.script.timing_log and self.record.tag:
+    def log_timing(self, event: str, **extra: object) -> None:
+        if self.script.timing_log and (self.record.tag or event == "connected"):
             with open(self.script.timing_log, "a", encoding="utf-8") as log:
-                log.write(json.dumps({"tag": self.record.tag, "event": event, "t": time.monotonic()}) + "\n")
+                entry = {"tag": self.record.tag, "event": event, "t": time.monotonic(), **extra}
+                log.write(json.dumps(entry) + "\n")
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.muted or self.ws.closed:
@@ -344,6 +345,13 @@ class _Stream:
                 pass
 
     async def run(self) -> None:
+        self.log_timing("connected")
+        try:
+            await self._run()
+        finally:
+            self.log_timing("closed", audio_bytes=self.record.audio_bytes)
+
+    async def _run(self) -> None:
         await self.send({"type": "Connected", "request_id": self.request_id})
         if self.script.warning_on_connect:
             await self.send({"type": "Warning", "code": "INJECTED_WARNING", "description": "just a warning"})

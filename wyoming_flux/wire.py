@@ -25,12 +25,18 @@ def _length(header: dict[str, object], key: str, limit: int) -> int:
     return value
 
 
+MAX_HEADER_BYTES = 64 * 1024
+
+
 class EventReader:
-    """Reads events from one client. Home Assistant's audio chunks repeat the same header line and data block
-    10 ms after 10 ms, so the last parsed ones are kept and their JSON is not decoded again."""
+    """Reads events from one client: whole blocks from the socket, then every complete event in the buffer,
+    without a coroutine round trip per field. Home Assistant's audio chunks repeat the same header line and
+    data block 10 ms after 10 ms, so the last parsed ones are kept and their JSON is not decoded again."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
+        self._buffer = bytearray()
+        self._pos = 0  # start of the next unread event in _buffer
         self._line = b""
         self._header: tuple[str, dict[str, Any], int, int] = ("", {}, 0, 0)
         self._data_bytes = b""
@@ -38,23 +44,37 @@ class EventReader:
 
     async def read(self) -> Event | None:
         """The next event, or None when the client has gone. Raises BadEvent for malformed or oversized input."""
-        try:
-            line = await self._reader.readline()
-        except ValueError:  # asyncio's line limit (64 KiB) was exceeded
-            raise BadEvent("event header line is too long") from None
-        except ConnectionError:
+        while (event := self._next()) is None:
+            try:
+                block = await self._reader.read(65536)
+            except ConnectionError:
+                return None
+            if not block:
+                return None
+            if self._pos:  # drop what was consumed before growing the buffer
+                del self._buffer[: self._pos]
+                self._pos = 0
+            self._buffer += block
+        return event
+
+    def _next(self) -> Event | None:
+        buffer, pos = self._buffer, self._pos
+        end = buffer.find(b"\n", pos)
+        if (end if end >= 0 else len(buffer)) - pos > MAX_HEADER_BYTES:
+            raise BadEvent("event header line is too long")
+        if end < 0:
             return None
-        if not line:
-            return None
+        line = bytes(buffer[pos : end + 1])
         if line != self._line:
             self._header = _parse_header(line)
             self._line = line
         kind, inline, data_length, payload_length = self._header
-        try:
-            data_bytes = await self._reader.readexactly(data_length) if data_length else b""
-            payload = await self._reader.readexactly(payload_length) if payload_length else None
-        except (asyncio.IncompleteReadError, ConnectionError):
-            return None
+        data_end = end + 1 + data_length
+        if len(buffer) < data_end + payload_length:
+            return None  # the rest of this event has not arrived yet
+        data_bytes = bytes(buffer[end + 1 : data_end])
+        payload = bytes(buffer[data_end : data_end + payload_length]) if payload_length else None
+        self._pos = data_end + payload_length
         if data_bytes != self._data_bytes:
             self._data = _parse_data(data_bytes)
             self._data_bytes = data_bytes

@@ -90,7 +90,7 @@ async def test_format_change_zero_byte_and_huge_chunks(wyoming_server: FluxServe
     (b'{"no_type": 1}\n', "no type"),
     (b'{"type": "x", "data_length": 4}\n[1] ', "must be an object"),
     (b'{"type": "' + b"a" * 70000 + b'"}\n', "too long"),
-])
+], ids=["not-json", "huge-payload", "huge-data", "negative-length", "no-type", "data-not-object", "long-header"])
 async def test_unreadable_events_get_an_error_and_the_server_carries_on(
     wyoming_server: FluxServer, raw: bytes, reason: str
 ) -> None:
