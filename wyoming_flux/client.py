@@ -55,10 +55,10 @@ def read_wav(path: str) -> Recording:
     with wave.open(path, "rb") as wav:
         rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
         pcm = wav.readframes(wav.getnframes())
-    return Recording(pcm, rate, width, channels, _speech_end(pcm, rate, width, channels))
+    return Recording(pcm, rate, width, channels, speech_end(pcm, rate, width, channels))
 
 
-def _speech_end(pcm: bytes, rate: int, width: int, channels: int) -> float:
+def speech_end(pcm: bytes, rate: int, width: int, channels: int) -> float:
     """Where speech ends: the last 20 ms window louder than a tenth of the loudest one."""
     if width != 2:
         return len(pcm) / (rate * width * channels)
