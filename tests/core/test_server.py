@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 import pytest
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
@@ -13,7 +14,7 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 
-from tests.conftest import make_settings
+from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
 from wyoming_flux import __version__
@@ -76,6 +77,7 @@ async def test_describe_is_answered_from_memory(wyoming_server: FluxServer, fake
     assert {"en", "en-US", "en-GB"} <= set(models[MODEL_EN]) and "de" not in models[MODEL_EN]
     assert {"de", "de-DE", "fr-FR", "ja", "pt-BR", "nl", "hi"} <= set(models[MODEL_MULTI])
     assert fake_flux.handshakes == 0  # Describe never touches Flux
+    assert API_KEY not in json.dumps(info.to_dict())  # nor tells anyone the key
 
 
 async def test_end_of_turn_answers_before_audio_stop_with_streamed_deltas(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
