@@ -10,8 +10,6 @@ from urllib.parse import urlparse
 
 import voluptuous as vol
 from homeassistant.config_entries import (
-    SOURCE_REAUTH,
-    SOURCE_RECONFIGURE,
     ConfigFlow,
     ConfigFlowResult,
     OptionsFlowWithReload,
