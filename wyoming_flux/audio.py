@@ -94,8 +94,8 @@ class AudioAdapter:
 
     def push(self, audio: bytes, rate: int, width: int, channels: int) -> list[bytes]:
         """Convert one chunk; return the complete frames it finishes (possibly none)."""
-        check_format(rate, width, channels)
-        if self._format != (rate, width, channels):
+        if self._format != (rate, width, channels):  # checked once per format, not per chunk
+            check_format(rate, width, channels)
             self._format = (rate, width, channels)
             self._carry = b""
             self._resampler = None if rate == self.out_rate else _LinearResampler(rate, self.out_rate)

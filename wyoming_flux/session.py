@@ -15,7 +15,7 @@ from enum import Enum
 
 import aiohttp
 
-from .audio import AudioAdapter, check_format, flux_rate_for
+from .audio import AudioAdapter, flux_rate_for
 from .flux import (
     Connected,
     FatalError,
@@ -163,7 +163,6 @@ class TurnSession:
         """Queue client audio. Raises AudioFormatError for audio that cannot be converted."""
         if self.done or self._audio_ended_at is not None or self._forcing is not None:
             return  # the command is decided: later audio is discarded
-        check_format(rate, width, channels)
         room = self._config.max_command_seconds - self._adapter.seconds_in
         sample_frame = width * channels
         if len(audio) > room * rate * sample_frame:  # one huge chunk must not carry audio past the bound

@@ -20,7 +20,7 @@ from wyoming.info import Describe
 
 from tests.conftest import API_KEY, make_settings
 from tests.core.test_faults import one_command
-from tests.core.test_server import read_until
+from tests.core.test_server import port, read_until
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.cli import exposure_warning
@@ -28,11 +28,6 @@ from wyoming_flux.server import FluxServer
 from wyoming_flux.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"
-
-
-def port(server: FluxServer) -> int:
-    assert server.port is not None
-    return server.port
 
 
 def reformat(pcm16: bytes, rate: int, width: int, channels: int) -> bytes:
