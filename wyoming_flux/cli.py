@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 from . import __version__
 from .flux import DEFAULT_URL, validate_thresholds
@@ -162,11 +163,17 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     )
 
 
+def tcp_address(uri: str) -> tuple[str, int]:
+    """Host and port of a tcp:// URI, parsed as wyoming's AsyncServer.from_uri parses it."""
+    parsed = urlparse(uri)
+    return parsed.hostname or "", parsed.port or 0
+
+
 def exposure_warning(uri: str, allow: tuple[object, ...]) -> str | None:
     """Wyoming has no authentication: say so when anyone on the network can spend the key's credit."""
     if not uri.startswith("tcp://") or allow:
         return None
-    host = uri[len("tcp://"):].rsplit(":", 1)[0].strip("[]")
+    host, _ = tcp_address(uri)
     try:
         if ipaddress.ip_address(host).is_loopback:
             return None
@@ -192,7 +199,8 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
     advertisement = None
     try:
         if zeroconf:
-            advertisement = Advertisement(zeroconf, int(uri.rsplit(":", 1)[1]), advertised_host(uri, zeroconf_host))
+            host, port = tcp_address(uri)
+            advertisement = Advertisement(zeroconf, port, advertised_host(host, zeroconf_host))
             await advertisement.start()
         await stop.wait()
         _LOGGER.info("Stopping")

@@ -31,12 +31,11 @@ def detect_host() -> str:
     return "127.0.0.1"
 
 
-def advertised_host(uri: str, explicit: str | None) -> str:
+def advertised_host(bound_host: str, explicit: str | None) -> str:
     """--zeroconf-host if given, else the address the server is bound to if it is a specific one, else detected."""
     if explicit:
         return explicit
-    host = uri.removeprefix("tcp://").rsplit(":", 1)[0].strip("[]")
-    return host if host not in ("", "0.0.0.0", "::") else detect_host()
+    return bound_host if bound_host not in ("", "0.0.0.0", "::") else detect_host()
 
 
 class Advertisement:

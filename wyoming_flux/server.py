@@ -9,9 +9,9 @@ from functools import partial
 import aiohttp
 from wyoming.server import AsyncServer, AsyncTcpServer
 
-from .flux import StreamOptions, trim_keyterms
 from .handler import FluxEventHandler, ServerSettings, SessionGate, build_info
 from .pool import WarmPool
+from .session import TurnRequest, stream_options
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,11 +45,7 @@ class FluxServer:
     def _make_pool(self, http: aiohttp.ClientSession) -> WarmPool:
         """Warm sockets for the usual command: the first model, 16 kHz (Home Assistant), configured tuning."""
         config = self.settings.session
-        options = StreamOptions(
-            model=self.settings.models[0].name, sample_rate=16000, eot_threshold=config.eot_threshold,
-            eager_eot_threshold=config.eager_eot_threshold, eot_timeout_ms=config.eot_timeout_ms,
-            keyterms=tuple(trim_keyterms(list(config.keyterms))),
-        )
+        options = stream_options(config, TurnRequest(self.settings.models[0]), 16000)
         return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
                         max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout)
 

@@ -101,6 +101,20 @@ class TurnResult:
 PartialCallback = Callable[[str], None]
 
 
+def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int) -> StreamOptions:
+    """The Flux query for a command. The warm pool opens its sockets with the same function, so a socket it
+    holds fits a command exactly when the two agree."""
+    return StreamOptions(
+        model=request.model.name,
+        sample_rate=sample_rate,
+        eot_threshold=config.eot_threshold,
+        eager_eot_threshold=config.eager_eot_threshold,
+        eot_timeout_ms=config.eot_timeout_ms,
+        keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
+        language_hints=tuple(language_hints(request.model, request.language)),
+    )
+
+
 class TurnSession:
     """One command. Call start(), feed() audio as it comes, then wait() or finish(); always aclose()."""
 
@@ -202,16 +216,7 @@ class TurnSession:
     # ------------------------------------------------------------ running
 
     def _options(self) -> StreamOptions:
-        config, request = self._config, self._request
-        return StreamOptions(
-            model=request.model.name,
-            sample_rate=self._adapter.out_rate,
-            eot_threshold=config.eot_threshold,
-            eager_eot_threshold=config.eager_eot_threshold,
-            eot_timeout_ms=config.eot_timeout_ms,
-            keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
-            language_hints=tuple(language_hints(request.model, request.language)),
-        )
+        return stream_options(self._config, self._request, self._adapter.out_rate)
 
     async def _run(self) -> None:
         watchdog = asyncio.create_task(self._watch())
@@ -283,13 +288,14 @@ class TurnSession:
             await self._shutdown(socket, workers)
 
     def _requeue_replay(self) -> None:
+        """Put everything sent on the dead warm socket back in front of the queue. Replay only happens on the
+        first socket, before Flux confirmed anything, so the new socket starts with nothing sent."""
         items = [*self._replay]
         while not self._queue.empty():
             items.append(self._queue.get_nowait())
-        self._sent_seconds -= sum(len(i) for i in self._replay if isinstance(i, bytes)) / (2 * self._adapter.out_rate)
-        if _FORCE in self._replay:
-            self._force_sent_at = None
         self._replay = []
+        self._sent_seconds = 0.0
+        self._force_sent_at = None
         for item in items:
             self._queue.put_nowait(item)
 
