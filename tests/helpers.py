@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import wave
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,6 +11,13 @@ from pathlib import Path
 FIXTURES = Path(__file__).parent / "fixtures"
 RATE = 16000
 CHUNK_BYTES = 320  # 10 ms of 16 kHz 16-bit mono, as Home Assistant sends it
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for a server started in another process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def load_wav(name: str) -> bytes:

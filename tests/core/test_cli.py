@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from wyoming.info import Describe, Info
 
 from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
-from tests.helpers import chunks, fixture_text, load_wav, silence
+from tests.helpers import chunks, fixture_text, free_port, load_wav, silence
 from wyoming_flux.cli import main
 
 ROOT = Path(__file__).parents[2]
@@ -47,12 +46,6 @@ def test_malformed_environment_value_is_one_clear_line(capsys: pytest.CaptureFix
     monkeypatch.setenv("WYOMING_FLUX_EOT_THRESHOLD", "high")
     assert main(["--api-key", "k"]) == 2
     assert capsys.readouterr().err.strip().startswith("wyoming-flux: error:")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_the_server_process_serves_a_command_and_never_logs_the_key(fake_flux: FakeFlux, tmp_path: Path) -> None:
