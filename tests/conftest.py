@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fake_flux import FakeFlux
-from wyoming_flux.handler import ServerSettings
-from wyoming_flux.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI
-from wyoming_flux.server import FluxServer
-from wyoming_flux.session import SessionConfig
+ROOT = Path(__file__).resolve().parents[1]
+# The tests exercise wyoming_flux as installed (script/test installs the built wheel), as Home Assistant and
+# users import it, not the checkout pytest puts first on sys.path: the checkout stays reachable only for
+# `tests` and `custom_components`, which are not installed.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(ROOT)]
+
+from tests.fake_flux import FakeFlux  # noqa: E402
+from wyoming_flux.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
+from wyoming_flux.session import SessionConfig  # noqa: E402
+
+if TYPE_CHECKING:  # the server needs the `server` extra, which the integration's environment does not have
+    from wyoming_flux.handler import ServerSettings
+    from wyoming_flux.server import FluxServer
 
 API_KEY = "dg-secret-0123456789abcdef"
 
@@ -38,11 +49,15 @@ def session_config(fake_flux: FakeFlux) -> SessionConfig:
 
 
 def make_settings(config: SessionConfig, *models: str) -> ServerSettings:
+    from wyoming_flux.handler import ServerSettings
+
     return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or (MODEL_EN,))))
 
 
 @pytest.fixture
 async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+    from wyoming_flux.server import FluxServer
+
     server = FluxServer(make_settings(session_config, MODEL_EN, MODEL_MULTI), "tcp://127.0.0.1:0")
     await server.start()
     yield server

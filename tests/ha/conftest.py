@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from awesomeversion import AwesomeVersion
+from homeassistant.const import __version__ as HA_VERSION
 
 # Import ours before the harness's testing config can shadow the custom_components package.
 import custom_components.deepgram_flux  # noqa: F401
+
+
+def needs_home_assistant(version: str, why: str) -> pytest.MarkDecorator:
+    """Tests of behaviour that older supported releases do not have: they run on the newest harness."""
+    return pytest.mark.skipif(
+        AwesomeVersion(HA_VERSION) < AwesomeVersion(version),
+        reason=f"needs Home Assistant >= {version} (this is {HA_VERSION}): {why}",
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -15,7 +15,7 @@ from PIL import Image
 from wyoming_flux import __version__
 from wyoming_flux.cli import build_parser
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 ADDON = ROOT / "addon"
 INTEGRATION = ROOT / "custom_components" / "deepgram_flux"
 
@@ -73,7 +73,9 @@ def test_addon_config_follows_the_supervisor_rules() -> None:
             assert key in options, f"required option {key} has no default"
     build = yaml.safe_load((ADDON / "build.yaml").read_text())
     assert set(build["build_from"]) == set(config["arch"])
-    assert f'wyoming-flux=={__version__}' in (ADDON / "Dockerfile").read_text()
+    assert f'"wyoming-flux[server]=={__version__}"' in (ADDON / "Dockerfile").read_text()
+    # The Supervisor pulls the image the release workflow pushes, tagged with the add-on's version.
+    assert config["image"] == "ghcr.io/wyoming-flux/{arch}-addon-wyoming-flux"
 
 
 def test_addon_run_script_maps_every_option_onto_a_real_setting() -> None:

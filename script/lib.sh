@@ -1,0 +1,77 @@
+# Shared set-up steps for script/test and script/server (sourced, not run).
+# Every step either succeeds or stops with one line saying what to install: never a half-made environment.
+
+die() { echo "wyoming-flux setup: $*" >&2; exit 1; }
+
+# uv: on PATH, in ~/.local/bin, else installed with pip --user, a private venv, or Astral's installer.
+ensure_uv() {
+  local candidate
+  for candidate in "$(command -v uv 2>/dev/null)" "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then UV=$candidate; return 0; fi
+  done
+  echo "wyoming-flux setup: installing uv ..." >&2
+  if command -v python3 >/dev/null 2>&1 && python3 -m pip install -q --user uv >/dev/null 2>&1; then
+    UV=$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null) && [ -x "$UV" ] && return 0
+  fi
+  local boot="${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-flux/uv"  # for systems whose pip refuses --user (PEP 668)
+  if command -v python3 >/dev/null 2>&1 && python3 -m venv "$boot" >/dev/null 2>&1 \
+      && "$boot/bin/python" -m pip install -q uv >/dev/null 2>&1; then
+    UV="$boot/bin/uv"; return 0
+  fi
+  rm -rf "$boot"
+  if command -v curl >/dev/null 2>&1 && curl -LsSf https://astral.sh/uv/install.sh 2>/dev/null | sh >/dev/null 2>&1 \
+      && [ -x "$HOME/.local/bin/uv" ]; then
+    UV="$HOME/.local/bin/uv"; return 0
+  fi
+  die "could not install uv. Install it (pipx install uv, or see https://docs.astral.sh/uv/getting-started/installation/) and run this again."
+}
+
+# Prints "MAJOR.MINOR.PATCH" of a Python interpreter, or nothing if it does not run.
+python_version() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null || true; }
+
+# version_at_least 3.14.0 3.14.2 -> false
+version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
+
+# find_python MIN [ENV_VAR]: the path of a Python >= MIN (e.g. 3.14.2) in the series MIN names.
+# Looks at $ENV_VAR, pythonX.Y on PATH, uv's interpreters, then lets uv install one.
+find_python() {
+  local min=$1 var=${2:-} series candidate version
+  series=$(echo "$min" | cut -d. -f1,2)
+  if [ -n "$var" ] && [ -n "${!var:-}" ]; then
+    version=$(python_version "${!var}")
+    [ -n "$version" ] && version_at_least "$version" "$min" && { echo "${!var}"; return 0; }
+    die "$var=${!var} is not a Python >= $min."
+  fi
+  for candidate in "$(command -v "python$series" 2>/dev/null)" "$("$UV" python find "$series" 2>/dev/null)"; do
+    [ -n "$candidate" ] || continue
+    version=$(python_version "$candidate")
+    if [ -n "$version" ] && version_at_least "$version" "$min"; then echo "$candidate"; return 0; fi
+  done
+  echo "wyoming-flux setup: installing Python $series with uv ..." >&2
+  if "$UV" python install "$series" >/dev/null 2>&1; then
+    candidate=$("$UV" python find "$series" 2>/dev/null)
+    version=$(python_version "$candidate")
+    if [ -n "$version" ] && version_at_least "$version" "$min"; then echo "$candidate"; return 0; fi
+  fi
+  die "no Python >= $min found and uv could not install one. Install Python $series (e.g. 'uv python install $series', or your distribution's python$series) and run this again."
+}
+
+# ensure_venv DIR PYTHON: DIR is a venv of exactly that interpreter's version, else it is rebuilt.
+ensure_venv() {
+  local dir=$1 python=$2 want have
+  want=$(python_version "$python")
+  have=""
+  if [ -x "$dir/bin/python" ]; then have=$(python_version "$dir/bin/python" || true); fi
+  if [ "$have" != "$want" ]; then
+    [ -e "$dir" ] && echo "wyoming-flux setup: $dir has Python ${have:-that does not run}, not $want: rebuilding it" >&2
+    rm -rf "$dir"
+    "$UV" venv -q -p "$python" "$dir" || { rm -rf "$dir"; die "could not create $dir with $python."; }
+  fi
+}
+
+# install_into DIR ARGS...: uv pip install into the venv; on failure the venv is removed, so the next run
+# starts clean instead of on half-installed packages.
+install_into() {
+  local dir=$1; shift
+  "$UV" pip install -q -p "$dir/bin/python" "$@" || { rm -rf "$dir"; die "installing into $dir failed (see above); run this again once the cause is fixed."; }
+}
