@@ -1,0 +1,101 @@
+"""A first run that cannot break: script/lib.sh (behind script/test and script/server) rebuilds a venv made
+with the wrong Python, and stops with one clear line, leaving nothing half-made, when it cannot get a Python
+or uv."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.packaging.conftest import ROOT, find_python, uv
+
+LIB = ROOT / "script" / "lib.sh"
+
+
+def bash(script: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-c", f"set -euo pipefail; source {LIB}; {script}"], env=env, cwd=cwd,
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+def version_of(python: Path) -> str:
+    return subprocess.run([str(python), "-c", "import sys; print(sys.version_info[:2])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def bare_env(tmp_path: Path, *tools: str) -> dict[str, str]:
+    """A machine with no Python 3.14 anywhere uv or PATH would look, and only these tools added."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, target in (t.split("=", 1) for t in tools):
+        (bin_dir / name).symlink_to(target)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_", "WYOMING_FLUX_", "VIRTUAL_ENV"))}
+    return env | {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path / "home"),
+        "UV_PYTHON_INSTALL_DIR": str(tmp_path / "uv-pythons"), "UV_PYTHON_DOWNLOADS": "never",
+        "UV_CACHE_DIR": os.environ.get("UV_CACHE_DIR", str(Path.home() / ".cache" / "uv")),
+    }
+
+
+def test_a_venv_of_the_wrong_python_is_rebuilt(tmp_path: Path) -> None:
+    venv = tmp_path / ".venv"
+    subprocess.run([uv(), "venv", "-q", "-p", find_python("3.11"), str(venv)], check=True)
+    assert version_of(venv / "bin" / "python") == "(3, 11)"
+    env = os.environ | {"WYOMING_FLUX_PYTHON314": find_python("3.14")}
+    result = bash(f'ensure_uv; py=$(find_python 3.14.2 WYOMING_FLUX_PYTHON314); ensure_venv "{venv}" "$py"',
+                  env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "has Python 3.11" in result.stderr and "rebuilding" in result.stderr
+    assert version_of(venv / "bin" / "python") == "(3, 14)"
+    again = bash(f'ensure_uv; py=$(find_python 3.14.2 WYOMING_FLUX_PYTHON314); ensure_venv "{venv}" "$py"',
+                 env, tmp_path)
+    assert again.returncode == 0 and again.stderr == ""  # a good venv is kept as it is
+
+
+def test_a_venv_whose_python_no_longer_runs_is_rebuilt(tmp_path: Path) -> None:
+    venv = tmp_path / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(tmp_path / "gone" / "python3.14")  # its interpreter was removed
+    result = bash(f'ensure_uv; ensure_venv "{venv}" "{sys.executable}"', os.environ.copy(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "rebuilding" in result.stderr
+    assert version_of(venv / "bin" / "python") == version_of(Path(sys.executable))
+
+
+def test_no_python_314_stops_the_test_command_with_one_line_and_no_venv(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for name in files:
+        if (ROOT / name).is_file():
+            (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, checkout / name)
+    env = bare_env(tmp_path, f"uv={uv()}")
+    result = subprocess.run([str(checkout / "script" / "test"), "--only", "newest"], cwd=checkout, env=env,
+                            capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("wyoming-flux setup: no Python >= 3.14.2 found") and "uv python install 3.14" in last
+    assert "Traceback" not in result.stderr
+    assert not (checkout / ".venv").exists()  # nothing half-made for the next run to trip on
+
+
+def test_a_wrong_python_named_by_the_environment_is_refused(tmp_path: Path) -> None:
+    env = os.environ | {"WYOMING_FLUX_PYTHON314": find_python("3.11")}
+    result = bash("ensure_uv; find_python 3.14.2 WYOMING_FLUX_PYTHON314", env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("is not a Python >= 3.14.2.")
+
+
+def test_no_uv_and_no_way_to_install_it_says_what_to_install(tmp_path: Path) -> None:
+    fail = tmp_path / "fail"
+    fail.write_text("#!/bin/sh\nexit 6\n")  # curl with no network
+    fail.chmod(0o755)
+    env = bare_env(tmp_path, f"curl={fail}", "python3=/usr/bin/python3") | {
+        "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null",  # pip can reach no index either
+    }
+    result = bash("ensure_uv", env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("wyoming-flux setup: could not install uv.")
+    assert not (tmp_path / "home" / ".cache" / "wyoming-flux" / "uv").exists()
