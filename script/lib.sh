@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up steps for script/test and script/server (sourced, not run).
 # Every step either succeeds or stops with one line saying what to install: never a half-made environment.
 

@@ -82,7 +82,7 @@ def test_addon_run_script_maps_every_option_onto_a_real_setting() -> None:
     run = (ADDON / "run.sh").read_text()
     for key in addon_config()["schema"]:
         assert f"'{key}" in run, f"option {key} is not used by run.sh"
-    used = set(re.findall(r"export ((?:WYOMING_FLUX|DEEPGRAM)_[A-Z_]+)=", run))
+    used = set(re.findall(r"(?:export|option) ((?:WYOMING_FLUX|DEEPGRAM)_[A-Z_]+)", run))
     assert used and used <= env_names_of_cli()
     assert 'bashio::discovery "wyoming"' in run
     assert subprocess.run(["bash", "-n", str(ADDON / "run.sh")], check=False).returncode == 0  # valid shell
