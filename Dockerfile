@@ -12,7 +12,7 @@ FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY wyoming_flux ./wyoming_flux
 RUN python3 -m venv /opt/wyoming-flux \
  && /opt/wyoming-flux/bin/pip install ".[server]" \

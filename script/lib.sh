@@ -6,15 +6,14 @@ die() { echo "wyoming-flux setup: $*" >&2; exit 1; }
 
 # uv: on PATH, in ~/.local/bin, else installed with pip --user, a private venv, or Astral's installer.
 ensure_uv() {
-  local candidate
-  for candidate in "$(command -v uv 2>/dev/null)" "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv"; do
+  local candidate boot="${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-flux/uv"  # for pips that refuse --user (PEP 668)
+  for candidate in "$(command -v uv 2>/dev/null)" "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv" "$boot/bin/uv"; do
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then UV=$candidate; return 0; fi
   done
   echo "wyoming-flux setup: installing uv ..." >&2
   if command -v python3 >/dev/null 2>&1 && python3 -m pip install -q --user uv >/dev/null 2>&1; then
     UV=$(python3 -c 'import uv; print(uv.find_uv_bin())' 2>/dev/null) && [ -x "$UV" ] && return 0
   fi
-  local boot="${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-flux/uv"  # for systems whose pip refuses --user (PEP 668)
   if command -v python3 >/dev/null 2>&1 && python3 -m venv "$boot" >/dev/null 2>&1 \
       && "$boot/bin/python" -m pip install -q uv >/dev/null 2>&1; then
     UV="$boot/bin/uv"; return 0
@@ -54,7 +53,7 @@ find_python() {
     version=$(python_version "$candidate")
     if [ -n "$version" ] && version_at_least "$version" "$min"; then echo "$candidate"; return 0; fi
   fi
-  die "no Python >= $min found and uv could not install one. Install Python $series (e.g. 'uv python install $series', or your distribution's python$series) and run this again."
+  die "no Python >= $min found and uv could not install one. Install it with '$UV python install $series' (it downloads from GitHub) or from python.org, put it on PATH as python$series, and run this again."
 }
 
 # ensure_venv DIR PYTHON: DIR is a venv of exactly that interpreter's version, else it is rebuilt.

@@ -13,8 +13,8 @@ import sys
 from . import __version__
 
 SERVER_EXTRA_MISSING = (
-    "wyoming-flux: the Wyoming server needs the 'server' extra ({missing} is not installed): "
-    "pip install 'wyoming-flux[server]=={version}'  (or: uv tool install 'wyoming-flux[server]')"
+    "wyoming-flux: the server and its check/transcribe commands need the 'server' extra ({missing} is not "
+    "installed): install 'wyoming-flux[server]=={version}' (pip install, uv pip install or uv tool install)"
 )
 
 
