@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.fake_flux import FakeFlux
+from wyoming_flux.endpoints import forget_endpoints
 from wyoming_flux.handler import ServerSettings
 from wyoming_flux.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI
 from wyoming_flux.server import FluxServer
@@ -22,6 +23,12 @@ def _loopback_sockets(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("socket_enabled")
     except pytest.FixtureLookupError:
         pass
+
+
+@pytest.fixture(autouse=True)
+def _fresh_endpoint_memory() -> None:
+    """A port the OS hands out again must not inherit what an earlier test's fake taught the process."""
+    forget_endpoints()
 
 
 @pytest.fixture
