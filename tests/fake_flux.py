@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -346,7 +347,10 @@ class _Stream:
     async def close_without_code(self) -> None:
         """Flux closes with an empty close frame: clients see 1005."""
         if not self.ws.closed:
-            await self.ws.send_frame(b"", WSMsgType.CLOSE)
+            try:
+                await self.ws.send_frame(b"", WSMsgType.CLOSE)
+            except ConnectionResetError:  # the client went first
+                return
             try:
                 async with asyncio.timeout(1.0):
                     await self.ws.receive()  # the client's close reply
@@ -443,7 +447,10 @@ class _Stream:
             if self.script.close_stream_delay:
                 # Decode what was received: the pending Updates come first, then the close (still no EndOfTurn).
                 await self.send(self.engine._info("Update"))
-                await asyncio.sleep(self.script.close_stream_delay)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.script.close_stream_delay):
+                        await self.ws.receive()  # unless the client gives up and closes first
+
             await self.close_without_code()  # no EndOfTurn: CloseStream does not finalize
             return False
         if kind == "Configure":
