@@ -122,5 +122,5 @@ def error_for_status(status: int, dg_error: str | None) -> FluxError:
 def error_for_stream(code: str, description: str) -> FluxError:
     """Map a fatal Error message or a close frame's reason to its typed error."""
     stable = STREAM_CODES.get(code, "flux-stream")
-    return FluxStreamError(f"{KINDS[stable].message}: {code}: {description}".rstrip(": "), code=stable,
-                           dg_error=description or None)
+    text = ": ".join(part for part in (KINDS[stable].message, code, description) if part)
+    return FluxStreamError(text, code=stable, dg_error=description or None)
