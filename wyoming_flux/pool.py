@@ -24,6 +24,7 @@ from .flux import FluxError, FluxSocket, StreamOptions, connect
 _LOGGER = logging.getLogger(__name__)
 
 PING_SECONDS = 4.0
+_CONFIGURE_MAX_KEYTERMS = 100  # Configure takes at most 100 keyterms
 MAX_BACKOFF_SECONDS = 60.0
 
 
@@ -70,7 +71,7 @@ class WarmPool:
         await asyncio.gather(*(self._discard(warm) for warm in ready), *self._closing)
 
     async def take(self, options: StreamOptions) -> FluxSocket | None:
-        """A fresh open socket if one matches what the command needs on the query string, else None."""
+        """A fresh open socket configured for `options` if one fits what cannot change after the handshake."""
         loop = asyncio.get_running_loop()
         self._last_use, self._refused = loop.time(), False
         self._wake.set()  # a command: (re)open the window
@@ -85,10 +86,25 @@ class WarmPool:
                     await warm.reader
                 warm.reader = None
             if not warm.socket.closed and loop.time() - warm.opened_at < self.max_age:
+                try:
+                    await self._configure(warm.socket, options)
+                except FluxError:  # it died while waiting: the command connects on its own
+                    self._close_later(warm)
+                    continue
                 self.taken += 1
                 return warm.socket
             self._close_later(warm)
         return None
+
+    async def _configure(self, socket: FluxSocket, options: StreamOptions) -> None:
+        """What may change after the handshake goes by Configure (Flux's answer reaches the command)."""
+        changes: dict[str, list[str]] = {}
+        if options.keyterms != self.options.keyterms:
+            changes["keyterms"] = list(options.keyterms[:_CONFIGURE_MAX_KEYTERMS])
+        if options.language_hints != self.options.language_hints:
+            changes["language_hints"] = list(options.language_hints)
+        if changes:
+            await socket.configure(**changes)
 
     def _close_later(self, warm: _Warm) -> None:
         task = asyncio.create_task(self._discard(warm))

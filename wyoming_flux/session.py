@@ -40,9 +40,11 @@ _LOGGER = logging.getLogger(__name__)
 
 _TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
 _FORCE = "force"
+_SILENCE = "silence"
 _CLOSE = "close"
-_CONFIGURE_MAX_KEYTERMS = 100  # Configure takes at most 100 keyterms
 _SILENCE_MARGIN = 0.3  # audio seconds beyond eot_timeout, so Flux's timeout surely fires
+_SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well within finalize_timeout, and
+# slow enough that Flux's model usually ends the turn before all of it is sent (and billed)
 _FRAME_SECONDS = 0.08
 
 
@@ -255,13 +257,6 @@ class TurnSession:
         options = self._options()
         if use_warm and self._pool is not None and (socket := await self._pool.take(options)) is not None:
             self._warm = True
-            changes: dict[str, list[str]] = {}
-            if options.keyterms != self._pool.options.keyterms:
-                changes["keyterms"] = list(options.keyterms[:_CONFIGURE_MAX_KEYTERMS])
-            if options.language_hints != self._pool.options.language_hints:
-                changes["language_hints"] = list(options.language_hints)
-            if changes:
-                await socket.configure(**changes)
             return socket
         return await connect(
             self._http, self._config.url, self._config.api_key, options, timeout=self._config.connect_timeout
@@ -319,6 +314,8 @@ class TurnSession:
             if item == _FORCE:
                 await socket.force_end_turn()
                 self._state.force_sent(self._loop.time())
+            elif item == _SILENCE:
+                await self._send_silence(socket)
             elif item == _CLOSE:
                 self._close_asked = True
                 await socket.close_stream()
@@ -326,6 +323,18 @@ class TurnSession:
             elif isinstance(item, bytes):
                 await socket.send_audio(item)
                 self._state.audio_sent(len(item) / (2 * self._adapter.out_rate))
+
+    def _silence_frames(self) -> int:
+        return round((self._config.eot_timeout + _SILENCE_MARGIN) / _FRAME_SECONDS)
+
+    async def _send_silence(self, socket: FluxSocket) -> None:
+        """Flux's eot_timeout in silence, faster than real time; cancelled with the sender once the turn ends."""
+        frame = bytes(int(self._adapter.out_rate * _FRAME_SECONDS) * 2)
+        count = self._silence_frames()
+        for _ in range(count):
+            await socket.send_audio(frame)
+            self._state.audio_sent(_FRAME_SECONDS)
+            await asyncio.sleep(_SILENCE_WALL / count)
 
     async def _receive(self, socket: FluxSocket) -> None:
         while (message := await socket.receive()) is not None:
@@ -391,9 +400,8 @@ class TurnSession:
         if not by_silence:
             self._queue.put_nowait(_FORCE)
             return
-        frame = bytes(int(self._adapter.out_rate * _FRAME_SECONDS) * 2)
-        for _ in range(round((self._config.eot_timeout + _SILENCE_MARGIN) / _FRAME_SECONDS)):
-            self._queue_audio(frame)
+        self._state.audio_queued(self._silence_frames() * _FRAME_SECONDS)
+        self._queue.put_nowait(_SILENCE)
         self._queue.put_nowait(_CLOSE)
 
     async def _watch(self) -> None:

@@ -202,7 +202,14 @@ async def test_an_endpoint_without_force_end_turn_loses_no_words_and_is_remember
     assert not second.degraded and second.ended_by is Ending.FORCED
     assert second.text and fixture_text(KITCHEN).startswith(second.text)
     assert second.finalize_seconds is not None and second.finalize_seconds < 2.0
-    stream = fake_flux.streams[1]
+    assert second.trigger == "model"  # Flux's model ended the turn inside the silence...
+    assert fake_flux.streams[1].audio_seconds < 1.3 + 1.0  # ...so the rest of it was never sent (nor billed)
+    timeout_only = dataclasses.replace(config, eot_threshold=1.0)  # no model end of turn: the timeout must fire
+    third, _ = await command(timeout_only, pcm)
+    assert (third.trigger, third.degraded) == ("timeout", False)
+    assert third.text and fixture_text(KITCHEN).startswith(third.text)
+    assert third.finalize_seconds is not None and third.finalize_seconds < 2.0
+    stream = fake_flux.streams[2]
     assert [json.loads(m)["type"] for m in stream.client_messages] == ["CloseStream"]
     assert stream.audio_seconds >= 1.3 + 1.0  # the silence covered Flux's eot_timeout
 
