@@ -10,7 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
 
-from wyoming_flux.session import SessionConfig
+from wyoming_flux.request import SessionConfig
 
 from .const import (
     CONF_BOOST_EXPOSED,

@@ -18,7 +18,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from wyoming_flux.audio import AudioFormatError
 from wyoming_flux.errors import FluxAuthError
 from wyoming_flux.models import FLUX_MODELS
-from wyoming_flux.session import Ending, TurnRequest, TurnResult, TurnSession
+from wyoming_flux.request import TurnRequest, TurnResult
+from wyoming_flux.session import TurnSession
+from wyoming_flux.turn import Ending
 
 from . import DeepgramFluxConfigEntry
 from .const import CONF_MODEL, DOMAIN

@@ -62,3 +62,15 @@ def test_the_readme_error_table_is_the_code_table() -> None:
         assert row in readme, row
         line = readme[readme.index(row):].split("\n", 1)[0]
         assert line.endswith("| |") != kind.user_action, line  # rows the user must act on say what to do
+
+
+def test_the_core_home_assistant_installs_needs_only_aiohttp_and_numpy() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['wyoming'] = None; sys.modules['homeassistant'] = None\n"
+            "import wyoming_flux.session, wyoming_flux.turn, wyoming_flux.request, wyoming_flux.errors, "
+            "wyoming_flux.endpoints, wyoming_flux.pool")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

@@ -96,7 +96,10 @@ async def test_a_deployment_without_force_end_turn_loses_no_words_and_diagnostic
     assert first.text and fixture_text(KITCHEN).startswith(first.text)
     second = await command(hass, cut)  # remembered: ended with trailing silence
     assert second.text and fixture_text(KITCHEN).startswith(second.text)
-    assert [json_type(m) for m in fake_flux.streams[1].client_messages] == ["CloseStream"]
+    async with asyncio.timeout(5):  # the stream is closed in the background
+        while not fake_flux.streams[1].closed:
+            await asyncio.sleep(0.02)
+    assert [json_type(m) for m in fake_flux.streams[1].client_messages] == ["CloseStream"]  # no ForceEndTurn
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, flux_entry)
     first_record, second_record = diagnostics["recent_commands"]
     assert first_record["degraded"] and "force-end-unsupported" in first_record["notes"]
