@@ -3,6 +3,7 @@ only where a retry helps, and the README shows the same table."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -45,9 +46,19 @@ async def test_an_idle_close_is_read_as_flux_idle_timeout(fake_flux: FakeFlux, r
     fake_flux.script.idle_close_reason = reason
     async with aiohttp.ClientSession() as http:
         socket = await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en"))
+
+        async def ping() -> None:  # pings are not audio: they must not keep the stream alive
+            while not socket.closed:
+                await socket.ping()
+                await asyncio.sleep(0.05)
+
+        pinger = asyncio.create_task(ping())
         messages = []
-        while (message := await socket.receive()) is not None:
-            messages.append(message)
+        async with asyncio.timeout(5):
+            while (message := await socket.receive()) is not None:
+                messages.append(message)
+        pinger.cancel()
+        await asyncio.gather(pinger, return_exceptions=True)
         await socket.close()
     if reason is None:
         assert error_for_stream(messages[-1].code, "").code == "flux-idle-timeout"  # type: ignore[union-attr]
