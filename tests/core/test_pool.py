@@ -129,7 +129,7 @@ async def test_idle_closes_and_age_are_handled_by_replacing_sockets(session_conf
 async def test_an_idle_server_makes_no_handshakes_and_a_command_opens_the_window(
     session_config: SessionConfig, fake_flux: FakeFlux
 ) -> None:
-    settings = dataclasses.replace(make_settings(session_config), warm_connections=1, warm_window=1.5)
+    settings = dataclasses.replace(make_settings(session_config), warm_connections=1, warm_window=3.0)
     server = FluxServer(settings, "tcp://127.0.0.1:0")
     await server.start()
     try:
