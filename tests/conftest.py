@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(ROOT)]
 
 from tests.fake_flux import FakeFlux  # noqa: E402
+from wyoming_flux.endpoints import forget_endpoints  # noqa: E402
 from wyoming_flux.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
 from wyoming_flux.session import SessionConfig  # noqa: E402
 
@@ -33,6 +34,12 @@ def _loopback_sockets(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("socket_enabled")
     except pytest.FixtureLookupError:
         pass
+
+
+@pytest.fixture(autouse=True)
+def _fresh_endpoint_memory() -> None:
+    """A port the OS hands out again must not inherit what an earlier test's fake taught the process."""
+    forget_endpoints()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import math
 import time
@@ -57,6 +58,11 @@ class Script:
     drop_streams: set[int] = field(default_factory=set)  # these streams (0-based) drop on their first audio
     timing_log: str | None = None  # append {"tag", "event", "t"} JSON lines (monotonic clock) for benchmarks
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
+    # what real deployments do differently
+    force_end_supported: bool = True  # False: ForceEndTurn is an unknown message (fatal, then close)
+    configure_failure: str | None = None  # answer every Configure with ConfigureFailure and this description
+    close_stream_delay: float = 0.0  # CloseStream: send the pending Updates, wait this long, then close
+    idle_close_reason: str | None = None  # idle close as a bare close frame 1011 with this reason (v1 style)
 
 
 @dataclass
@@ -216,6 +222,10 @@ def _check_query(query: dict[str, list[str]], script: Script) -> web.Response | 
         return _bad(400, "eot_timeout_ms must be between 500 and 60000", "INVALID_QUERY_PARAMETER")
     if query.get("language_hint") and model != "flux-general-multi":
         return _bad(400, "language_hint is only supported by flux-general-multi", "INVALID_QUERY_PARAMETER")
+    if one("mip_opt_out") not in (None, "true", "false"):
+        return _bad(400, "mip_opt_out must be true or false", "INVALID_QUERY_PARAMETER")
+    if any(len(tag) > 128 for tag in query.get("tag", [])):
+        return _bad(400, "tag must be at most 128 characters", "INVALID_QUERY_PARAMETER")
     tokens = sum(len(term.split()) for term in query.get("keyterm", []))
     if tokens > 500:
         return _bad(400, "keyterm exceeds 500 tokens", "INVALID_QUERY_PARAMETER")
@@ -337,7 +347,10 @@ class _Stream:
     async def close_without_code(self) -> None:
         """Flux closes with an empty close frame: clients see 1005."""
         if not self.ws.closed:
-            await self.ws.send_frame(b"", WSMsgType.CLOSE)
+            try:
+                await self.ws.send_frame(b"", WSMsgType.CLOSE)
+            except ConnectionResetError:  # the client went first
+                return
             try:
                 async with asyncio.timeout(1.0):
                     await self.ws.receive()  # the client's close reply
@@ -360,7 +373,10 @@ class _Stream:
                 async with asyncio.timeout(self.script.idle_close_after if not self.record.audio_bytes else None):
                     msg = await self.ws.receive()
             except TimeoutError:
-                await self.fatal("NET-0001", "No audio received within the idle limit")
+                if self.script.idle_close_reason is not None:
+                    await self.ws.close(code=1011, message=self.script.idle_close_reason.encode())
+                else:
+                    await self.fatal("NET-0001", "No audio received within the idle limit")
                 return
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
@@ -416,6 +432,8 @@ class _Stream:
             kind = message["type"]
         except (ValueError, KeyError, TypeError):
             kind = None
+        if kind == "ForceEndTurn" and not self.script.force_end_supported:
+            kind = None  # a deployment that predates ForceEndTurn
         if kind == "ForceEndTurn":
             if self.script.ignore_force_end:
                 return True
@@ -426,13 +444,23 @@ class _Stream:
                                  "description": "ForceEndTurn received with no active turn"})
             return True
         if kind == "CloseStream":
+            if self.script.close_stream_delay:
+                # Decode what was received: the pending Updates come first, then the close (still no EndOfTurn).
+                await self.send(self.engine._info("Update"))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.script.close_stream_delay):
+                        await self.ws.receive()  # unless the client gives up and closes first
+
             await self.close_without_code()  # no EndOfTurn: CloseStream does not finalize
             return False
         if kind == "Configure":
             self.record.tag = _bench_tag(message.get("keyterms") or []) or self.record.tag
             thresholds = message.get("thresholds") or {}
             eot = thresholds.get("eot_threshold", 0.7)
-            if not 0.5 <= eot <= 1.0:
+            if self.script.configure_failure is not None:
+                await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE",
+                                 "description": self.script.configure_failure})
+            elif not 0.5 <= eot <= 1.0:
                 await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE", "description": "eot_threshold out of range"})
             else:
                 await self.send({"type": "ConfigureSuccess", "thresholds": thresholds,

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from . import __version__
-from .flux import DEFAULT_URL, validate_thresholds
+from .flux import DEFAULT_URL, REGIONS, validate_thresholds
 from .discovery import DEFAULT_NAME, Advertisement, advertised_host
 from .handler import ServerSettings
 from .server import FluxServer
@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", action="append", choices=sorted(FLUX_MODELS),
                    help=f"Flux model to offer; repeat for several (default {MODEL_EN}; env WYOMING_FLUX_MODEL, comma-separated)")
     p.add_argument("--flux-url", default=_env("WYOMING_FLUX_URL", DEFAULT_URL),
-                   help="Flux endpoint: Deepgram US (default), wss://api.eu.deepgram.com/v2/listen, or self-hosted (env WYOMING_FLUX_URL)")
+                   help="Flux endpoint: a Deepgram region (us (default), eu, au, in) or a ws(s):// URL, e.g. self-hosted "
+                        "(env WYOMING_FLUX_URL)")
     p.add_argument("--eot-threshold", type=float, default=_float_env("WYOMING_FLUX_EOT_THRESHOLD"),
                    help="confidence Flux needs to end a turn, 0.5-1.0 (Flux default 0.7; env WYOMING_FLUX_EOT_THRESHOLD)")
     p.add_argument("--eager-eot-threshold", type=float, default=_float_env("WYOMING_FLUX_EAGER_EOT_THRESHOLD"),
@@ -70,11 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow", action="append", default=None,
                    help="client network allowed to connect, e.g. 192.168.1.0/24; repeatable; default everyone "
                         "(env WYOMING_FLUX_ALLOW, comma-separated)")
-    p.add_argument("--warm-connections", type=int, default=_int_env("WYOMING_FLUX_WARM_CONNECTIONS", 1),
-                   help="Flux connections kept open so a command starts without a handshake; 0 turns this off "
-                        "(default 1; env WYOMING_FLUX_WARM_CONNECTIONS)")
+    p.add_argument("--warm-connections", type=int, default=_int_env("WYOMING_FLUX_WARM_CONNECTIONS", 0),
+                   help="Flux connections kept open so a command skips the handshake (default 0: off; "
+                        "env WYOMING_FLUX_WARM_CONNECTIONS)")
     p.add_argument("--warm-max-age", type=float, default=_float_env("WYOMING_FLUX_WARM_MAX_AGE", 8.0),
                    help="seconds before a waiting connection is replaced (default 8; env WYOMING_FLUX_WARM_MAX_AGE)")
+    p.add_argument("--warm-window", type=float, default=_float_env("WYOMING_FLUX_WARM_WINDOW", 120.0),
+                   help="keep warm connections only this many seconds after a command; 0 = always "
+                        "(default 120; env WYOMING_FLUX_WARM_WINDOW)")
+    p.add_argument("--mip-opt-out", action="store_true",
+                   default=_env("WYOMING_FLUX_MIP_OPT_OUT", "") not in ("", "0", "false"),
+                   help="opt out of Deepgram's Model Improvement Program (env WYOMING_FLUX_MIP_OPT_OUT=1)")
+    p.add_argument("--tag", action="append", default=None,
+                   help="a label for Deepgram's usage reports, up to 128 characters; repeatable "
+                        "(env WYOMING_FLUX_TAGS, comma-separated)")
     p.add_argument("--zeroconf", nargs="?", const=DEFAULT_NAME, default=_env("WYOMING_FLUX_ZEROCONF"), metavar="NAME",
                    help=f"advertise the server to Home Assistant via zeroconf, as NAME (default {DEFAULT_NAME}; "
                         "env WYOMING_FLUX_ZEROCONF)")
@@ -110,6 +120,14 @@ def read_api_key(args: argparse.Namespace) -> str:
     return key
 
 
+def flux_url(value: str) -> str:
+    """A Deepgram region's name (us, eu, au, in) or a ws:// / wss:// URL (self-hosted)."""
+    url = REGIONS.get(value.strip().lower(), value)
+    if not url.startswith(("wss://", "ws://")):
+        raise ConfigError(f"--flux-url must be us, eu, au, in or a ws:// or wss:// URL, not {value}")
+    return url
+
+
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Check everything up front; raise ConfigError with one readable line."""
     try:
@@ -124,8 +142,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         raise ConfigError(f"--uri must be tcp://HOST:PORT or unix://PATH, not {args.uri}")
     if args.zeroconf and not args.uri.startswith("tcp://"):
         raise ConfigError("--zeroconf needs a tcp:// --uri")
-    if not args.flux_url.startswith(("wss://", "ws://")):
-        raise ConfigError(f"--flux-url must be a ws:// or wss:// URL, not {args.flux_url}")
+    url = flux_url(args.flux_url)
     names = args.model or _env_list("WYOMING_FLUX_MODEL") or [MODEL_EN]
     unknown = [name for name in names if name not in FLUX_MODELS]
     if unknown:
@@ -135,6 +152,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         raise ConfigError("--warm-connections must be between 0 and 10")
     if not 2 <= args.warm_max_age <= 300:
         raise ConfigError("--warm-max-age must be between 2 and 300 seconds")
+    if not 0 <= args.warm_window <= 86400:
+        raise ConfigError("--warm-window must be between 0 and 86400 seconds")
+    tags = args.tag if args.tag is not None else (_env_list("WYOMING_FLUX_TAGS") or [])
+    if any(len(tag) > 128 for tag in tags):
+        raise ConfigError("--tag must be at most 128 characters")
     if args.max_sessions is not None and args.max_sessions < 1:
         raise ConfigError("--max-sessions must be at least 1")
     try:
@@ -143,7 +165,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     except ValueError as err:
         raise ConfigError(f"--allow: {err}") from None
     session = SessionConfig(
-        url=args.flux_url,
+        url=url,
         api_key=read_api_key(args),
         eot_threshold=args.eot_threshold,
         eager_eot_threshold=args.eager_eot_threshold,
@@ -152,6 +174,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         end_on_flux_eot=args.end_of_speech == "flux",
         no_speech_timeout=args.no_speech_timeout,
         max_command_seconds=args.max_command_seconds,
+        mip_opt_out=args.mip_opt_out,
+        tags=tuple(tags),
     )
     return ServerSettings(
         session=session,
@@ -160,6 +184,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         allow=allow,
         warm_connections=args.warm_connections,
         warm_max_age=args.warm_max_age,
+        warm_window=args.warm_window or None,
     )
 
 
@@ -212,6 +237,10 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"] and "--flux" in argv:
+        from .keycheck import main as keycheck_main
+
+        return keycheck_main(argv[1:])
     if argv and argv[0] in ("check", "transcribe"):
         from .client import main as client_main
 

@@ -11,84 +11,33 @@ from typing import Any, Union
 
 import aiohttp
 
+from .errors import (
+    FluxAuthError,
+    FluxBadRequestError,
+    FluxError,
+    FluxForbiddenError,
+    FluxRateLimitError,
+    FluxStreamError,
+    FluxTimeoutError,
+    FluxUnavailableError,
+    error_for_status,
+)
+
 _LOGGER = logging.getLogger(__name__)
 
 DEFAULT_URL = "wss://api.deepgram.com/v2/listen"
 EU_URL = "wss://api.eu.deepgram.com/v2/listen"
+AU_URL = "wss://api.au.deepgram.com/v2/listen"
+IN_URL = "wss://api.in.deepgram.com/v2/listen"
+REGIONS: dict[str, str] = {"us": DEFAULT_URL, "eu": EU_URL, "au": AU_URL, "in": IN_URL}  # Deepgram's regional hosts
 KEYTERM_TOKEN_BUDGET = 500
 
 
-# ---------------------------------------------------------------- failures
-
-
-class FluxError(Exception):
-    """A Flux failure, with a stable code for clients and a text that never contains the API key."""
-
-    code = "flux-error"
-
-    def __init__(self, message: str, *, status: int | None = None, dg_error: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.dg_error = dg_error
-
-
-class FluxAuthError(FluxError):
-    """401: the key is wrong or revoked."""
-
-    code = "flux-auth"
-
-
-class FluxForbiddenError(FluxError):
-    """403: the key may not use this model."""
-
-    code = "flux-forbidden"
-
-
-class FluxBadRequestError(FluxError):
-    """400: Flux refused a query parameter."""
-
-    code = "flux-bad-request"
-
-
-class FluxRateLimitError(FluxError):
-    """429: too many concurrent streams for this account."""
-
-    code = "flux-rate-limited"
-
-
-class FluxUnavailableError(FluxError):
-    """Flux cannot be reached or answered with a server error."""
-
-    code = "flux-unavailable"
-
-
-class FluxStreamError(FluxError):
-    """The stream broke after it opened: a fatal Error message or a dropped socket."""
-
-    code = "flux-stream"
-
-
-class FluxTimeoutError(FluxError):
-    """Flux stopped answering within the bound we allow."""
-
-    code = "flux-timeout"
-
-
-_STATUS_ERRORS: dict[int, tuple[type[FluxError], str]] = {
-    400: (FluxBadRequestError, "Flux refused the request"),
-    401: (FluxAuthError, "Deepgram rejected the API key"),
-    403: (FluxForbiddenError, "this Deepgram key may not use the requested model"),
-    429: (FluxRateLimitError, "Deepgram's limit of concurrent streams was reached"),
-}
-
-
-def error_for_status(status: int, dg_error: str | None) -> FluxError:
-    """Map a failed handshake to its typed error, keeping Deepgram's own explanation."""
-    cls, text = _STATUS_ERRORS.get(status, (FluxUnavailableError, "Flux answered with an error"))
-    if status >= 500:
-        cls, text = FluxUnavailableError, "Flux is unavailable"
-    detail = f": {dg_error}" if dg_error else ""
-    return cls(f"{text} (HTTP {status}){detail}", status=status, dg_error=dg_error)
+# Failures live in errors.py (one table); re-exported here for the callers that import them with the client.
+__all__ = [
+    "FluxAuthError", "FluxBadRequestError", "FluxError", "FluxForbiddenError", "FluxRateLimitError",
+    "FluxStreamError", "FluxTimeoutError", "FluxUnavailableError", "error_for_status",
+]
 
 
 # ---------------------------------------------------------------- options
@@ -107,6 +56,7 @@ class StreamOptions:
     keyterms: tuple[str, ...] = ()
     language_hints: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    mip_opt_out: bool = False  # opt out of Deepgram's Model Improvement Program
 
     def validate(self) -> None:
         """Refuse values Flux would answer with a 400, before any network use."""
@@ -123,6 +73,8 @@ class StreamOptions:
         params += [("keyterm", term) for term in self.keyterms]
         params += [("language_hint", hint) for hint in self.language_hints]
         params += [("tag", tag[:128]) for tag in self.tags]
+        if self.mip_opt_out:
+            params.append(("mip_opt_out", "true"))
         return params
 
 
@@ -205,6 +157,10 @@ class ConfigureResult:
     success: bool
     detail: dict[str, Any]
 
+    @property
+    def reason(self) -> str:
+        return str(self.detail.get("description") or self.detail.get("code") or "no reason given")
+
 
 @dataclass(frozen=True)
 class UnknownMessage:
@@ -263,6 +219,7 @@ class FluxSocket:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, request_id: str | None) -> None:
         self._ws = ws
         self.request_id = request_id
+        self.close_reason = ""  # the close frame's payload (Deepgram puts codes like NET-0001 there)
 
     @property
     def closed(self) -> bool:
@@ -302,6 +259,8 @@ class FluxSocket:
                 continue
             if msg.type == aiohttp.WSMsgType.ERROR:
                 raise FluxStreamError(f"the Flux connection failed: {type(msg.data).__name__}")
+            if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str):
+                self.close_reason = msg.extra[:200]
             return None  # CLOSE / CLOSING / CLOSED
 
     async def close(self) -> None:

@@ -42,6 +42,7 @@ class ServerSettings:
     allow: tuple[IPNetwork, ...] = field(default=())  # client networks; empty = everyone
     warm_connections: int = 0  # Flux sockets kept open for the next commands
     warm_max_age: float = 8.0  # seconds before a waiting socket is replaced
+    warm_window: float | None = None  # keep warm sockets only this long after a command; None: always
 
 
 class SessionGate:

@@ -68,3 +68,10 @@ def language_hints(model: FluxModel, language: str | None) -> list[str]:
         return []
     base = base_language(language)
     return [base] if base in _MULTI_VARIANTS else []
+
+
+def language_mismatch(model: FluxModel, language: str | None) -> str | None:
+    """Why a command's language does not fit its model (it is then transcribed as the model's language), or None."""
+    if not language or language in model.languages or base_language(language) in model.languages:
+        return None
+    return f"{model.name} does not support language {language}; transcribing as {model.languages[0]}"

@@ -47,7 +47,8 @@ class FluxServer:
         config = self.settings.session
         options = stream_options(config, TurnRequest(self.settings.models[0]), 16000)
         return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
-                        max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout)
+                        max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout,
+                        window=self.settings.warm_window)
 
     def _handler_factory(self) -> partial[FluxEventHandler]:
         assert self._http is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
 
-from wyoming_flux.session import SessionConfig
+from wyoming_flux.request import SessionConfig
 
 from .const import (
     CONF_BOOST_EXPOSED,
@@ -22,7 +22,9 @@ from .const import (
     CONF_EOT_TIMEOUT_MS,
     CONF_KEYTERMS,
     CONF_MAX_COMMAND_SECONDS,
+    CONF_MIP_OPT_OUT,
     CONF_NO_SPEECH_TIMEOUT,
+    CONF_TAGS,
     DEFAULT_OPTIONS,
     END_OF_SPEECH_FLUX,
     ENDPOINT_CUSTOM,
@@ -30,6 +32,7 @@ from .const import (
     HISTORY_LENGTH,
 )
 from .keyterms import KeytermIndex
+from .repairs import clear_issues
 
 PLATFORMS = [Platform.STT]
 
@@ -41,6 +44,7 @@ class RuntimeData:
     session_config: SessionConfig
     keyterms: KeytermIndex
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
+    counters: Counter[str] = field(default_factory=Counter)  # errors by code, and notes (Configure refused, ...)
 
 
 type DeepgramFluxConfigEntry = ConfigEntry[RuntimeData]
@@ -71,6 +75,8 @@ def session_config(entry: ConfigEntry) -> SessionConfig:
         end_on_flux_eot=options[CONF_END_OF_SPEECH] == END_OF_SPEECH_FLUX,
         no_speech_timeout=float(options[CONF_NO_SPEECH_TIMEOUT]),
         max_command_seconds=float(options[CONF_MAX_COMMAND_SECONDS]),
+        mip_opt_out=bool(options[CONF_MIP_OPT_OUT]),
+        tags=tuple(options[CONF_TAGS]),
     )
 
 
@@ -84,5 +90,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry)
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
-    """Unload a config entry."""
+    """Unload a config entry (Home Assistant cancels its background tasks, e.g. Flux streams still closing)."""
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> None:
+    """The entry is gone: so are its repair issues."""
+    clear_issues(hass, entry.entry_id)

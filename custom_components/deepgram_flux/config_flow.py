@@ -30,15 +30,8 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux.flux import (
-    FluxAuthError,
-    FluxError,
-    FluxForbiddenError,
-    FluxTimeoutError,
-    FluxUnavailableError,
-    validate_thresholds,
-    verify_access,
-)
+from wyoming_flux.errors import FluxError
+from wyoming_flux.flux import validate_thresholds, verify_access
 
 from . import DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
 from .const import (
@@ -51,16 +44,25 @@ from .const import (
     CONF_EOT_TIMEOUT_MS,
     CONF_KEYTERMS,
     CONF_MAX_COMMAND_SECONDS,
+    CONF_MIP_OPT_OUT,
     CONF_MODEL,
     CONF_NO_SPEECH_TIMEOUT,
+    CONF_TAGS,
     DOMAIN,
     END_OF_SPEECH_FLUX,
     END_OF_SPEECH_HA_VAD,
     ENDPOINT_CUSTOM,
-    ENDPOINT_EU,
     ENDPOINT_US,
+    ENDPOINTS,
     MODELS,
 )
+
+# Handshake error code -> the form's error key; every other FluxError is "unknown" (and logged).
+_FORM_ERRORS = {
+    "flux-auth": "invalid_auth", "flux-forbidden": "model_forbidden", "flux-no-credit": "no_credit",
+    "flux-not-found": "not_found", "flux-unavailable": "cannot_connect", "flux-timeout": "cannot_connect",
+    "flux-request-timeout": "cannot_connect", "flux-rate-limited": "rate_limited",
+}
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ def _connection_schema(defaults: Mapping[str, Any], key_required: bool) -> vol.S
             ),
             vol.Required(CONF_ENDPOINT, default=defaults.get(CONF_ENDPOINT, ENDPOINT_US)): SelectSelector(
                 SelectSelectorConfig(
-                    options=[ENDPOINT_US, ENDPOINT_EU, ENDPOINT_CUSTOM],
+                    options=ENDPOINTS,
                     translation_key=CONF_ENDPOINT,
                     mode=SelectSelectorMode.LIST,
                 )
@@ -115,13 +117,9 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
             await verify_access(
                 async_get_clientsession(self.hass), endpoint_url(data), data[CONF_API_KEY], data[CONF_MODEL]
             )
-        except FluxAuthError:
-            return {"base": "invalid_auth"}
-        except FluxForbiddenError:
-            return {"base": "model_forbidden"}
-        except (FluxUnavailableError, FluxTimeoutError):
-            return {"base": "cannot_connect"}
         except FluxError as err:
+            if err.code in _FORM_ERRORS:
+                return {"base": _FORM_ERRORS[err.code]}
             _LOGGER.error("Unexpected answer from Flux while checking the key: %s", err)
             return {"base": "unknown"}
         except Exception:  # anything else must still end in a readable form error
@@ -212,6 +210,8 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Optional(CONF_KEYTERMS): TextSelector(TextSelectorConfig(multiple=True)),
         vol.Required(CONF_NO_SPEECH_TIMEOUT): _number(1, 60, 0.5, "s"),
         vol.Required(CONF_MAX_COMMAND_SECONDS): _number(5, 300, 1, "s"),
+        vol.Optional(CONF_MIP_OPT_OUT, default=False): BooleanSelector(),
+        vol.Optional(CONF_TAGS): TextSelector(TextSelectorConfig(multiple=True)),
     }
 )
 
@@ -225,6 +225,7 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
         if user_input is not None:
             options = dict(user_input)
             options[CONF_KEYTERMS] = [t.strip() for t in options.get(CONF_KEYTERMS) or [] if t.strip()]
+            options[CONF_TAGS] = [t.strip()[:128] for t in options.get(CONF_TAGS) or [] if t.strip()]
             options[CONF_EOT_TIMEOUT_MS] = int(options[CONF_EOT_TIMEOUT_MS])
             try:
                 validate_thresholds(

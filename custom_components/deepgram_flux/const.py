@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from wyoming_flux.flux import DEFAULT_URL, EU_URL
+from wyoming_flux.flux import REGIONS
 from wyoming_flux.models import MODEL_EN, MODEL_MULTI
 
 DOMAIN: Final = "deepgram_flux"
@@ -16,7 +16,8 @@ CONF_CUSTOM_URL: Final = "custom_url"
 ENDPOINT_US: Final = "us"
 ENDPOINT_EU: Final = "eu"
 ENDPOINT_CUSTOM: Final = "custom"
-ENDPOINT_URLS: Final = {ENDPOINT_US: DEFAULT_URL, ENDPOINT_EU: EU_URL}
+ENDPOINT_URLS: Final = dict(REGIONS)  # us, eu, au, in: Deepgram's regional hosts
+ENDPOINTS: Final = [*ENDPOINT_URLS, ENDPOINT_CUSTOM]
 MODELS: Final = [MODEL_EN, MODEL_MULTI]
 
 # Options
@@ -28,6 +29,8 @@ CONF_BOOST_EXPOSED: Final = "boost_exposed_names"
 CONF_END_OF_SPEECH: Final = "end_of_speech"
 CONF_NO_SPEECH_TIMEOUT: Final = "no_speech_timeout"
 CONF_MAX_COMMAND_SECONDS: Final = "max_command_seconds"
+CONF_MIP_OPT_OUT: Final = "mip_opt_out"
+CONF_TAGS: Final = "tags"
 
 END_OF_SPEECH_FLUX: Final = "flux"
 END_OF_SPEECH_HA_VAD: Final = "ha_vad"
@@ -40,6 +43,8 @@ DEFAULT_OPTIONS: Final = {
     CONF_END_OF_SPEECH: END_OF_SPEECH_FLUX,
     CONF_NO_SPEECH_TIMEOUT: 8.0,
     CONF_MAX_COMMAND_SECONDS: 30.0,
+    CONF_MIP_OPT_OUT: False,
+    CONF_TAGS: [],
 }
 
 HISTORY_LENGTH: Final = 10  # recent commands kept for diagnostics

@@ -25,4 +25,5 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: Deepgra
             "rebuilds": runtime.keyterms.builds,
         },
         "recent_commands": list(runtime.history),
+        "counters": dict(runtime.counters),
     }

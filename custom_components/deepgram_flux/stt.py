@@ -16,12 +16,15 @@ from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from wyoming_flux.audio import AudioFormatError
-from wyoming_flux.flux import FluxAuthError
+from wyoming_flux.errors import FluxAuthError
 from wyoming_flux.models import FLUX_MODELS
-from wyoming_flux.session import Ending, TurnRequest, TurnResult, TurnSession
+from wyoming_flux.request import TurnRequest, TurnResult
+from wyoming_flux.session import TurnSession
+from wyoming_flux.turn import Ending
 
 from . import DeepgramFluxConfigEntry
 from .const import CONF_MODEL, DOMAIN
+from .repairs import clear_issues, raise_issue
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -105,7 +108,9 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feeder
-            await session.aclose()
+            # Closing the Flux stream (CloseStream, then Flux's close) is a network round trip the user must
+            # not wait for: it runs after the answer, as a task the entry cancels on unload.
+            self._entry.async_create_background_task(self.hass, session.aclose(), "deepgram_flux close stream")
         self._record(metadata, result)
         return self._speech_result(result)
 
@@ -126,9 +131,12 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         if result.ended_by in (Ending.ERROR, Ending.CANCELLED):
             error = result.error
             _LOGGER.error("Deepgram Flux failed: %s", error)
+            if error is not None:
+                raise_issue(self.hass, self._entry.entry_id, self._entry.title, error)
             if isinstance(error, FluxAuthError):
                 self._entry.async_start_reauth(self.hass)
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+        clear_issues(self.hass, self._entry.entry_id)
         return stt.SpeechResult(result.text, stt.SpeechResultState.SUCCESS)
 
     def _record(self, metadata: stt.SpeechMetadata, result: TurnResult) -> None:
@@ -150,6 +158,12 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             "finalize_ms": ms(result.finalize_seconds),
             "total_ms": ms(result.elapsed_seconds),
             "error_code": result.error.code if result.error else None,
+            "notes": list(result.notes),  # reasons (degraded, Configure refused, language), never the words
         }
-        self._entry.runtime_data.history.append(entry)
+        runtime = self._entry.runtime_data
+        runtime.history.append(entry)
+        if result.error is not None:
+            runtime.counters[f"error:{result.error.code}"] += 1
+        for note in result.notes:
+            runtime.counters[note.split(":", 1)[0]] += 1
         _LOGGER.debug("Command done: %s", entry)

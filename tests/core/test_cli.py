@@ -86,3 +86,39 @@ async def test_the_server_process_serves_a_command_and_never_logs_the_key(fake_f
     log = output.decode()
     assert "Command done: model=flux-general-en" in log and "ended_by=end_of_turn(model)" in log
     assert API_KEY not in log
+
+
+async def run_cli(*argv: str) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DEEPGRAM_API_KEY", None)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "wyoming_flux", *argv, env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_check_flux_proves_the_key_against_flux_itself(fake_flux: FakeFlux) -> None:
+    code, out, _ = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 0 and out.startswith("ok: Flux accepts this key for flux-general-en")
+    assert fake_flux.streams[0].audio_bytes == 0 and fake_flux.streams[0].closed  # one handshake, no audio
+    code, out, err = await run_cli("check", "--flux", "--api-key", "revoked-key", "--flux-url", fake_flux.url)
+    assert code == 1 and "error (flux-auth): Deepgram rejected the API key (HTTP 401)" in err
+    assert "revoked-key" not in out + err
+    fake_flux.script.handshake_status = 402
+    code, _, err = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 1 and "error (flux-no-credit)" in err and "Traceback" not in err
+
+
+def test_privacy_tags_regions_and_warm_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wyoming_flux.cli import build_parser, settings_from_args
+
+    monkeypatch.delenv("WYOMING_FLUX_WARM_CONNECTIONS", raising=False)
+    settings = settings_from_args(build_parser().parse_args(
+        ["--api-key", "k", "--mip-opt-out", "--tag", "home", "--tag", "kitchen", "--flux-url", "au"]))
+    assert settings.session.mip_opt_out and settings.session.tags == ("home", "kitchen")
+    assert settings.session.url == "wss://api.au.deepgram.com/v2/listen"
+    assert settings.warm_connections == 0 and settings.warm_window == 120
+    always = settings_from_args(build_parser().parse_args(["--api-key", "k", "--warm-connections", "1",
+                                                           "--warm-window", "0"]))
+    assert always.warm_connections == 1 and always.warm_window is None

@@ -109,3 +109,20 @@ async def test_no_audio_beyond_the_max_command_bound_whatever_the_client_does(
         assert fake_flux.streams[0].audio_seconds <= 2.0 + 0.08
     finally:
         await server.stop()
+
+
+async def test_the_transcript_does_not_wait_for_the_flux_stream_to_close(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    fake_flux.script.close_stream_delay = 5.0  # CloseStream answered by Updates, then a slow close
+    server = FluxServer(make_settings(session_config), "tcp://127.0.0.1:0")
+    await server.start()
+    try:
+        assert server.port is not None
+        for pcm in (load_wav(KITCHEN) + silence(1), load_wav(KITCHEN)[: int(1.3 * 32000)]):  # EndOfTurn; AudioStop
+            streams = len(fake_flux.streams)
+            event, _ = await one_command(server.port, pcm)
+            assert Transcript.from_event(event).text
+            assert not fake_flux.streams[streams].closed  # answered before the close round trip
+    finally:
+        await server.stop()

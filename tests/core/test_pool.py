@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import json
 
+import pytest
+
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
@@ -124,16 +126,63 @@ async def test_idle_closes_and_age_are_handled_by_replacing_sockets(session_conf
         await recycling.stop()
 
 
-async def test_a_refusing_flux_is_retried_with_backoff_and_commands_still_get_a_clear_error(
+async def test_an_idle_server_makes_no_handshakes_and_a_command_opens_the_window(
     session_config: SessionConfig, fake_flux: FakeFlux
 ) -> None:
-    fake_flux.script.handshake_status = 401
+    settings = dataclasses.replace(make_settings(session_config), warm_connections=1, warm_window=3.0)
+    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    await server.start()
+    try:
+        assert server.port is not None and server.pool is not None
+        await asyncio.sleep(1.0)
+        assert fake_flux.handshakes == 0  # idle since start: nothing held, nothing opened
+        event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))  # cold, then the window opens
+        assert Transcript.from_event(event).text == fixture_text(KITCHEN)
+        await until(lambda: len(fake_flux.streams) == 2)
+        event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))  # a follow-up: warm
+        assert Transcript.from_event(event).text == fixture_text(KITCHEN) and server.pool.taken == 1
+        await until(lambda: all(s.closed for s in fake_flux.streams), timeout=8)  # the window closed
+        handshakes = fake_flux.handshakes
+        await asyncio.sleep(2.0)
+        assert fake_flux.handshakes == handshakes  # idle again: no more handshakes
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize(("status", "code", "most"), [(401, "flux-auth", 1), (402, "flux-no-credit", 1),
+                                                 (503, "flux-unavailable", 3)])
+async def test_refusals_are_retried_only_when_a_retry_can_help_and_commands_get_a_clear_error(
+    session_config: SessionConfig, fake_flux: FakeFlux, status: int, code: str, most: int
+) -> None:
+    fake_flux.script.handshake_status = status
     server = await warm_server(session_config)
     try:
         assert server.port is not None
         await asyncio.sleep(2.5)
-        assert fake_flux.handshakes <= 3  # 1 s, then 2 s: no hammering
+        assert 1 <= fake_flux.handshakes <= most  # 401/402: once until the next command; 5xx: 1 s, then 2 s
         event, _ = await one_command(server.port, silence(0.2))
-        assert Error.from_event(event).code == "flux-auth"
+        assert Error.from_event(event).code == code
+    finally:
+        await server.stop()
+
+
+async def test_a_refused_configure_is_logged_once_and_the_command_goes_on(
+    session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_flux.script.configure_failure = "keyterms exceed the token budget"
+    server = await warm_server(session_config)
+    try:
+        assert server.port is not None
+        await until(lambda: len(fake_flux.streams) == 1)
+        async with AsyncTcpClient("127.0.0.1", server.port) as client:
+            await client.write_event(Transcribe(transcript_names=["Küche"]).event())
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for event in audio_events(load_wav(KITCHEN) + silence(1)):
+                await client.write_event(event)
+            await client.write_event(AudioStop().event())
+            events = await read_until(client, "transcript")
+        assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
+        refused = [r for r in caplog.records if "keyterms exceed the token budget" in r.getMessage()]
+        assert len(refused) == 1 and refused[0].levelname == "WARNING"
     finally:
         await server.stop()

@@ -187,3 +187,58 @@ async def test_client_mode_upload_at_once_keeps_every_turn(session_config: Sessi
     pcm = load_wav("what_time_is_it") + silence(1) + load_wav("set_a_timer")
     result, _ = await command(config, pcm, pace=1e9)
     assert result.text == "what time is it set a timer for ten minutes"
+
+
+async def test_an_endpoint_without_force_end_turn_loses_no_words_and_is_remembered(
+    session_config: SessionConfig, fake_flux: FakeFlux
+) -> None:
+    fake_flux.script.force_end_supported = False
+    config = dataclasses.replace(session_config, eot_timeout_ms=1000)
+    pcm = load_wav(KITCHEN)[: int(1.3 * 32000)]  # the audio stops mid-speech: the turn must be ended by us
+    first, _ = await command(config, pcm)
+    assert first.degraded and first.text and fixture_text(KITCHEN).startswith(first.text)
+    assert "force-end-unsupported" in first.notes and first.error is None
+    second, _ = await command(config, pcm)  # now ended with trailing silence, then CloseStream
+    assert not second.degraded and second.ended_by is Ending.FORCED
+    assert second.text and fixture_text(KITCHEN).startswith(second.text)
+    assert second.finalize_seconds is not None and second.finalize_seconds < 2.0
+    assert second.trigger == "model"  # Flux's model ended the turn inside the silence...
+    assert fake_flux.streams[1].audio_seconds < 1.3 + 1.0  # ...so the rest of it was never sent (nor billed)
+    timeout_only = dataclasses.replace(config, eot_threshold=1.0)  # no model end of turn: the timeout must fire
+    third, _ = await command(timeout_only, pcm)
+    assert (third.trigger, third.degraded) == ("timeout", False)
+    assert third.text and fixture_text(KITCHEN).startswith(third.text)
+    assert third.finalize_seconds is not None and third.finalize_seconds < 2.0
+    stream = fake_flux.streams[2]
+    assert [json.loads(m)["type"] for m in stream.client_messages] == ["CloseStream"]
+    assert stream.audio_seconds >= 1.3 + 1.0  # the silence covered Flux's eot_timeout
+
+
+async def test_close_stream_answered_by_pending_updates_changes_nothing(
+    session_config: SessionConfig, fake_flux: FakeFlux
+) -> None:
+    fake_flux.script.close_stream_delay = 0.3
+    fake_flux.script.force_end_supported = False
+    pcm = load_wav(KITCHEN)[: int(1.3 * 32000)]
+    await command(session_config, pcm)  # learns the endpoint lacks ForceEndTurn
+    result, _ = await command(session_config, pcm)
+    assert not result.degraded and result.text and fixture_text(KITCHEN).startswith(result.text)
+
+
+async def test_privacy_and_tags_reach_flux(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
+    config = dataclasses.replace(session_config, mip_opt_out=True, tags=("kitchen", "ha"))
+    result, _ = await command(config, load_wav(KITCHEN) + silence(1))
+    assert result.text == fixture_text(KITCHEN)
+    query = fake_flux.streams[0].query
+    assert query["mip_opt_out"] == ["true"] and query["tag"] == ["kitchen", "ha"]
+
+
+async def test_a_language_the_model_lacks_is_said_once_and_noted(
+    session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
+) -> None:
+    result, _ = await command(session_config, load_wav(KITCHEN) + silence(1), language="de")
+    assert result.text == fixture_text(KITCHEN)
+    assert any(note.startswith("language: flux-general-en does not support language de") for note in result.notes)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "does not support language de" in r.message]
+    assert len(warnings) == 1
+    assert "language_hint" not in fake_flux.streams[0].query

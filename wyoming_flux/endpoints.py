@@ -1,0 +1,37 @@
+"""What this process has learnt about Flux endpoints while running: which ones refuse ForceEndTurn.
+
+Older and self-hosted deployments answer ForceEndTurn with a fatal UNPARSABLE_CLIENT_MESSAGE. Once one has,
+its turns are ended with trailing silence instead, for as long as the process runs (one entry per configured
+URL, so the set stays as small as the configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlsplit
+
+_LOGGER = logging.getLogger(__name__)
+
+_NO_FORCE_END: set[str] = set()
+
+
+def _key(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def supports_force_end(url: str) -> bool:
+    return _key(url) not in _NO_FORCE_END
+
+
+def mark_no_force_end(url: str) -> None:
+    key = _key(url)
+    if key not in _NO_FORCE_END:
+        _NO_FORCE_END.add(key)
+        _LOGGER.warning("The Flux endpoint %s does not accept ForceEndTurn; its turns will be ended with trailing "
+                        "silence from now on", key)
+
+
+def forget_endpoints() -> None:
+    """Start afresh (a reconfigured endpoint may have been upgraded; tests start each case clean)."""
+    _NO_FORCE_END.clear()

@@ -1,0 +1,126 @@
+"""Flux failures: one table of stable error codes, what causes each, whether a retry can fix it, and whether
+the user must act. The README's error table is this one (a test compares them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    code: str
+    cause: str  # what Flux did (status, close or error code), as the README shows it
+    message: str  # what we tell the user
+    retry: bool  # a later attempt with the same settings can succeed
+    user_action: bool  # only the user can fix it (Home Assistant raises a repair issue)
+
+
+_KINDS = (
+    ErrorKind("flux-bad-request", "HTTP 400, or any other 4xx", "Flux refused the request", False, False),
+    ErrorKind("flux-auth", "HTTP 401", "Deepgram rejected the API key", False, True),
+    ErrorKind("flux-no-credit", "HTTP 402", "the Deepgram project has no credit left", False, True),
+    ErrorKind("flux-forbidden", "HTTP 403", "this Deepgram key may not use the requested model", False, True),
+    ErrorKind("flux-not-found", "HTTP 404", "no Flux endpoint at this address", False, True),
+    ErrorKind("flux-request-timeout", "HTTP 408", "Flux timed out the request", True, False),
+    ErrorKind("flux-rate-limited", "HTTP 429", "Deepgram's limit of concurrent streams was reached", True, False),
+    ErrorKind("flux-unavailable", "HTTP 5xx, refused, DNS or TLS failure", "Flux is unavailable", True, False),
+    ErrorKind("flux-timeout", "no handshake within 3 s, or silence with nothing heard", "Flux did not answer in time",
+              True, False),
+    ErrorKind("flux-stream", "stream broke: `INTERNAL_SERVER_ERROR`, `NET-0000` (1011), dropped socket",
+              "the Flux stream broke", True, False),
+    ErrorKind("flux-idle-timeout", "`NET-0001` (1011): no audio reached Flux in time", "Flux closed an idle stream",
+              True, False),
+    ErrorKind("flux-bad-audio", "`DATA-0000` (1008): audio Flux cannot decode", "Flux could not decode the audio",
+              False, False),
+    ErrorKind("flux-unsupported-message", "`UNPARSABLE_CLIENT_MESSAGE`: a control message this deployment lacks",
+              "this Flux deployment refused a control message", False, False),
+)
+KINDS: dict[str, ErrorKind] = {kind.code: kind for kind in _KINDS}
+
+HANDSHAKE_CODES: dict[int, str] = {
+    400: "flux-bad-request", 401: "flux-auth", 402: "flux-no-credit", 403: "flux-forbidden",
+    404: "flux-not-found", 408: "flux-request-timeout", 429: "flux-rate-limited",
+}
+
+# In-stream failures: the `code` of a fatal Error message, or the reason of a close frame.
+STREAM_CODES: dict[str, str] = {
+    "INTERNAL_SERVER_ERROR": "flux-stream",
+    "NET-0000": "flux-stream",
+    "NET-0001": "flux-idle-timeout",
+    "DATA-0000": "flux-bad-audio",
+    "UNPARSABLE_CLIENT_MESSAGE": "flux-unsupported-message",
+}
+
+
+class FluxError(Exception):
+    """A Flux failure, with a stable code for clients and a text that never contains the API key."""
+
+    code = "flux-stream"
+
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
+                 dg_error: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        self.status = status
+        self.dg_error = dg_error
+
+    @property
+    def kind(self) -> ErrorKind:
+        return KINDS.get(self.code, KINDS["flux-stream"])
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind.retry
+
+
+class FluxAuthError(FluxError):
+    code = "flux-auth"
+
+
+class FluxForbiddenError(FluxError):
+    code = "flux-forbidden"
+
+
+class FluxBadRequestError(FluxError):
+    code = "flux-bad-request"
+
+
+class FluxRateLimitError(FluxError):
+    code = "flux-rate-limited"
+
+
+class FluxUnavailableError(FluxError):
+    code = "flux-unavailable"
+
+
+class FluxStreamError(FluxError):
+    code = "flux-stream"
+
+
+class FluxTimeoutError(FluxError):
+    code = "flux-timeout"
+
+
+_CLASSES: dict[str, type[FluxError]] = {
+    cls.code: cls for cls in (FluxAuthError, FluxForbiddenError, FluxBadRequestError, FluxRateLimitError,
+                              FluxUnavailableError, FluxTimeoutError)
+}
+
+
+def error_for_status(status: int, dg_error: str | None) -> FluxError:
+    """Map a failed handshake to its typed error, keeping Deepgram's own explanation."""
+    if status >= 500:
+        code = "flux-unavailable"
+    else:
+        code = HANDSHAKE_CODES.get(status, "flux-bad-request" if 400 <= status < 500 else "flux-unavailable")
+    detail = f": {dg_error}" if dg_error else ""
+    return _CLASSES.get(code, FluxError)(f"{KINDS[code].message} (HTTP {status}){detail}", code=code, status=status,
+                                         dg_error=dg_error)
+
+
+def error_for_stream(code: str, description: str) -> FluxError:
+    """Map a fatal Error message or a close frame's reason to its typed error."""
+    stable = STREAM_CODES.get(code, "flux-stream")
+    text = ": ".join(part for part in (KINDS[stable].message, code, description) if part)
+    return FluxStreamError(text, code=stable, dg_error=description or None)
