@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from . import __version__
 from .flux import DEFAULT_URL, validate_thresholds
@@ -19,6 +18,7 @@ from .handler import ServerSettings
 from .server import FluxServer
 from .models import FLUX_MODELS, MODEL_EN
 from .session import SessionConfig
+from .uri import tcp_address
 
 _LOGGER = logging.getLogger("wyoming_flux")
 
@@ -161,12 +161,6 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         warm_connections=args.warm_connections,
         warm_max_age=args.warm_max_age,
     )
-
-
-def tcp_address(uri: str) -> tuple[str, int]:
-    """Host and port of a tcp:// URI, parsed as wyoming's AsyncServer.from_uri parses it."""
-    parsed = urlparse(uri)
-    return parsed.hostname or "", parsed.port or 0
 
 
 def exposure_warning(uri: str, allow: tuple[object, ...]) -> str | None:
