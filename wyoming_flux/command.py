@@ -159,7 +159,7 @@ class Commands:
             try:
                 fmt = _format(event.data)
             except MalformedEvent:
-                self._open = True
+                self._open, self._answered = True, False
                 self._answer_error("audio-chunk before audio-start needs rate, width and channels", "bad-event")
                 return None
             return self._start_and_feed(fmt, event)
