@@ -97,6 +97,7 @@ class WyomingConnection(asyncio.Protocol):
         budget = EVENTS_PER_TURN
         while self._closed_at is None and self._step is None and self._write_paused_at is None:
             if budget == 0:
+                self._last_event = self._loop.time()
                 self._pause_reading()
                 if not self._yielding:
                     self._yielding = True
@@ -107,14 +108,15 @@ class WyomingConnection(asyncio.Protocol):
             except BadEvent as err:
                 self._fail("bad-event", f"Bad event: {err}", "bad events", "Closing a connection that sent a bad event: %s", err)
                 return
-            now = self._loop.time()
             if event is None:
+                if budget < EVENTS_PER_TURN:
+                    self._last_event = self._loop.time()
                 if self._parser.pending and self._event_started is None:
-                    self._event_started = now
+                    self._event_started = self._loop.time()
                 if self._transport is not None and not self._transport.is_reading():
                     self._transport.resume_reading()
                 return
-            self._event_started, self._last_event = None, now
+            self._event_started = None
             budget -= 1
             try:
                 step = self._dispatch(event)
@@ -126,6 +128,7 @@ class WyomingConnection(asyncio.Protocol):
                 self._internal_error(err)
                 return
             if step is not None:
+                self._last_event = self._loop.time()
                 self._pause_reading()
                 self._step = self._loop.create_task(self._run(step), name="wyoming command step")
         self._pause_reading()

@@ -34,12 +34,12 @@ class EventParser:
 
     def __init__(self, limits: WireLimits = WireLimits()) -> None:
         self._limits = limits
-        self._buffer = bytearray()
+        self._buffer: bytes | bytearray = b""
         self._pos = 0  # start of the next unread event in _buffer
         self._line = b""
         self._header: tuple[str, dict[str, Any], int, int] = ("", {}, 0, 0)
         self._data_bytes = b""
-        self._data: dict[str, Any] = {}
+        self._data: dict[str, Any] = {}  # header data and data block together, for the last pair seen
 
     @property
     def pending(self) -> bool:
@@ -47,10 +47,15 @@ class EventParser:
         return self._pos < len(self._buffer)
 
     def feed(self, data: bytes) -> None:
-        if self._pos:  # drop what was consumed before growing the buffer
-            del self._buffer[: self._pos]
-            self._pos = 0
-        self._buffer += data
+        if self._pos >= len(self._buffer):  # the usual case: all consumed, so parse the new bytes in place
+            self._buffer = data
+        else:  # part of an event is waiting: keep it, in place when it is already ours to grow
+            if isinstance(self._buffer, bytes):
+                self._buffer = bytearray(self._buffer[self._pos :])
+            elif self._pos:
+                del self._buffer[: self._pos]
+            self._buffer += data
+        self._pos = 0
 
     def next(self) -> Event | None:
         """The next complete event, or None until more bytes arrive. Raises BadEvent."""
@@ -61,7 +66,8 @@ class EventParser:
                 raise BadEvent("event header line is too long")
             return None
         line = bytes(buffer[pos : end + 1])
-        if line != self._line:
+        fresh = line != self._line
+        if fresh:
             self._header = _parse_header(line, self._limits)
             self._line = line
         kind, inline, data_length, payload_length = self._header
@@ -71,10 +77,10 @@ class EventParser:
         data_bytes = bytes(buffer[end + 1 : data_end])
         payload = bytes(buffer[data_end : data_end + payload_length]) if payload_length else None
         self._pos = data_end + payload_length
-        if data_bytes != self._data_bytes:
-            self._data = _parse_object(data_bytes, "event data") if data_bytes else {}
+        if fresh or data_bytes != self._data_bytes:
+            self._data = {**inline, **(_parse_object(data_bytes, "event data") if data_bytes else {})}
             self._data_bytes = data_bytes
-        return Event(type=kind, data={**inline, **self._data}, payload=payload)
+        return Event(type=kind, data=self._data, payload=payload)  # data is shared: handlers only read it
 
 
 def _length(header: dict[str, object], key: str, limit: int) -> int:
