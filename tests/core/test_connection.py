@@ -392,3 +392,23 @@ async def test_any_bytes_leave_the_server_serving_others_and_holding_nothing(lim
     finally:
         await client.close()
     await settled(limited)  # no connection and no command slot is left behind (tasks and fds: conftest)
+
+
+async def test_a_unix_socket_is_served_and_a_stale_socket_file_replaced(session_config: SessionConfig, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from wyoming.client import AsyncClient
+
+    with contextlib.suppress(ImportError):  # Home Assistant's harness (3.14 venv) allows loopback TCP only
+        import pytest_socket
+
+        pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
+    path = tmp_path / "flux.sock"
+    path.write_text("")  # left over from an earlier run
+    server = FluxServer(make_settings(session_config), f"unix://{path}")
+    await server.start()
+    try:
+        async with AsyncClient.from_uri(f"unix://{path}") as client:
+            await client.write_event(Describe().event())
+            event = await asyncio.wait_for(client.read_event(), 5)
+            assert event is not None and event.type == "info"
+    finally:
+        await server.stop()
