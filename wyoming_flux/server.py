@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 
 import aiohttp
 
@@ -60,7 +61,23 @@ class FluxServer:
             await self.stop()  # nothing half-started is left behind (no "Unclosed client session")
             raise
 
+    def _ensure_descriptors(self) -> None:
+        """Each connection may hold a Flux socket too: make sure the process may open that many descriptors, so a
+        full server refuses with an Error instead of failing accept() with EMFILE."""
+        needed = self.settings.limits.max_connections + self.flux_connection_limit() + 64
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            if soft < needed:
+                _LOGGER.warning("The open-file limit (%d) is below what --max-connections %d may need (%d); "
+                                "lower --max-connections or raise the limit (ulimit -n)", soft,
+                                self.settings.limits.max_connections, needed)
+
     async def _start(self) -> None:
+        self._ensure_descriptors()
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.flux_connection_limit()))
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
