@@ -17,8 +17,11 @@ from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, Transcript
 from wyoming.error import Error
 from wyoming.event import Event
 
+from . import fields
 from .audio import AudioFormatError, check_format
+from .fields import AudioFormat, MalformedEvent
 from .models import FluxModel, pick_model
+from .partials import ChunkStream
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
@@ -27,10 +30,6 @@ _LOGGER = logging.getLogger(__name__)
 
 Step = Coroutine[Any, Any, None] | None
 Send = Callable[[Event], None]
-
-
-class MalformedEvent(ValueError):
-    """A known event with missing or wrong-typed fields: answered with an Error, the connection goes on."""
 
 
 class SessionGate:
@@ -62,68 +61,6 @@ class CommandContext:
     pool: WarmPool | None = None
 
 
-@dataclass(frozen=True)
-class _Format:
-    rate: int
-    width: int
-    channels: int
-
-
-def _text(data: dict[str, Any], key: str) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.isprintable():
-        raise MalformedEvent(f"{key} must be text")
-    try:
-        value.encode()
-    except UnicodeEncodeError:  # a lone surrogate
-        raise MalformedEvent(f"{key} must be text") from None
-    return value
-
-
-def _texts(data: dict[str, Any], key: str) -> tuple[str, ...]:
-    value = data.get(key)
-    if value is None:
-        return ()
-    if not isinstance(value, list):
-        raise MalformedEvent(f"{key} must be a list of text")
-    return tuple(_text({key: item}, key) or "" for item in value)
-
-
-def _format(data: dict[str, Any], fallback: _Format | None = None) -> _Format:
-    values = [data.get(key, getattr(fallback, key, None)) for key in ("rate", "width", "channels")]
-    if not all(type(v) is int for v in values):
-        raise MalformedEvent("rate, width and channels must be integers")
-    return _Format(*values)
-
-
-class ChunkStream:
-    """Turns Flux's revised-in-place transcripts into append-only deltas (Wyoming clients concatenate).
-
-    Only words that are not the last one are sent while the turn goes on (the last word is still changing);
-    once Flux revises a word already sent, partials stop, and the final Transcript carries the truth.
-    """
-
-    def __init__(self) -> None:
-        self.started = False
-        self._sent: list[str] = []
-        self._diverged = False
-
-    def delta(self, text: str, final: bool = False) -> str:
-        words = text.split()
-        if self._diverged or words[: len(self._sent)] != self._sent:
-            self._diverged = True
-            return ""
-        stable = words if final else words[:-1]
-        new = stable[len(self._sent) :]
-        if not new:
-            return ""
-        chunk = (" " if self._sent else "") + " ".join(new)
-        self._sent.extend(new)
-        return chunk
-
-
 class Commands:
     """Transcribe, AudioStart, AudioChunk, AudioStop for one connection; one command at a time."""
 
@@ -132,7 +69,7 @@ class Commands:
         self._send = send
         self._request: TurnRequest | None = None  # from a Transcribe, for the next command only
         self._open = False  # between AudioStart (or a first bare AudioChunk) and AudioStop
-        self._format: _Format | None = None
+        self._format: AudioFormat | None = None
         self._answered = False
         self._holds_gate = False
         self._language: str | None = None
@@ -145,19 +82,19 @@ class Commands:
         return self._open
 
     def transcribe(self, data: dict[str, Any]) -> Step:
-        name, language = _text(data, "name"), _text(data, "language")
-        keyterms = (*_texts(data, "transcript_names"), *_texts(data, "transcript_terms"))
+        name, language = fields.text(data, "name"), fields.text(data, "language")
+        keyterms = (*fields.texts(data, "transcript_names"), *fields.texts(data, "transcript_terms"))
         model = pick_model(list(self._ctx.models), name, language)
         self._request = TurnRequest(model=model, language=language, keyterms=keyterms)  # for the next command
         return None
 
     def audio_start(self, data: dict[str, Any]) -> Step:
-        return self._start(_format(data))
+        return self._start(fields.audio_format(data))
 
     def audio_chunk(self, event: Event) -> Step:
         if not self._open:  # peers start a command with the chunk's own format
             try:
-                fmt = _format(event.data)
+                fmt = fields.audio_format(event.data)
             except MalformedEvent:
                 self._open, self._answered = True, False
                 self._answer_error("audio-chunk before audio-start needs rate, width and channels", "bad-event")
@@ -171,7 +108,7 @@ class Commands:
             if "rate" in data and "width" in data and "channels" in data:
                 self._session.feed(event.payload or b"", data["rate"], data["width"], data["channels"])
             else:  # some clients send bare chunks after AudioStart
-                fmt = _format(data, fmt)
+                fmt = fields.audio_format(data, fmt)
                 self._session.feed(event.payload or b"", fmt.rate, fmt.width, fmt.channels)
         except (AudioFormatError, TypeError, MalformedEvent) as err:
             self._answer_error(f"Audio format not supported: {err}", "audio-format")
@@ -190,12 +127,12 @@ class Commands:
 
     # ------------------------------------------------------------ command life
 
-    async def _start_and_feed(self, fmt: _Format, chunk: Event) -> None:
+    async def _start_and_feed(self, fmt: AudioFormat, chunk: Event) -> None:
         await self._start(fmt)
         if (step := self.audio_chunk(chunk)) is not None:
             await step
 
-    async def _start(self, fmt: _Format) -> None:
+    async def _start(self, fmt: AudioFormat) -> None:
         await self._end_command()  # a new stream replaces one the client abandoned
         self._open, self._answered, self._format = True, False, fmt
         request, self._request = self._request, None

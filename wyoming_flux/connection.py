@@ -16,7 +16,8 @@ from typing import Any
 from wyoming.error import Error
 from wyoming.event import Event
 
-from .command import CommandContext, Commands, MalformedEvent, Step
+from .command import CommandContext, Commands, Step
+from .fields import MalformedEvent
 from .limits import ConnectionLimits
 from .ratelog import RateLimitedLog
 from .wire import BadEvent, EventParser, encode_event
