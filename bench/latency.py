@@ -1,7 +1,7 @@
 """Added latency: from the moment the fake Flux sends EndOfTurn to the moment the Wyoming client reads the
-Transcript, per command, at 1, 25 and 100 concurrent real-time streams of HA-style 10 ms chunks.
+Transcript, per command, at 1, 25, 50 and 100 concurrent real-time streams of HA-style 10 ms chunks.
 
-    .venv/bin/python bench/latency.py [--rounds-1 20] [--rounds-25 4] [--rounds-100 2]
+    .venv/bin/python bench/latency.py [--rounds-1 20] [--rounds-25 4] [--rounds-50 3] [--rounds-100 2]
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds-1", type=int, default=20)
     parser.add_argument("--rounds-25", type=int, default=4)
+    parser.add_argument("--rounds-50", type=int, default=3)
     parser.add_argument("--rounds-100", type=int, default=2)
     args = parser.parse_args()
     results: dict[str, object] = {"cpu": cpu_model()}
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "timings.jsonl"
         with processes("--warm-connections", "0", fake_args=("--timing-log", str(log))) as (_, port):
-            for streams, rounds in ((1, args.rounds_1), (25, args.rounds_25), (100, args.rounds_100)):
+            for streams, rounds in ((1, args.rounds_1), (25, args.rounds_25), (50, args.rounds_50), (100, args.rounds_100)):
                 answers = []
                 for r in range(rounds):
                     answers += asyncio.run(round_(port, streams, r))

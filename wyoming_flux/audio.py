@@ -88,30 +88,44 @@ class AudioAdapter:
         self.frame_bytes = int(out_rate * frame_seconds) * 2
         self.seconds_in = 0.0  # seconds of client audio converted so far
         self._format: tuple[int, int, int] | None = None
-        self._carry = b""  # a partial sample frame left over from the last chunk
+        self._raw = bytearray()  # client audio not converted yet (and a partial sample frame)
+        self._batch = 0  # client bytes worth one Flux frame: converted together, one numpy pass per frame
         self._resampler: _LinearResampler | None = None
         self._pending = bytearray()
 
     def push(self, audio: bytes, rate: int, width: int, channels: int) -> list[bytes]:
-        """Convert one chunk; return the complete frames it finishes (possibly none)."""
+        """Take one chunk; return the complete frames it finishes (possibly none)."""
         if self._format != (rate, width, channels):  # checked once per format, not per chunk
             check_format(rate, width, channels)
+            self._convert()  # what came in the previous format
+            self._raw.clear()  # a partial sample frame of the old format cannot be completed
             self._format = (rate, width, channels)
-            self._carry = b""
+            self._batch = max(1, int(rate * FRAME_SECONDS)) * width * channels
             self._resampler = None if rate == self.out_rate else _LinearResampler(rate, self.out_rate)
-        data = self._carry + audio
-        usable = len(data) - len(data) % (width * channels)
-        self._carry = data[usable:]
-        if usable:
-            self.seconds_in += usable / (width * channels * rate)
-            if width == 2 and channels == 1 and self._resampler is None:
-                self._pending += data[:usable]  # already what Flux wants: no numpy round trip
-            else:
-                samples = _to_int16_mono(data[:usable], width, channels)
-                if self._resampler is not None:
-                    samples = self._resampler.process(samples)
-                self._pending += samples.astype("<i2").tobytes()
+        self.seconds_in += len(audio) / (width * channels * rate)
+        self._raw += audio
+        if width == 2 and channels == 1 and self._resampler is None:
+            self._convert()  # already what Flux wants: no numpy round trip
+        elif len(self._raw) >= self._batch:
+            self._convert()
         return self._take_frames()
+
+    def _convert(self) -> None:
+        """Move the whole sample frames in _raw, converted, to _pending."""
+        if self._format is None:
+            return
+        _, width, channels = self._format
+        usable = len(self._raw) - len(self._raw) % (width * channels)
+        if not usable:
+            return
+        if width == 2 and channels == 1 and self._resampler is None:
+            self._pending += self._raw[:usable]
+        else:
+            samples = _to_int16_mono(bytes(self._raw[:usable]), width, channels)
+            if self._resampler is not None:
+                samples = self._resampler.process(samples)
+            self._pending += samples.astype("<i2").tobytes()
+        del self._raw[:usable]
 
     def _take_frames(self) -> list[bytes]:
         size = self.frame_bytes
@@ -124,6 +138,7 @@ class AudioAdapter:
 
     def flush(self) -> bytes:
         """The short last frame (may be empty: never send an empty frame to Flux)."""
+        self._convert()
         rest = bytes(self._pending)
         self._pending.clear()
         return rest

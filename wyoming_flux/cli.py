@@ -10,7 +10,6 @@ import os
 import signal
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from . import __version__
 from .flux import DEFAULT_URL, REGIONS, validate_thresholds
@@ -19,8 +18,13 @@ from .handler import ServerSettings
 from .server import FluxServer
 from .models import FLUX_MODELS, MODEL_EN
 from .session import SessionConfig
+from .uri import check_uri, tcp_address
+from . import limits as connection_limits
 
 _LOGGER = logging.getLogger("wyoming_flux")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+KEY_ON_COMMAND_LINE = ("--api-key on the command line can be read by other users of this machine (ps, /proc); "
+                       "use --api-key-file or the DEEPGRAM_API_KEY environment variable")
 
 
 class ConfigError(Exception):
@@ -43,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--uri", default=_env("WYOMING_FLUX_URI", "tcp://0.0.0.0:10300"),
                    help="where to listen: tcp://HOST:PORT or unix://PATH (env WYOMING_FLUX_URI)")
+    p.add_argument("--log-format", default=_env("WYOMING_FLUX_LOG_FORMAT", LOG_FORMAT),
+                   help="format for log lines, as Python's logging takes it (env WYOMING_FLUX_LOG_FORMAT)")
     p.add_argument("--api-key", default=_env("DEEPGRAM_API_KEY"),
                    help="Deepgram API key (env DEEPGRAM_API_KEY; prefer --api-key-file)")
     p.add_argument("--api-key-file", default=_env("DEEPGRAM_API_KEY_FILE"),
@@ -93,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env WYOMING_FLUX_ZEROCONF_HOST)")
     p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
+    connection_limits.add_arguments(p)
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
     return p
 
@@ -138,8 +145,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         raise ConfigError("--no-speech-timeout must be more than 0 seconds")
     if not 1 <= args.max_command_seconds <= 300:
         raise ConfigError("--max-command-seconds must be between 1 and 300")
-    if not args.uri.startswith(("tcp://", "unix://", "stdio://")):
-        raise ConfigError(f"--uri must be tcp://HOST:PORT or unix://PATH, not {args.uri}")
+    try:
+        check_uri(args.uri)
+        limits = connection_limits.from_args(args)
+    except ValueError as err:
+        raise ConfigError(f"--uri {err}" if str(err).startswith(args.uri) else str(err)) from None
     if args.zeroconf and not args.uri.startswith("tcp://"):
         raise ConfigError("--zeroconf needs a tcp:// --uri")
     url = flux_url(args.flux_url)
@@ -185,13 +195,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         warm_connections=args.warm_connections,
         warm_max_age=args.warm_max_age,
         warm_window=args.warm_window or None,
+        limits=limits,
     )
-
-
-def tcp_address(uri: str) -> tuple[str, int]:
-    """Host and port of a tcp:// URI, parsed as wyoming's AsyncServer.from_uri parses it."""
-    parsed = urlparse(uri)
-    return parsed.hostname or "", parsed.port or 0
 
 
 def exposure_warning(uri: str, allow: tuple[object, ...]) -> str | None:
@@ -256,14 +261,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"wyoming-flux: error: {err}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format=args.log_format)
+    if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in argv):
+        _LOGGER.warning(KEY_ON_COMMAND_LINE)
     try:
         asyncio.run(serve(settings, args.uri, args.zeroconf, args.zeroconf_host))
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
+        return 130
     except OSError as err:
         print(f"wyoming-flux: error: cannot listen on {args.uri}: {err.strerror or err}", file=sys.stderr)
         return 1

@@ -30,7 +30,7 @@ async def check(uri: str, timeout: float) -> int:
                         break
                 else:
                     raise ConnectionError("connection closed before Info")
-    except (OSError, TimeoutError, ValueError) as err:
+    except (OSError, TimeoutError, ValueError, KeyError, TypeError, AttributeError) as err:
         print(f"wyoming-flux check: {uri} is not answering: {err or type(err).__name__}", file=sys.stderr)
         return 1
     if not info.asr:
@@ -100,17 +100,21 @@ async def transcribe(path: str, uri: str, *, fast: bool, language: str | None, m
         await client.write_event(AudioStart(rate=recording.rate, width=recording.width, channels=recording.channels).event())
         marks["start"] = loop.time()
         answer = asyncio.create_task(read_answer())
-        sent = 0
-        while sent < len(recording.pcm) and not answer.done():
-            piece = recording.pcm[sent : sent + chunk]
-            await client.write_event(AudioChunk(rate=recording.rate, width=recording.width, channels=recording.channels, audio=piece).event())
-            sent += len(piece)
-            if "speech_end" not in marks and sent / bytes_per_second >= recording.speech_end:
-                marks["speech_end"] = loop.time()
-            if not fast:
-                await asyncio.sleep(max(0.0, marks["start"] + sent / bytes_per_second - loop.time()))
-        await client.write_event(AudioStop().event())
-        result = await asyncio.wait_for(answer, 30)
+        try:
+            sent = 0
+            while sent < len(recording.pcm) and not answer.done():
+                piece = recording.pcm[sent : sent + chunk]
+                await client.write_event(AudioChunk(rate=recording.rate, width=recording.width, channels=recording.channels, audio=piece).event())
+                sent += len(piece)
+                if "speech_end" not in marks and sent / bytes_per_second >= recording.speech_end:
+                    marks["speech_end"] = loop.time()
+                if not fast:
+                    await asyncio.sleep(max(0.0, marks["start"] + sent / bytes_per_second - loop.time()))
+            await client.write_event(AudioStop().event())
+            result = await asyncio.wait_for(answer, 30)
+        finally:
+            answer.cancel()  # on any failure: its own error must not be printed as a stray traceback
+            await asyncio.gather(answer, return_exceptions=True)
     if live:
         print("\r\033[K", end="")
     if isinstance(result, Error):
@@ -132,7 +136,10 @@ def main(command: str, argv: list[str]) -> int:
     if command == "check":
         parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
         args = parser.parse_args(argv)
-        return asyncio.run(check(args.uri, args.timeout))
+        try:
+            return asyncio.run(check(args.uri, args.timeout))
+        except KeyboardInterrupt:
+            return 130
     parser.add_argument("wav", help="a WAV file (any rate, width and channel count)")
     parser.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
     parser.add_argument("--language", help="language code to ask for, e.g. en-US or de")
@@ -140,6 +147,15 @@ def main(command: str, argv: list[str]) -> int:
     args = parser.parse_args(argv)
     try:
         return asyncio.run(transcribe(args.wav, args.uri, fast=args.fast, language=args.language, model=args.model))
+    except KeyboardInterrupt:
+        return 130
+    except TimeoutError:
+        print(f"wyoming-flux transcribe: no answer from {args.uri} within 30 s", file=sys.stderr)
+        return 1
     except (OSError, wave.Error, EOFError) as err:
-        print(f"wyoming-flux transcribe: {err}", file=sys.stderr)
+        print(f"wyoming-flux transcribe: {err or type(err).__name__}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, TypeError, AttributeError) as err:  # bytes that are not Wyoming events
+        print(f"wyoming-flux transcribe: {args.uri} does not speak Wyoming ({type(err).__name__}: {err})",
+              file=sys.stderr)
         return 1

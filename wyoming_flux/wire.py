@@ -1,19 +1,86 @@
-"""Reading Wyoming events with limits: a hostile or broken client gets an error, not our memory."""
+"""Wyoming events to and from bytes, with limits: a hostile or broken client gets an error, not our memory."""
 
 from __future__ import annotations
 
-import asyncio
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from wyoming.event import Event
 
+MAX_HEADER_BYTES = 64 * 1024
 MAX_DATA_BYTES = 1024 * 1024  # JSON data block after the header line
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # one audio chunk: 16 MiB is over 8 minutes of 16 kHz audio
+_VERSION = "1.10.2"  # the protocol version our events say they follow
 
 
 class BadEvent(ValueError):
     """The client sent something that is not a Wyoming event we can read."""
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    header_bytes: int = MAX_HEADER_BYTES
+    data_bytes: int = MAX_DATA_BYTES
+    payload_bytes: int = MAX_PAYLOAD_BYTES
+
+
+class EventParser:
+    """Parses events straight from bytes as they arrive, without a coroutine round trip per field.
+
+    Home Assistant's audio chunks repeat the same header line and data block every 10 ms, so the last parsed
+    ones are kept and their JSON is not decoded again.
+    """
+
+    def __init__(self, limits: WireLimits = WireLimits()) -> None:
+        self._limits = limits
+        self._buffer: bytes | bytearray = b""
+        self._pos = 0  # start of the next unread event in _buffer
+        self._line = b""
+        self._header: tuple[str, dict[str, Any], int, int] = ("", {}, 0, 0)
+        self._data_bytes = b""
+        self._data: dict[str, Any] = {}  # header data and data block together, for the last pair seen
+
+    @property
+    def pending(self) -> bool:
+        """True while part of an event has arrived and the rest has not."""
+        return self._pos < len(self._buffer)
+
+    def feed(self, data: bytes) -> None:
+        if self._pos >= len(self._buffer):  # the usual case: all consumed, so parse the new bytes in place
+            self._buffer = data
+        else:  # part of an event is waiting: keep it, in place when it is already ours to grow
+            if isinstance(self._buffer, bytes):
+                self._buffer = bytearray(self._buffer[self._pos :])
+            elif self._pos:
+                del self._buffer[: self._pos]
+            self._buffer += data
+        self._pos = 0
+
+    def next(self) -> Event | None:
+        """The next complete event, or None until more bytes arrive. Raises BadEvent."""
+        buffer, pos = self._buffer, self._pos
+        end = buffer.find(b"\n", pos, pos + self._limits.header_bytes + 1)
+        if end < 0:
+            if len(buffer) - pos > self._limits.header_bytes:
+                raise BadEvent("event header line is too long")
+            return None
+        line = bytes(buffer[pos : end + 1])
+        fresh = line != self._line
+        if fresh:
+            self._header = _parse_header(line, self._limits)
+            self._line = line
+        kind, inline, data_length, payload_length = self._header
+        data_end = end + 1 + data_length
+        if len(buffer) < data_end + payload_length:
+            return None  # the rest of this event has not arrived yet
+        data_bytes = bytes(buffer[end + 1 : data_end])
+        payload = bytes(buffer[data_end : data_end + payload_length]) if payload_length else None
+        self._pos = data_end + payload_length
+        if fresh or data_bytes != self._data_bytes:
+            self._data = {**inline, **(_parse_object(data_bytes, "event data") if data_bytes else {})}
+            self._data_bytes = data_bytes
+        return Event(type=kind, data=self._data, payload=payload)  # data is shared: handlers only read it
 
 
 def _length(header: dict[str, object], key: str, limit: int) -> int:
@@ -25,83 +92,36 @@ def _length(header: dict[str, object], key: str, limit: int) -> int:
     return value
 
 
-MAX_HEADER_BYTES = 64 * 1024
-
-
-class EventReader:
-    """Reads events from one client: whole blocks from the socket, then every complete event in the buffer,
-    without a coroutine round trip per field. Home Assistant's audio chunks repeat the same header line and
-    data block 10 ms after 10 ms, so the last parsed ones are kept and their JSON is not decoded again."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-        self._buffer = bytearray()
-        self._pos = 0  # start of the next unread event in _buffer
-        self._line = b""
-        self._header: tuple[str, dict[str, Any], int, int] = ("", {}, 0, 0)
-        self._data_bytes = b""
-        self._data: dict[str, Any] = {}
-
-    async def read(self) -> Event | None:
-        """The next event, or None when the client has gone. Raises BadEvent for malformed or oversized input."""
-        while (event := self._next()) is None:
-            try:
-                block = await self._reader.read(65536)
-            except ConnectionError:
-                return None
-            if not block:
-                return None
-            if self._pos:  # drop what was consumed before growing the buffer
-                del self._buffer[: self._pos]
-                self._pos = 0
-            self._buffer += block
-        return event
-
-    def _next(self) -> Event | None:
-        buffer, pos = self._buffer, self._pos
-        end = buffer.find(b"\n", pos)
-        if (end if end >= 0 else len(buffer)) - pos > MAX_HEADER_BYTES:
-            raise BadEvent("event header line is too long")
-        if end < 0:
-            return None
-        line = bytes(buffer[pos : end + 1])
-        if line != self._line:
-            self._header = _parse_header(line)
-            self._line = line
-        kind, inline, data_length, payload_length = self._header
-        data_end = end + 1 + data_length
-        if len(buffer) < data_end + payload_length:
-            return None  # the rest of this event has not arrived yet
-        data_bytes = bytes(buffer[end + 1 : data_end])
-        payload = bytes(buffer[data_end : data_end + payload_length]) if payload_length else None
-        self._pos = data_end + payload_length
-        if data_bytes != self._data_bytes:
-            self._data = _parse_data(data_bytes)
-            self._data_bytes = data_bytes
-        return Event(type=kind, data={**inline, **self._data}, payload=payload)
-
-
-def _parse_header(line: bytes) -> tuple[str, dict[str, Any], int, int]:
+def _parse_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        header = json.loads(line)
+        value = json.loads(raw)
+    except RecursionError:  # deeply nested arrays: json recurses per level
+        raise BadEvent(f"{what} is nested too deeply") from None
     except ValueError:
-        raise BadEvent("event header is not JSON") from None
-    if not isinstance(header, dict) or not isinstance(header.get("type"), str):
+        raise BadEvent(f"{what} is not JSON") from None
+    if not isinstance(value, dict):
+        raise BadEvent(f"{what} must be an object")
+    return value
+
+
+def _parse_header(line: bytes, limits: WireLimits) -> tuple[str, dict[str, Any], int, int]:
+    header = _parse_object(line, "event header")
+    if not isinstance(header.get("type"), str):
         raise BadEvent("event header has no type")
     inline = header.get("data") or {}
     if not isinstance(inline, dict):
         raise BadEvent("event data must be an object")
-    return (header["type"], inline, _length(header, "data_length", MAX_DATA_BYTES),
-            _length(header, "payload_length", MAX_PAYLOAD_BYTES))
+    return (header["type"], inline, _length(header, "data_length", limits.data_bytes),
+            _length(header, "payload_length", limits.payload_bytes))
 
 
-def _parse_data(data_bytes: bytes) -> dict[str, Any]:
-    if not data_bytes:
-        return {}
-    try:
-        data = json.loads(data_bytes)
-    except ValueError:
-        raise BadEvent("event data is not JSON") from None
-    if not isinstance(data, dict):
-        raise BadEvent("event data must be an object")
-    return data
+def encode_event(event: Event) -> bytes:
+    """One event as wire bytes. ASCII-escaped JSON, so text a client sent us (even a lone surrogate) is
+    always encodable when we echo it back."""
+    data = json.dumps(event.data, separators=(",", ":")).encode() if event.data else b""
+    header: dict[str, Any] = {"type": event.type, "version": _VERSION}
+    if data:
+        header["data_length"] = len(data)
+    if event.payload:
+        header["payload_length"] = len(event.payload)
+    return b"".join((json.dumps(header, separators=(",", ":")).encode(), b"\n", data, event.payload or b""))

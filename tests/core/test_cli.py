@@ -122,3 +122,119 @@ def test_privacy_tags_regions_and_warm_defaults(monkeypatch: pytest.MonkeyPatch)
     always = settings_from_args(build_parser().parse_args(["--api-key", "k", "--warm-connections", "1",
                                                            "--warm-window", "0"]))
     assert always.warm_connections == 1 and always.warm_window is None
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("stdio://", "stdio:// is not supported"),
+    ("tcp://:5000", "needs a host and a port"),
+    ("tcp://127.0.0.1", "needs a host and a port"),
+    ("tcp://127.0.0.1:99999", "tcp://HOST:PORT"),
+    ("unix://", "needs a path"),
+])
+def test_uris_the_server_cannot_listen_on_are_one_clear_line(uri: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", "--uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--idle-timeout", "0"], "--idle-timeout must be at least"),
+    (["--max-connections", "0"], "--max-connections must be at least"),
+    (["--max-queued-bytes", "10"], "--max-queued-bytes must be at least"),
+])
+def test_bad_connection_limits_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_connection_limits_come_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wyoming_flux.cli import build_parser, settings_from_args
+
+    monkeypatch.setenv("WYOMING_FLUX_IDLE_TIMEOUT", "12.5")
+    monkeypatch.setenv("WYOMING_FLUX_MAX_PAYLOAD_BYTES", "4096")
+    limits = settings_from_args(build_parser().parse_args(["--api-key", "k", "--max-connections", "7"])).limits
+    assert (limits.idle_timeout, limits.max_connections, limits.wire.payload_bytes) == (12.5, 7, 4096)
+
+
+async def _server_process(*argv: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", *argv,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return process, port
+        except OSError:
+            await asyncio.sleep(0.1)
+    process.kill()
+    await process.communicate()
+    pytest.fail("the server did not start")
+
+
+async def test_ctrl_c_stops_quietly_and_a_key_on_the_command_line_is_warned_about(fake_flux: FakeFlux) -> None:
+    import signal
+
+    process, _ = await _server_process("--api-key", API_KEY, "--flux-url", fake_flux.url,
+                                       "--log-format", "LOG %(levelname)s %(message)s")
+    process.send_signal(signal.SIGINT)
+    output, _ = await asyncio.wait_for(process.communicate(), 15)
+    log = output.decode()
+    assert process.returncode == 0 and "Traceback" not in log
+    assert "LOG WARNING --api-key on the command line can be read by other users" in log
+    assert "--api-key-file" in log and API_KEY not in log
+
+
+async def test_the_key_from_the_environment_is_not_warned_about(fake_flux: FakeFlux) -> None:
+    process, _ = await _server_process("--flux-url", fake_flux.url, env={"DEEPGRAM_API_KEY": API_KEY})
+    process.terminate()
+    output, _ = await asyncio.wait_for(process.communicate(), 15)
+    assert "--api-key on the command line" not in output.decode()
+
+
+async def test_transcribe_against_a_port_that_is_not_wyoming_is_one_line(fake_flux: FakeFlux, tmp_path: Path) -> None:
+    import wave
+
+    wav = tmp_path / "a.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(silence(0.2))
+
+    async def not_wyoming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_wyoming, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wyoming_flux", "transcribe", str(wav), "--uri", f"tcp://127.0.0.1:{port}",
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert process.returncode == 1
+    text = err.decode().strip()
+    assert text.count("\n") == 0 and "Traceback" not in text and text.startswith("wyoming-flux transcribe:")
+
+
+async def test_a_port_in_use_is_one_line_and_leaves_nothing_unclosed(fake_flux: FakeFlux) -> None:
+    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = blocker.sockets[0].getsockname()[1]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", "--flux-url", fake_flux.url,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "DEEPGRAM_API_KEY": API_KEY},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        blocker.close()
+        await blocker.wait_closed()
+    text = err.decode().strip()
+    assert process.returncode == 1 and f"cannot listen on tcp://127.0.0.1:{port}" in text
+    assert "Traceback" not in text and "Unclosed" not in text

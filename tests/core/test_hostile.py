@@ -262,7 +262,8 @@ async def test_any_event_sequence_leaves_the_server_answering(wyoming_server: Fl
         events = await read_until(client, "info", timeout=10)  # answered, in order, within the bound
         answers = [e for e in events if e.type in ("transcript", "error")]
         starts = sum(1 for s in steps if s[0] == "start")
-        assert len(answers) <= starts + sum(1 for s in steps if s[0] in ("chunk",))
+        stops = sum(1 for s in steps if s[0] == "stop") + 1  # an AudioStop with nothing open gets empty text
+        assert len(answers) <= starts + stops + sum(1 for s in steps if s[0] in ("chunk",))
     for _ in range(100):  # the server notices the disconnect asynchronously
         if wyoming_server.gate.active == 0:
             break

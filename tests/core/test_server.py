@@ -195,10 +195,8 @@ async def test_unusable_audio_format_is_a_clear_error(wyoming_server: FluxServer
     assert len(fake_flux.streams) <= 1 and all(s.closed for s in fake_flux.streams)  # the command's stream is gone
 
 
-async def test_stray_events_are_ignored(wyoming_server: FluxServer) -> None:
+async def test_unknown_events_are_ignored(wyoming_server: FluxServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
-        await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=bytes(320)).event())
-        await client.write_event(AudioStop().event())
         await client.write_event(Event(type="something-new", data={"x": 1}))
         await client.write_event(Describe().event())
         events = await read_until(client, "info")

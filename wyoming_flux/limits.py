@@ -1,0 +1,69 @@
+"""Per-connection limits: what any one Wyoming client can make the server hold, and for how long.
+
+Every limit is a flag with an environment variable; the defaults are far above what a home needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+
+from .wire import WireLimits
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_connections: int = 500  # beyond it a client gets an Error and a close
+    idle_timeout: float = 30.0  # seconds with no event while no command is open
+    audio_timeout: float = 10.0  # seconds between events while a command is open
+    event_timeout: float = 10.0  # seconds to finish sending an event once its first byte arrived
+    send_timeout: float = 10.0  # seconds a client may leave max_queued_bytes unread
+    max_queued_bytes: int = 1024 * 1024  # answers waiting for a client that does not read
+    wire: WireLimits = field(default_factory=WireLimits)
+
+
+# flag, attribute, type, lower bound, help
+_FLAGS: tuple[tuple[str, str, type, float, str], ...] = (
+    ("--max-connections", "max_connections", int, 1, "most client connections at once; more are refused"),
+    ("--idle-timeout", "idle_timeout", float, 0.01, "seconds a connection may stay silent with no command open"),
+    ("--audio-timeout", "audio_timeout", float, 0.01, "seconds allowed between events of an open command"),
+    ("--event-timeout", "event_timeout", float, 0.01, "seconds to finish sending one event once started"),
+    ("--send-timeout", "send_timeout", float, 0.01, "seconds a client may leave --max-queued-bytes unread"),
+    ("--max-queued-bytes", "max_queued_bytes", int, 1024, "bytes of answers queued for a client that does not read"),
+    ("--max-header-bytes", "wire.header_bytes", int, 256, "longest event header line"),
+    ("--max-data-bytes", "wire.data_bytes", int, 256, "largest event data block"),
+    ("--max-payload-bytes", "wire.payload_bytes", int, 1024, "largest event payload (one audio chunk)"),
+)
+
+
+def _default(attribute: str) -> object:
+    holder: object = ConnectionLimits()
+    for part in attribute.split("."):
+        holder = getattr(holder, part)
+    return holder
+
+
+def env_name(flag: str) -> str:
+    return "WYOMING_FLUX_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection limits")
+    for flag, attribute, kind, _, text in _FLAGS:
+        default = _default(attribute)
+        value = os.environ.get(env_name(flag))
+        group.add_argument(flag, type=kind, default=kind(value) if value else default,
+                           help=f"{text} (default {default}; env {env_name(flag)})")
+
+
+def from_args(args: argparse.Namespace) -> ConnectionLimits:
+    """The limits from parsed flags; ValueError with the flag's name for a value below its bound."""
+    values: dict[str, object] = {}
+    for flag, attribute, _, low, _ in _FLAGS:
+        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if value < low:
+            raise ValueError(f"{flag} must be at least {low}")
+        values[attribute] = value
+    wire = WireLimits(**{f.name: values.pop(f"wire.{f.name}") for f in fields(WireLimits)})
+    return ConnectionLimits(wire=wire, **values)  # type: ignore[arg-type]
