@@ -34,6 +34,14 @@ while IFS= read -r term; do  # one list item per line
     [ -n "$term" ] && keyterms="${keyterms:+$keyterms,}$term"
 done < <(bashio::config 'keyterms')
 export WYOMING_FLUX_KEYTERMS="$keyterms"
+tags=""
+while IFS= read -r tag; do
+    [ -n "$tag" ] && tags="${tags:+$tags,}$tag"
+done < <(bashio::config 'tags')
+export WYOMING_FLUX_TAGS="$tags"
+if bashio::config.true 'mip_opt_out'; then
+    export WYOMING_FLUX_MIP_OPT_OUT=1
+fi
 if bashio::config.true 'debug'; then
     export WYOMING_FLUX_DEBUG=1
 fi
