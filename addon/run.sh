@@ -34,6 +34,11 @@ while IFS= read -r term; do  # one list item per line
     [ -n "$term" ] && keyterms="${keyterms:+$keyterms,}$term"
 done < <(bashio::config 'keyterms')
 export WYOMING_FLUX_KEYTERMS="$keyterms"
+if bashio::config.true 'home_assistant_names' && [ -n "${SUPERVISOR_TOKEN:-}" ]; then
+    # homeassistant_api: true gives the add-on this token; the Supervisor proxies Core's API with it.
+    export WYOMING_FLUX_HASS_URL="http://supervisor/core"
+    export HASS_TOKEN="$SUPERVISOR_TOKEN"
+fi
 if bashio::config.true 'debug'; then
     export WYOMING_FLUX_DEBUG=1
 fi
