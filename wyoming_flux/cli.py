@@ -121,14 +121,18 @@ def _int_env(name: str, default: int | None = None) -> int | None:
     return default if value in (None, "") else int(value)
 
 
-def read_api_key(args: argparse.Namespace) -> str:
-    if args.api_key_file:
+def read_secret(path: str | None, value: str | None, flag: str) -> str:
+    """A secret from its file (e.g. a Docker secret) when one is named, else the value given; stripped."""
+    if path:
         try:
-            key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+            return Path(path).read_text(encoding="utf-8").strip()
         except OSError as err:
-            raise ConfigError(f"cannot read --api-key-file {args.api_key_file}: {err.strerror}") from None
-    else:
-        key = (args.api_key or "").strip()
+            raise ConfigError(f"cannot read {flag} {path}: {err.strerror}") from None
+    return (value or "").strip()
+
+
+def read_api_key(args: argparse.Namespace) -> str:
+    key = read_secret(args.api_key_file, args.api_key, "--api-key-file")
     if not key:
         raise ConfigError("a Deepgram API key is required: --api-key-file, --api-key or DEEPGRAM_API_KEY")
     return key
@@ -144,13 +148,7 @@ def read_hass(args: argparse.Namespace) -> tuple[str | None, str]:
         websocket_url(args.hass_url)
     except ValueError as err:
         raise ConfigError(f"--hass-url: {err}") from None
-    if args.hass_token_file:
-        try:
-            token = Path(args.hass_token_file).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read --hass-token-file {args.hass_token_file}: {err.strerror}") from None
-    else:
-        token = (_env("HASS_TOKEN") or "").strip()
+    token = read_secret(args.hass_token_file, _env("HASS_TOKEN"), "--hass-token-file")
     if not token:
         raise ConfigError("--hass-url needs a long-lived access token: --hass-token-file or HASS_TOKEN")
     return args.hass_url, token
