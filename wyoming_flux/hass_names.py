@@ -29,7 +29,10 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # get_states of a large home, with room to
 
 
 class HassAuthError(Exception):
-    """Home Assistant rejected the token."""
+    """Home Assistant rejected the token, or its user may not read what is needed."""
+
+    def __init__(self, reason: str = "rejected the token") -> None:
+        super().__init__(reason)
 
 
 class HassProtocolError(Exception):
@@ -78,7 +81,7 @@ class HassNames:
         self.debounce = debounce  # registry events come in bursts: one fetch per burst
         self.resync = resync  # fetch again this often even without events
         self.terms: tuple[str, ...] = ()
-        self.status = "not connected yet"
+        self.status = "not connected yet"  # "connected", "token ...", or why the last try failed
         self.connected = False
         self.fetches = 0  # completed fetches (diagnostics, tests)
         self._warned = False
@@ -121,12 +124,11 @@ class HassNames:
                 try:
                     await self._serve(http)
                     problem = "Home Assistant closed the connection"
-                except HassAuthError:
+                except HassAuthError as err:
                     # The token will not get better, and each try is a failed login (and a notification) in HA.
-                    self.connected, self.status = False, "token rejected"
-                    _LOGGER.warning("Home Assistant at %s rejected the token (check --hass-token-file or HASS_TOKEN); "
-                                    "commands go on without names until the server restarts with a valid one",
-                                    self.url)
+                    self.connected, self.status = False, f"Home Assistant {err}"
+                    _LOGGER.warning("Home Assistant at %s %s (check --hass-token-file or HASS_TOKEN); commands go on "
+                                    "without names until the server restarts with another token", self.url, err)
                     return
                 except (aiohttp.ClientError, OSError, TimeoutError, HassProtocolError, ValueError) as err:
                     problem = f"Home Assistant at {self.url} is unreachable: {_describe(err)}"
@@ -255,7 +257,10 @@ class HassNames:
             future.set_result(item.get("result"))
         else:
             error = item.get("error") or {}
-            future.set_exception(HassProtocolError(f"{error.get('code', 'error')}: {error.get('message', '')}"))
+            if error.get("code") == "unauthorized":  # the list of exposed entities is an admin API
+                future.set_exception(HassAuthError("accepted the token, but its user is not an administrator"))
+            else:
+                future.set_exception(HassProtocolError(f"{error.get('code', 'error')}: {error.get('message', '')}"))
 
 
 async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

@@ -18,8 +18,8 @@ async def check_names(url: str, token: str, timeout: float) -> int:
     names = HassNames(url, token, timeout=timeout)
     try:
         areas, entities = await names.fetch_once()
-    except HassAuthError:
-        print(f"wyoming-flux check: Home Assistant at {names.url} rejected the token", file=sys.stderr)
+    except HassAuthError as err:
+        print(f"wyoming-flux check: Home Assistant at {names.url} {err}", file=sys.stderr)
         return 1
     except (aiohttp.ClientError, OSError, TimeoutError, HassProtocolError, ValueError) as err:
         print(f"wyoming-flux check: Home Assistant at {names.url} is unreachable: {str(err) or type(err).__name__}",

@@ -78,14 +78,18 @@ async def ha_api(hass: HomeAssistant, ha_core: HomeAssistant) -> AsyncIterator[H
     await api.stop()
 
 
-@pytest.fixture
-async def token(hass: HomeAssistant, hass_admin_user) -> str:  # type: ignore[no-untyped-def]
+async def long_lived_token(hass: HomeAssistant, user) -> str:  # type: ignore[no-untyped-def]
     """A long-lived access token, as a user makes one on their profile page."""
     refresh = await hass.auth.async_create_refresh_token(
-        hass_admin_user, client_name="wyoming-flux", token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
+        user, client_name="wyoming-flux", token_type=TOKEN_TYPE_LONG_LIVED_ACCESS_TOKEN,
         access_token_expiration=timedelta(days=365),
     )
     return hass.auth.async_create_access_token(refresh)
+
+
+@pytest.fixture
+async def token(hass: HomeAssistant, hass_admin_user) -> str:  # type: ignore[no-untyped-def]
+    return await long_lived_token(hass, hass_admin_user)
 
 
 @pytest.fixture
@@ -216,7 +220,7 @@ async def test_a_rejected_token_or_absent_home_assistant_warns_once_and_commands
     assert "not-a-token" not in ours and token not in ours
     assert not names.connected
     if problem == "bad token":  # each try would be a failed login in HA's log and notifications: one is enough
-        assert len(attempts) == 1 and names.status == "token rejected"
+        assert len(attempts) == 1 and names.status == "Home Assistant rejected the token"
     else:
         assert len(attempts) >= 4
 
@@ -251,3 +255,21 @@ async def test_check_proves_the_address_and_token(
     assert "rejected the token" in capsys.readouterr().err
     assert await check_names(f"http://127.0.0.1:{free_port()}", token, timeout=10) == 1
     assert "unreachable" in capsys.readouterr().err
+
+
+async def test_a_user_who_is_not_an_administrator_is_told_once_and_commands_go_on(
+    hass: HomeAssistant, ha_api: HomeAssistantApi, hass_read_only_user, home: er.RegistryEntry,  # type: ignore[no-untyped-def]
+    fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str],
+) -> None:
+    read_only = await long_lived_token(hass, hass_read_only_user)
+    names = HassNames(ha_api.url, read_only, min_backoff=0.05, max_backoff=0.2)
+    server = await serving(fake_flux, names)
+    try:
+        await eventually(lambda: bool(warnings(caplog)), "warned")
+        assert await command(server, fake_flux) == []
+    finally:
+        await server.stop()
+    (warning,) = warnings(caplog)
+    assert "its user is not an administrator" in warning and not names.connected
+    assert await check_names(ha_api.url, read_only, timeout=10) == 1
+    assert "not an administrator" in capsys.readouterr().err
