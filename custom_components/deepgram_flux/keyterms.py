@@ -2,6 +2,8 @@
 
 Flux hears "turn on the Hue Strip in Léa's room" right when those names are sent as keyterms. The list is
 rebuilt only after something it depends on changed (exposure, the entity or area registry), not per command.
+This module only reads Home Assistant; the list itself (order, token budget) comes from `wyoming_flux.names`,
+which the Wyoming server uses too.
 """
 
 from __future__ import annotations
