@@ -42,6 +42,11 @@ export WYOMING_FLUX_TAGS="$tags"
 if bashio::config.true 'mip_opt_out'; then
     export WYOMING_FLUX_MIP_OPT_OUT=1
 fi
+if bashio::config.true 'home_assistant_names' && [ -n "${SUPERVISOR_TOKEN:-}" ]; then
+    # homeassistant_api: true gives the add-on this token; the Supervisor proxies Core's API with it.
+    export WYOMING_FLUX_HASS_URL="http://supervisor/core"
+    export HASS_TOKEN="$SUPERVISOR_TOKEN"
+fi
 if bashio::config.true 'debug'; then
     export WYOMING_FLUX_DEBUG=1
 fi

@@ -15,6 +15,7 @@ from . import __version__
 from .flux import DEFAULT_URL, REGIONS, validate_thresholds
 from .discovery import DEFAULT_NAME, Advertisement, advertised_host
 from .handler import ServerSettings
+from .hass_names import websocket_url
 from .server import FluxServer
 from .models import FLUX_MODELS, MODEL_EN
 from .session import SessionConfig
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zeroconf-host", default=_env("WYOMING_FLUX_ZEROCONF_HOST"),
                    help="address to advertise, e.g. the host's LAN address from a Docker bridge network "
                         "(env WYOMING_FLUX_ZEROCONF_HOST)")
+    p.add_argument("--hass-url", default=_env("WYOMING_FLUX_HASS_URL"),
+                   help="read entity and area names exposed to Assist from this Home Assistant, e.g. "
+                        "http://homeassistant.local:8123, and send them as keyterms (env WYOMING_FLUX_HASS_URL)")
+    p.add_argument("--hass-token-file", default=_env("WYOMING_FLUX_HASS_TOKEN_FILE"),
+                   help="file holding a Home Assistant long-lived access token (env WYOMING_FLUX_HASS_TOKEN_FILE, "
+                        "or the token itself in HASS_TOKEN)")
     p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
     connection_limits.add_arguments(p)
@@ -114,17 +121,37 @@ def _int_env(name: str, default: int | None = None) -> int | None:
     return default if value in (None, "") else int(value)
 
 
-def read_api_key(args: argparse.Namespace) -> str:
-    if args.api_key_file:
+def read_secret(path: str | None, value: str | None, flag: str) -> str:
+    """A secret from its file (e.g. a Docker secret) when one is named, else the value given; stripped."""
+    if path:
         try:
-            key = Path(args.api_key_file).read_text(encoding="utf-8").strip()
+            return Path(path).read_text(encoding="utf-8").strip()
         except OSError as err:
-            raise ConfigError(f"cannot read --api-key-file {args.api_key_file}: {err.strerror}") from None
-    else:
-        key = (args.api_key or "").strip()
+            raise ConfigError(f"cannot read {flag} {path}: {err.strerror}") from None
+    return (value or "").strip()
+
+
+def read_api_key(args: argparse.Namespace) -> str:
+    key = read_secret(args.api_key_file, args.api_key, "--api-key-file")
     if not key:
         raise ConfigError("a Deepgram API key is required: --api-key-file, --api-key or DEEPGRAM_API_KEY")
     return key
+
+
+def read_hass(args: argparse.Namespace) -> tuple[str | None, str]:
+    """--hass-url and its token (from --hass-token-file or HASS_TOKEN; never a flag's value, which ps shows)."""
+    if not args.hass_url:
+        if args.hass_token_file:
+            raise ConfigError("--hass-token-file needs --hass-url")
+        return None, ""
+    try:
+        websocket_url(args.hass_url)
+    except ValueError as err:
+        raise ConfigError(f"--hass-url: {err}") from None
+    token = read_secret(args.hass_token_file, _env("HASS_TOKEN"), "--hass-token-file")
+    if not token:
+        raise ConfigError("--hass-url needs a long-lived access token: --hass-token-file or HASS_TOKEN")
+    return args.hass_url, token
 
 
 def flux_url(value: str) -> str:
@@ -174,6 +201,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
                       for net in (args.allow if args.allow is not None else _env_list("WYOMING_FLUX_ALLOW") or []))
     except ValueError as err:
         raise ConfigError(f"--allow: {err}") from None
+    hass_url, hass_token = read_hass(args)
     session = SessionConfig(
         url=url,
         api_key=read_api_key(args),
@@ -196,6 +224,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         warm_max_age=args.warm_max_age,
         warm_window=args.warm_window or None,
         limits=limits,
+        hass_url=hass_url,
+        hass_token=hass_token,
     )
 
 
@@ -242,6 +272,10 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"] and any(arg.split("=")[0] == "--hass-url" for arg in argv):
+        from .namecheck import main as namecheck_main
+
+        return namecheck_main(argv[1:])
     if argv[:1] == ["check"] and "--flux" in argv:
         from .keycheck import main as keycheck_main
 

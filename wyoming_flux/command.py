@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import aiohttp
@@ -59,6 +59,7 @@ class CommandContext:
     gate: SessionGate
     log: RateLimitedLog
     pool: WarmPool | None = None
+    names: Callable[[], tuple[str, ...]] = tuple  # names from Home Assistant known now, never awaited
 
 
 class Commands:
@@ -142,6 +143,8 @@ class Commands:
             self._answer_error(f"Audio format not supported: {err}", "audio-format")
             return
         request = request or TurnRequest(model=pick_model(list(self._ctx.models), None, None))
+        if names := self._ctx.names():  # after configured and client terms; the budget trims the rest
+            request = replace(request, keyterms=(*request.keyterms, *names))
         if not self._ctx.gate.enter():
             self._ctx.log.warning("refused commands", "Refused a command: %d commands are already running "
                                   "(--max-sessions)", self._ctx.gate.active)

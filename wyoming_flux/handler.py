@@ -31,6 +31,8 @@ class ServerSettings:
     warm_max_age: float = 8.0  # seconds before a waiting socket is replaced
     warm_window: float | None = None  # keep warm sockets only this long after a command; None: always
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    hass_url: str | None = None  # read entity and area names from this Home Assistant
+    hass_token: str = field(default="", repr=False)
 
 
 def client_allowed(peer: object, allow: tuple[IPNetwork, ...]) -> bool:

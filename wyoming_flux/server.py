@@ -14,6 +14,7 @@ import aiohttp
 from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
 from .handler import ServerSettings, build_info, client_allowed
+from .hass_names import HassNames
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
@@ -37,6 +38,7 @@ class FluxServer:
         self._shared: Shared | None = None
         self._clock: asyncio.Task[None] | None = None
         self.pool: WarmPool | None = None
+        self.names: HassNames | None = None
 
     @property
     def port(self) -> int | None:
@@ -82,7 +84,12 @@ class FluxServer:
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
             self.pool.start()
-        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool)
+        if self.settings.hass_url and self.names is None:  # a caller may bring its own (other bounds)
+            self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
+        if self.names is not None:
+            self.names.start()
+        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
+                                 names=self.names.current if self.names is not None else tuple)
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):
@@ -136,6 +143,8 @@ class FluxServer:
             await self._server.wait_closed()
         if self.pool is not None:
             await self.pool.stop()
+        if self.names is not None:
+            await self.names.stop()
         if self._http is not None:
             await self._http.close()
         self.log.flush(force=True)

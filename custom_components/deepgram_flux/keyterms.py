@@ -2,6 +2,8 @@
 
 Flux hears "turn on the Hue Strip in Léa's room" right when those names are sent as keyterms. The list is
 rebuilt only after something it depends on changed (exposure, the entity or area registry), not per command.
+This module only reads Home Assistant; the list itself (order, token budget) comes from `wyoming_flux.names`,
+which the Wyoming server uses too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from homeassistant.components.homeassistant.exposed_entities import (
 )
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import area_registry as ar, entity_registry as er
+from wyoming_flux.names import Named, keyterms_from_names
 
 ASSISTANT = "conversation"
 
@@ -64,16 +67,13 @@ class KeytermIndex:
         return self._terms
 
     def _build(self) -> list[str]:
-        terms: list[str] = []
-        for area in ar.async_get(self._hass).async_list_areas():
-            terms += [area.name, *sorted(area.aliases)]
+        areas = [Named.of(area.name, area.aliases) for area in ar.async_get(self._hass).async_list_areas()]
         if DATA_EXPOSED_ENTITIES not in self._hass.data:
-            return terms
+            return keyterms_from_names(areas, [])
         registry = er.async_get(self._hass)
-        for state in self._hass.states.async_all():
-            if not async_should_expose(self._hass, ASSISTANT, state.entity_id):
-                continue
-            terms.append(state.name)
-            if (entry := registry.async_get(state.entity_id)) is not None:
-                terms += [alias for alias in entry.aliases if isinstance(alias, str)]
-        return terms
+        entities = [
+            Named.of(state.name, entry.aliases if (entry := registry.async_get(state.entity_id)) else ())
+            for state in self._hass.states.async_all()
+            if async_should_expose(self._hass, ASSISTANT, state.entity_id)
+        ]
+        return keyterms_from_names(areas, entities)

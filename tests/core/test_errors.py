@@ -81,7 +81,7 @@ def test_the_core_home_assistant_installs_needs_only_aiohttp_and_numpy() -> None
 
     code = ("import sys; sys.modules['wyoming'] = None; sys.modules['homeassistant'] = None\n"
             "import wyoming_flux.session, wyoming_flux.turn, wyoming_flux.request, wyoming_flux.errors, "
-            "wyoming_flux.endpoints, wyoming_flux.pool")
+            "wyoming_flux.endpoints, wyoming_flux.pool, wyoming_flux.names")
     done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).parents[2], capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -61,6 +61,7 @@ def test_addon_config_follows_the_supervisor_rules() -> None:
     assert re.fullmatch(r"[a-z0-9_]+", config["slug"])
     assert set(config["arch"]) <= ARCHES
     assert config["discovery"] == ["wyoming"]  # Home Assistant offers the Wyoming integration itself
+    assert config["homeassistant_api"] is True  # names for keyterms through the Supervisor, no user step
     assert all(re.fullmatch(r"\d+/(tcp|udp)", port) for port in config["ports"])
     schema, options = config["schema"], config["options"]
     assert set(options) <= set(schema)
@@ -85,6 +86,8 @@ def test_addon_run_script_maps_every_option_onto_a_real_setting() -> None:
     used = set(re.findall(r"(?:export|option) ((?:WYOMING_FLUX|DEEPGRAM)_[A-Z_]+)", run))
     assert used and used <= env_names_of_cli()
     assert 'bashio::discovery "wyoming"' in run
+    # Names from Home Assistant with the add-on's own token, through the Supervisor's proxy of Core's API.
+    assert 'WYOMING_FLUX_HASS_URL="http://supervisor/core"' in run and 'HASS_TOKEN="$SUPERVISOR_TOKEN"' in run
     assert subprocess.run(["bash", "-n", str(ADDON / "run.sh")], check=False).returncode == 0  # valid shell
 
 
