@@ -31,6 +31,8 @@ class ServerSettings:
     warm_max_age: float = 8.0  # seconds before a waiting socket is replaced
     warm_window: float | None = None  # keep warm sockets only this long after a command; None: always
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    fallback_uri: str | None = None  # a Wyoming STT server that answers when Flux cannot
+    fallback_timeout: float = 10.0  # seconds the fallback may take (plus 3 s) after the audio ended
 
 
 def client_allowed(peer: object, allow: tuple[IPNetwork, ...]) -> bool:

@@ -17,6 +17,8 @@ from .handler import ServerSettings, build_info, client_allowed
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
+from .fallback import FluxHealth
+from .fallback_client import WyomingFallback
 from .uri import tcp_address, unix_path
 from .wire import encode_event
 
@@ -82,7 +84,11 @@ class FluxServer:
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
             self.pool.start()
-        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool)
+        fallback = None
+        if self.settings.fallback_uri:
+            fallback = WyomingFallback(self.settings.fallback_uri, self.settings.fallback_timeout)
+        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
+                                 fallback, FluxHealth())
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):

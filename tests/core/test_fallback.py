@@ -1,0 +1,143 @@
+"""The local fallback through the Wyoming server: every Flux fault gives Flux's text or the fallback's, within
+the bound; while Flux is down commands skip it; after the backoff Flux answers again."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from wyoming.asr import Transcript
+from wyoming.error import Error
+
+from tests.conftest import make_settings
+from tests.core.test_faults import one_command
+from tests.fake_flux import FakeFlux, Script
+from tests.fallback_peer import Peer, wyoming_peer
+from tests.faults import FAULTS, Fault
+from tests.helpers import fixture_text, load_wav, silence
+from wyoming_flux.fallback import FALLBACK_GRACE
+from wyoming_flux.server import FluxServer
+from wyoming_flux.session import SessionConfig
+
+KITCHEN = "turn_on_the_kitchen_light"
+TIMER = "set_a_timer"
+FALLBACK_TIMEOUT = 4.0
+BOUND = FALLBACK_TIMEOUT + FALLBACK_GRACE  # seconds from audio-stop to the answer
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    async with wyoming_peer() as running:
+        yield running
+
+
+@pytest.fixture
+async def server(session_config: SessionConfig, peer: Peer) -> AsyncIterator[FluxServer]:
+    settings = dataclasses.replace(make_settings(session_config), fallback_uri=peer.uri,
+                                   fallback_timeout=FALLBACK_TIMEOUT)
+    flux_server = FluxServer(settings, "tcp://127.0.0.1:0")
+    await flux_server.start()
+    yield flux_server
+    await flux_server.stop()
+
+
+def _text(event: object) -> str:
+    assert not Error.is_type(event.type), Error.from_event(event)  # type: ignore[attr-defined]
+    return Transcript.from_event(event).text  # type: ignore[arg-type]
+
+
+def _fallbacks(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("ended_by=fallback" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_fault_answered_by_flux_or_the_fallback(
+    fault: Fault, fake_flux: FakeFlux, server: FluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wyoming_flux")
+    assert server.port is not None
+    fault.arrange(fake_flux)
+    if fault.refused:
+        await fake_flux.stop()
+    event, after = await one_command(server.port, load_wav(KITCHEN) + silence(fault.silence_after))
+    # Flux's full text when Flux answered; otherwise the fallback heard the whole command (the peer only
+    # names a fixture whose audio arrived complete from its first sample).
+    assert _text(event) == fixture_text(KITCHEN), fault.name
+    if fault.outcome == "text":
+        assert _fallbacks(caplog) == 0, fault.name  # Flux answered: nothing waits for the fallback
+    elif fault.outcome.startswith("error:"):
+        assert _fallbacks(caplog) == 1, fault.name
+    # "best": a stream that broke before EndOfTurn goes to the fallback; a slow one may still finish in time
+    assert after is None or after <= BOUND, f"answered {after:.2f} s after the last audio"
+    # The next command works (through the fallback while Flux is in its backoff, or through Flux).
+    fake_flux.script = Script()
+    if fault.refused:
+        await fake_flux.start(port=fake_flux.port)
+    event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+    assert _text(event) == fixture_text(KITCHEN)
+
+
+async def test_while_flux_is_down_commands_skip_it_then_flux_is_tried_again(
+    fake_flux: FakeFlux, server: FluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wyoming_flux")
+    assert server.port is not None
+    fake_flux.script.handshake_delay = 60.0  # Flux never answers: the first command waits the connect timeout
+    event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(0.5))
+    assert _text(event) == fixture_text(KITCHEN)
+    handshakes = fake_flux.handshakes
+    # Within the backoff the next command goes straight to the fallback: no Flux attempt, no Flux timeout.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    event, after = await one_command(server.port, load_wav(TIMER) + silence(0.5), pace=1e6)
+    assert _text(event) == fixture_text(TIMER)
+    assert fake_flux.handshakes == handshakes
+    assert loop.time() - started < 2.5  # well under Flux's 3 s connect timeout
+    assert _fallbacks(caplog) == 2
+    # Flux recovers; after the backoff (2 s) a command tries Flux again and Flux answers.
+    fake_flux.script = Script()
+    await asyncio.sleep(2.2)
+    event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+    assert _text(event) == fixture_text(KITCHEN)
+    assert fake_flux.handshakes == handshakes + 1
+    assert _fallbacks(caplog) == 2
+
+
+async def test_a_failing_fallback_gives_flux_s_error_and_the_server_goes_on(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    async with wyoming_peer("--error") as failing:
+        settings = dataclasses.replace(make_settings(session_config), fallback_uri=failing.uri, fallback_timeout=2.0)
+        server = FluxServer(settings, "tcp://127.0.0.1:0")
+        await server.start()
+        try:
+            assert server.port is not None
+            fake_flux.script.handshake_status = 500
+            event, _ = await one_command(server.port, load_wav(KITCHEN))
+            assert Error.is_type(event.type) and Error.from_event(event).code == "flux-unavailable"
+            # Degraded Flux text survives a failing fallback.
+            fake_flux.script = Script(fatal_after=1.0)
+            await asyncio.sleep(2.2)  # past the backoff: Flux is tried again
+            event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+            text = _text(event)
+            assert text and fixture_text(KITCHEN).startswith(text)
+        finally:
+            await server.stop()
+
+
+async def test_an_unreachable_fallback_is_bounded(fake_flux: FakeFlux, session_config: SessionConfig) -> None:
+    settings = dataclasses.replace(make_settings(session_config), fallback_uri="tcp://127.0.0.1:1",
+                                   fallback_timeout=2.0)
+    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    await server.start()
+    try:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 429
+        event, after = await one_command(server.port, load_wav(KITCHEN))
+        assert Error.is_type(event.type) and Error.from_event(event).code == "flux-rate-limited"
+        assert after is None or after <= 2.0 + FALLBACK_GRACE
+    finally:
+        await server.stop()

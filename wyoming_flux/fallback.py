@@ -1,0 +1,155 @@
+"""The local fallback: when Flux cannot answer, the command's audio goes to another speech-to-text service.
+
+Shared by the Wyoming server (the fallback is a Wyoming server) and the integration (another STT entity): both
+keep the command's audio in an AudioBuffer from its first chunk, track Flux's health in one FluxHealth, and
+let `answer()` decide between Flux's result and the fallback's transcript. Only the replay itself differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from .errors import FluxUnavailableError
+from .request import TurnResult
+from .turn import Ending
+
+_LOGGER = logging.getLogger(__name__)
+
+FALLBACK_GRACE = 3.0  # seconds the fallback may take after the audio ended, on top of its own time
+# Failures that say Flux cannot take commands now: while they last, commands skip Flux.
+_DOWN_CODES = frozenset({"flux-unavailable", "flux-timeout", "flux-rate-limited", "flux-no-credit",
+                         "flux-request-timeout", "flux-stream", "flux-idle-timeout"})
+
+
+@dataclass(frozen=True)
+class Chunk:
+    audio: bytes
+    rate: int
+    width: int
+    channels: int
+
+
+class AudioBuffer:
+    """The client's audio of one command as it came, up to `max_seconds` (the max-command bound)."""
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        self.chunks: list[Chunk] = []
+        self.seconds = 0.0
+        self.ended = asyncio.Event()  # the client's audio ended, or the buffer is full
+
+    @property
+    def full(self) -> bool:
+        return self.seconds >= self.max_seconds - 1e-9
+
+    def append(self, audio: bytes, rate: int, width: int, channels: int) -> None:
+        frame = width * channels
+        if self.full or not audio or frame <= 0 or rate <= 0:
+            return
+        room = int((self.max_seconds - self.seconds) * rate) * frame
+        audio = audio[:room]
+        self.chunks.append(Chunk(audio, rate, width, channels))
+        self.seconds += len(audio) / (rate * frame)
+        if self.full:
+            self.ended.set()
+
+    def end(self) -> None:
+        self.ended.set()
+
+
+class FluxHealth:
+    """Whether Flux can take commands. After a failure that says it cannot, Flux is tried again after a
+    backoff (doubling up to `max_backoff`); commands in between go straight to the fallback."""
+
+    def __init__(self, first_backoff: float = 2.0, max_backoff: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._first, self._max, self._clock = first_backoff, max_backoff, clock
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self.last_error: str | None = None
+
+    @property
+    def down(self) -> bool:
+        return self._backoff > 0
+
+    def skip_flux(self) -> bool:
+        """True while Flux is down and not yet due for another try."""
+        return self.down and self._clock() < self._retry_at
+
+    def retry_in(self) -> float:
+        return max(0.0, self._retry_at - self._clock())
+
+    def observe(self, result: TurnResult) -> None:
+        error = result.error
+        if result.ended_by is Ending.ERROR and error is not None and error.code in _DOWN_CODES:
+            self._backoff = min(self._max, self._backoff * 2) if self._backoff else self._first
+            self._retry_at = self._clock() + self._backoff
+            if not self.last_error:
+                _LOGGER.warning("Flux cannot take commands (%s); commands go to the fallback, Flux is tried "
+                                "again in %.0f s", error.code, self._backoff)
+            self.last_error = error.code
+        elif result.ended_by is not Ending.CANCELLED and not result.degraded and result.error is None:
+            if self.down:
+                _LOGGER.info("Flux answers again; commands go to Flux")
+            self._backoff, self._retry_at, self.last_error = 0.0, 0.0, None
+
+
+def wants_fallback(result: TurnResult) -> bool:
+    """Flux failed: an error, or a stream that broke before EndOfTurn (its text is only what it heard)."""
+    return result.ended_by is Ending.ERROR or (result.degraded and result.ended_by is not Ending.CANCELLED)
+
+
+class FallbackError(Exception):
+    """The fallback could not transcribe: a short reason, safe to log."""
+
+
+Replay = Callable[[AudioBuffer], Awaitable[tuple[str, str | None]]]  # -> (text, language)
+
+
+async def answer(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *, fallback_timeout: float,
+                 health: FluxHealth, started: float) -> TurnResult:
+    """The command's outcome: Flux's result when Flux answered, else the fallback's transcript.
+
+    `flux` is None when the command skipped Flux. The fallback hears the audio once the client's audio ended
+    (bounded by the max-command length from `started`, a loop time) and gets `fallback_timeout` + 3 s.
+    Should it fail too, the answer is Flux's best text, or Flux's error: nothing is lost, nothing hangs."""
+    if flux is not None:
+        health.observe(flux)
+        if not wants_fallback(flux):
+            return flux
+    loop = asyncio.get_running_loop()
+    why = flux.error.code if flux is not None and flux.error else ("degraded" if flux else "flux-down")
+    try:
+        wall = buffer.max_seconds + FALLBACK_GRACE - (loop.time() - started)
+        async with asyncio.timeout(max(0.0, wall)):
+            await buffer.ended.wait()
+    except TimeoutError:
+        pass  # the client still sends, slower than real time: the bound ends the command
+    ended_at = loop.time()
+    try:
+        if not buffer.chunks:
+            raise FallbackError("no audio to replay")
+        async with asyncio.timeout(fallback_timeout + FALLBACK_GRACE):
+            text, language = await replay(buffer)
+    except (FallbackError, TimeoutError, OSError) as err:
+        reason = str(err) or type(err).__name__
+        _LOGGER.warning("The fallback failed (%s) after Flux failed (%s)", reason, why)
+        note = f"fallback-failed: {reason}"
+        if flux is not None:
+            return replace(flux, notes=(*flux.notes, note))
+        error = FluxUnavailableError(f"Flux is unavailable (tried again in {health.retry_in():.0f} s) and the "
+                                     f"fallback failed: {reason}")
+        return TurnResult("", Ending.ERROR, error=error, audio_seconds=round(buffer.seconds, 3),
+                          elapsed_seconds=loop.time() - started, notes=(note,))
+    _LOGGER.info("Fallback answered (Flux: %s) in %.0f ms", why, (loop.time() - ended_at) * 1000)
+    return TurnResult(
+        text=text.strip(), ended_by=Ending.FALLBACK, language=language, fallback=True,
+        audio_seconds=round(buffer.seconds, 3), request_id=flux.request_id if flux else None,
+        finalize_seconds=loop.time() - ended_at, elapsed_seconds=loop.time() - started,
+        notes=(*(flux.notes if flux else ()), f"fallback: {why}"),
+    )
+
