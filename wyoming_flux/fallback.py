@@ -44,14 +44,17 @@ class AudioBuffer:
 
     @property
     def full(self) -> bool:
-        return self.seconds >= self.max_seconds - 1e-9
+        return self.seconds >= self.max_seconds - 1e-6  # float sums of chunk lengths drift
 
     def append(self, audio: bytes, rate: int, width: int, channels: int) -> None:
         frame = width * channels
         if self.full or not audio or frame <= 0 or rate <= 0:
             return
-        room = int((self.max_seconds - self.seconds) * rate) * frame
+        room = round((self.max_seconds - self.seconds) * rate) * frame
         audio = audio[:room]
+        if not audio:
+            self.ended.set()
+            return
         self.chunks.append(Chunk(audio, rate, width, channels))
         self.seconds += len(audio) / (rate * frame)
         if self.full:
@@ -148,6 +151,7 @@ async def answer(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *
     _LOGGER.info("Fallback answered (Flux: %s) in %.0f ms", why, (loop.time() - ended_at) * 1000)
     return TurnResult(
         text=text.strip(), ended_by=Ending.FALLBACK, language=language, fallback=True,
+        error=flux.error if flux else None,  # why Flux could not answer (e.g. a key to fix), for the owner
         audio_seconds=round(buffer.seconds, 3), request_id=flux.request_id if flux else None,
         finalize_seconds=loop.time() - ended_at, elapsed_seconds=loop.time() - started,
         notes=(*(flux.notes if flux else ()), f"fallback: {why}"),

@@ -18,7 +18,11 @@ from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
 from tests.faults import FAULTS, Fault
 from tests.helpers import fixture_text, load_wav, silence
-from wyoming_flux.fallback import FALLBACK_GRACE
+from wyoming_flux.cli import build_parser, main, settings_from_args
+from wyoming_flux.errors import FluxError, FluxUnavailableError
+from wyoming_flux.fallback import FALLBACK_GRACE, AudioBuffer, FluxHealth
+from wyoming_flux.request import TurnResult
+from wyoming_flux.turn import Ending
 from wyoming_flux.server import FluxServer
 from wyoming_flux.session import SessionConfig
 
@@ -141,3 +145,52 @@ async def test_an_unreachable_fallback_is_bounded(fake_flux: FakeFlux, session_c
         assert after is None or after <= 2.0 + FALLBACK_GRACE
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--fallback-uri", "http://whisper:10300"], "--fallback-uri must be tcp://HOST:PORT"),
+    (["--fallback-uri", "tcp://whisper"], "--fallback-uri tcp://whisper needs a host and a port"),
+    (["--fallback-uri", "tcp://whisper:99999"], "--fallback-uri tcp://whisper:99999 is not tcp://HOST:PORT"),
+    (["--fallback-uri", "tcp://whisper:10300", "--fallback-timeout", "0"], "--fallback-timeout must be between"),
+])
+def test_a_bad_fallback_is_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+def test_the_fallback_comes_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from_args(build_parser().parse_args(["--api-key", "k"])).fallback_uri is None
+    monkeypatch.setenv("WYOMING_FLUX_FALLBACK_URI", "tcp://whisper:10300")
+    monkeypatch.setenv("WYOMING_FLUX_FALLBACK_TIMEOUT", "6")
+    settings = settings_from_args(build_parser().parse_args(["--api-key", "k"]))
+    assert (settings.fallback_uri, settings.fallback_timeout) == ("tcp://whisper:10300", 6.0)
+
+
+def test_the_buffer_keeps_the_command_up_to_the_max_command_length() -> None:
+    buffer = AudioBuffer(max_seconds=1.0)
+    for _ in range(150):  # 1.5 s of 10 ms chunks
+        buffer.append(bytes(320), 16000, 2, 1)
+    assert buffer.full and buffer.ended.is_set()
+    assert sum(len(c.audio) for c in buffer.chunks) == 32000  # exactly 1 s kept, nothing beyond
+    buffer.append(bytes(32000 * 10), 16000, 2, 1)
+    assert sum(len(c.audio) for c in buffer.chunks) == 32000
+
+
+def test_flux_health_backs_off_on_unreachable_flux_and_recovers_on_an_answer() -> None:
+    now = [0.0]
+    health = FluxHealth(first_backoff=2.0, max_backoff=5.0, clock=lambda: now[0])
+    down = TurnResult("", Ending.ERROR, error=FluxUnavailableError("Flux is unavailable (HTTP 503)"))
+    refused = TurnResult("", Ending.ERROR, error=FluxError("refused", code="flux-bad-request"))
+    health.observe(refused)
+    assert not health.skip_flux()  # a refused request says nothing about Flux's reachability
+    health.observe(down)
+    assert health.skip_flux()
+    now[0] = 2.1
+    assert not health.skip_flux()  # due for another try
+    health.observe(down)
+    assert health.skip_flux() and health.retry_in() == pytest.approx(4.0)  # the backoff doubled
+    health.observe(down)
+    assert health.retry_in() == pytest.approx(5.0)  # up to its cap
+    health.observe(TurnResult("hi", Ending.END_OF_TURN))
+    assert not health.down and not health.skip_flux()
