@@ -23,6 +23,7 @@ from wyoming.server import AsyncEventHandler, AsyncServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 _ATTRIBUTION = Attribution(name="tests", url="")
+_ENDPOINT_BYTES = 16000  # 0.5 s of 16 kHz 16-bit silence after the speech ends the command
 
 
 def _fixtures() -> dict[str, bytes]:
@@ -36,9 +37,11 @@ def _fixtures() -> dict[str, bytes]:
 
 
 class PeerHandler(AsyncEventHandler):
-    def __init__(self, known: dict[str, bytes], delay: float, error: bool, *args: object, **kwargs: object) -> None:
+    def __init__(self, known: dict[str, bytes], delay: float, error: bool, endpointing: bool, *args: object,
+                 **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.known, self.delay, self.error = known, delay, error
+        self.known, self.delay, self.error, self.endpointing = known, delay, error, endpointing
+        self.answered = False
         self.audio = bytearray()
         self.language: str | None = None
 
@@ -58,16 +61,26 @@ class PeerHandler(AsyncEventHandler):
                 await self.write_event(Error(text="only 16 kHz 16-bit mono", code="format").event())
                 return False
             self.audio += chunk.audio
+            if self.endpointing and not self.answered and (text := self._heard(_ENDPOINT_BYTES)):
+                # like wyoming-faster-whisper --vad-endpointing: answer once, then drop audio until audio-stop
+                self.answered = True
+                await self.write_event(Transcript(text=text, language=self.language).event())
         elif AudioStop.is_type(event.type):
+            if self.answered:
+                return False
             await asyncio.sleep(self.delay)
             if self.error:
                 await self.write_event(Error(text="the test peer fails on purpose", code="peer-error").event())
                 return False
-            text = next((text for text, pcm in self.known.items() if self.audio.startswith(pcm)),
-                        f"unrecognised audio ({len(self.audio)} bytes)")
+            text = self._heard(0) or f"unrecognised audio ({len(self.audio)} bytes)"
             await self.write_event(Transcript(text=text, language=self.language).event())
             return False
         return True
+
+    def _heard(self, after: int) -> str | None:
+        """The fixture the audio starts with, once `after` more bytes (trailing silence) followed it."""
+        return next((text for text, pcm in self.known.items()
+                     if len(self.audio) >= len(pcm) + after and self.audio.startswith(pcm)), None)
 
 
 async def _main(argv: list[str]) -> None:
@@ -75,10 +88,11 @@ async def _main(argv: list[str]) -> None:
     parser.add_argument("--uri", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--error", action="store_true")
+    parser.add_argument("--endpointing", action="store_true", help="answer 0.5 s after the speech, before audio-stop")
     args = parser.parse_args(argv)
     server = AsyncServer.from_uri(args.uri)
     known = _fixtures()
-    await server.start(partial(PeerHandler, known, args.delay, args.error))  # type: ignore[attr-defined]
+    await server.start(partial(PeerHandler, known, args.delay, args.error, args.endpointing))  # type: ignore[attr-defined]
     print("ready", flush=True)  # the port is bound: the test may connect
     await asyncio.Event().wait()
 

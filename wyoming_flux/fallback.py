@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from .errors import FluxUnavailableError
@@ -41,6 +41,7 @@ class AudioBuffer:
         self.chunks: list[Chunk] = []
         self.seconds = 0.0
         self.ended = asyncio.Event()  # the client's audio ended, or the buffer is full
+        self._grew = asyncio.Event()  # wakes stream() for a new chunk or the end
 
     @property
     def full(self) -> bool:
@@ -53,15 +54,30 @@ class AudioBuffer:
         room = round((self.max_seconds - self.seconds) * rate) * frame
         audio = audio[:room]
         if not audio:
-            self.ended.set()
+            self.end()
             return
         self.chunks.append(Chunk(audio, rate, width, channels))
         self.seconds += len(audio) / (rate * frame)
+        self._grew.set()
         if self.full:
-            self.ended.set()
+            self.end()
 
     def end(self) -> None:
         self.ended.set()
+        self._grew.set()
+
+    async def stream(self) -> AsyncIterator[Chunk]:
+        """Every chunk so far, then each new one as it comes, until the audio ends: a fallback that ends the
+        command itself (e.g. wyoming-faster-whisper --vad-endpointing) can answer before the client stops."""
+        sent = 0
+        while True:
+            self._grew.clear()  # before looking, so a chunk added while we yield is not missed
+            while sent < len(self.chunks):
+                yield self.chunks[sent]
+                sent += 1
+            if self.ended.is_set():
+                return
+            await self._grew.wait()
 
 
 class FluxHealth:
@@ -117,29 +133,30 @@ async def answer(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *
                  health: FluxHealth, started: float) -> TurnResult:
     """The command's outcome: Flux's result when Flux answered, else the fallback's transcript.
 
-    `flux` is None when the command skipped Flux. The fallback hears the audio once the client's audio ended
-    (bounded by the max-command length from `started`, a loop time) and gets `fallback_timeout` + 3 s.
-    Should it fail too, the answer is Flux's best text, or Flux's error: nothing is lost, nothing hangs."""
+    `flux` is None when the command skipped Flux. The fallback hears the audio buffered so far, then the rest
+    as it comes; it may answer before the audio ends, and has `fallback_timeout` + 3 s after it ends (the end
+    is bounded by the max-command length from `started`, a loop time). Should it fail too, the answer is
+    Flux's best text, or Flux's error: nothing is lost, nothing hangs."""
     if flux is not None:
         health.observe(flux)
         if not wants_fallback(flux):
             return flux
     loop = asyncio.get_running_loop()
     why = flux.error.code if flux is not None and flux.error else ("degraded" if flux else "flux-down")
+    replaying = asyncio.create_task(replay(buffer), name="fallback replay")
+    ended = asyncio.create_task(buffer.ended.wait())
     try:
         wall = buffer.max_seconds + FALLBACK_GRACE - (loop.time() - started)
-        async with asyncio.timeout(max(0.0, wall)):
-            await buffer.ended.wait()
-    except TimeoutError:
-        pass  # the client still sends, slower than real time: the bound ends the command
-    ended_at = loop.time()
-    try:
-        if not buffer.chunks:
-            raise FallbackError("no audio to replay")
+        await asyncio.wait([replaying, ended], timeout=max(0.0, wall), return_when=asyncio.FIRST_COMPLETED)
+        if not replaying.done():
+            buffer.end()  # past the bound (a client sending slower than real time): no more audio goes out
+        ended_at = loop.time()
         async with asyncio.timeout(fallback_timeout + FALLBACK_GRACE):
-            text, language = await replay(buffer)
-    except (FallbackError, TimeoutError, OSError) as err:
-        reason = str(err) or type(err).__name__
+            text, language = await replaying
+    except Exception as err:  # whatever the fallback did, the command gets an answer
+        if not isinstance(err, (FallbackError, TimeoutError, OSError)):
+            _LOGGER.debug("Unexpected fallback failure", exc_info=True)
+        reason = str(err) if isinstance(err, FallbackError) else type(err).__name__
         _LOGGER.warning("The fallback failed (%s) after Flux failed (%s)", reason, why)
         note = f"fallback-failed: {reason}"
         if flux is not None:
@@ -148,7 +165,11 @@ async def answer(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *
                                      f"fallback failed: {reason}")
         return TurnResult("", Ending.ERROR, error=error, audio_seconds=round(buffer.seconds, 3),
                           elapsed_seconds=loop.time() - started, notes=(note,))
-    _LOGGER.info("Fallback answered (Flux: %s) in %.0f ms", why, (loop.time() - ended_at) * 1000)
+    finally:
+        for task in (replaying, ended):
+            task.cancel()
+        await asyncio.gather(replaying, ended, return_exceptions=True)
+    _LOGGER.info("Fallback answered (Flux: %s) %.0f ms after the audio ended", why, (loop.time() - ended_at) * 1000)
     return TurnResult(
         text=text.strip(), ended_by=Ending.FALLBACK, language=language, fallback=True,
         error=flux.error if flux else None,  # why Flux could not answer (e.g. a key to fix), for the owner

@@ -63,8 +63,8 @@ class EntityFallback:
         if not entity.check_metadata(metadata):
             raise FallbackError(f"{self.entity_id} does not take {self.metadata.language} 16 kHz mono audio")
 
-        async def audio() -> AsyncIterator[bytes]:
-            for chunk in buffer.chunks:
+        async def audio() -> AsyncIterator[bytes]:  # what was heard so far, then the rest as it comes
+            async for chunk in buffer.stream():
                 yield chunk.audio
 
         token = _REPLAYING.set(True)

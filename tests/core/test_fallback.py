@@ -194,3 +194,26 @@ def test_flux_health_backs_off_on_unreachable_flux_and_recovers_on_an_answer() -
     assert health.retry_in() == pytest.approx(5.0)  # up to its cap
     health.observe(TurnResult("hi", Ending.END_OF_TURN))
     assert not health.down and not health.skip_flux()
+
+
+async def test_a_fallback_that_ends_the_command_itself_answers_before_the_client_stops(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    """Flux end-of-speech mode with Flux down: the client streams until it gets a transcript, so the fallback
+    hears the audio live and its own end of speech ends the command, not the max-command bound."""
+    async with wyoming_peer("--endpointing") as endpointing:
+        settings = dataclasses.replace(make_settings(session_config), fallback_uri=endpointing.uri)
+        server = FluxServer(settings, "tcp://127.0.0.1:0")
+        await server.start()
+        try:
+            assert server.port is not None
+            await fake_flux.stop()  # Flux unreachable
+            speech = load_wav(KITCHEN)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            event, _ = await one_command(server.port, speech + silence(20), pace=2)  # 23 s of audio, sent in 11.5 s
+            assert _text(event) == fixture_text(KITCHEN)
+            # The speech takes 1.4 s to send: the answer came long before the client's audio would have ended.
+            assert loop.time() - started < 7.0
+        finally:
+            await server.stop()
