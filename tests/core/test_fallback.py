@@ -10,9 +10,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from wyoming.asr import Transcript
+from wyoming.audio import AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 
 from tests.conftest import make_settings
+from tests.core.test_server import audio_events
 from tests.core.test_faults import one_command
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
@@ -215,5 +218,32 @@ async def test_a_fallback_that_ends_the_command_itself_answers_before_the_client
             assert _text(event) == fixture_text(KITCHEN)
             # The speech takes 1.4 s to send: the answer came long before the client's audio would have ended.
             assert loop.time() - started < 7.0
+        finally:
+            await server.stop()
+
+
+async def test_a_client_that_leaves_while_the_fallback_works_leaves_nothing_behind(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    async with wyoming_peer("--delay", "30") as slow:
+        settings = dataclasses.replace(make_settings(session_config), fallback_uri=slow.uri, fallback_timeout=1.0)
+        server = FluxServer(settings, "tcp://127.0.0.1:0")
+        await server.start()
+        try:
+            assert server.port is not None
+            fake_flux.script.handshake_status = 503
+            async with AsyncTcpClient("127.0.0.1", server.port) as client:
+                await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+                for event in audio_events(load_wav(KITCHEN)):
+                    await client.write_event(event)
+                await client.write_event(AudioStop().event())
+                await asyncio.sleep(0.5)  # the fallback is now hearing the command
+            # Within the fallback's bound (1 + 3 s) the command ends, the server notices the client left, and
+            # the connection, its command slot and the fallback connection are gone (the suite checks fds/tasks).
+            for _ in range(200):
+                if server.connections == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert server.connections == 0 and server.gate.active == 0
         finally:
             await server.stop()
