@@ -4,6 +4,7 @@ the bound; while Flux is down commands skip it; after the backoff Flux answers a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -19,7 +20,7 @@ from tests.core.test_server import audio_events
 from tests.core.test_faults import one_command
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
-from tests.faults import FAULTS, Fault
+from tests.faults import FAULTS, Fault, heal
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.cli import build_parser, main, settings_from_args
 from wyoming_flux.errors import FluxError, FluxUnavailableError
@@ -41,14 +42,24 @@ async def peer() -> AsyncIterator[Peer]:
         yield running
 
 
-@pytest.fixture
-async def server(session_config: SessionConfig, peer: Peer) -> AsyncIterator[FluxServer]:
-    settings = dataclasses.replace(make_settings(session_config), fallback_uri=peer.uri,
-                                   fallback_timeout=FALLBACK_TIMEOUT)
+@contextlib.asynccontextmanager
+async def serving(config: SessionConfig, fallback_uri: str, timeout: float = FALLBACK_TIMEOUT
+                  ) -> AsyncIterator[FluxServer]:
+    """A server on a free loopback port, with this fallback."""
+    settings = dataclasses.replace(make_settings(config), fallback_uri=fallback_uri, fallback_timeout=timeout)
     flux_server = FluxServer(settings, "tcp://127.0.0.1:0")
     await flux_server.start()
-    yield flux_server
-    await flux_server.stop()
+    try:
+        assert flux_server.port is not None
+        yield flux_server
+    finally:
+        await flux_server.stop()
+
+
+@pytest.fixture
+async def server(session_config: SessionConfig, peer: Peer) -> AsyncIterator[FluxServer]:
+    async with serving(session_config, peer.uri) as flux_server:
+        yield flux_server
 
 
 def _text(event: object) -> str:
@@ -80,9 +91,7 @@ async def test_fault_answered_by_flux_or_the_fallback(
     # "best": a stream that broke before EndOfTurn goes to the fallback; a slow one may still finish in time
     assert after is None or after <= BOUND, f"answered {after:.2f} s after the last audio"
     # The next command works (through the fallback while Flux is in its backoff, or through Flux).
-    fake_flux.script = Script()
-    if fault.refused:
-        await fake_flux.start(port=fake_flux.port)
+    await heal(fake_flux, fault)
     event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
     assert _text(event) == fixture_text(KITCHEN)
 
@@ -116,38 +125,26 @@ async def test_while_flux_is_down_commands_skip_it_then_flux_is_tried_again(
 async def test_a_failing_fallback_gives_flux_s_error_and_the_server_goes_on(
     fake_flux: FakeFlux, session_config: SessionConfig
 ) -> None:
-    async with wyoming_peer("--error") as failing:
-        settings = dataclasses.replace(make_settings(session_config), fallback_uri=failing.uri, fallback_timeout=2.0)
-        server = FluxServer(settings, "tcp://127.0.0.1:0")
-        await server.start()
-        try:
-            assert server.port is not None
-            fake_flux.script.handshake_status = 500
-            event, _ = await one_command(server.port, load_wav(KITCHEN))
-            assert Error.is_type(event.type) and Error.from_event(event).code == "flux-unavailable"
-            # Degraded Flux text survives a failing fallback.
-            fake_flux.script = Script(fatal_after=1.0)
-            await asyncio.sleep(2.2)  # past the backoff: Flux is tried again
-            event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
-            text = _text(event)
-            assert text and fixture_text(KITCHEN).startswith(text)
-        finally:
-            await server.stop()
+    async with wyoming_peer("--error") as failing, serving(session_config, failing.uri, 2.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 500
+        event, _ = await one_command(server.port, load_wav(KITCHEN))
+        assert Error.is_type(event.type) and Error.from_event(event).code == "flux-unavailable"
+        # Degraded Flux text survives a failing fallback.
+        fake_flux.script = Script(fatal_after=1.0)
+        await asyncio.sleep(2.2)  # past the backoff: Flux is tried again
+        event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+        text = _text(event)
+        assert text and fixture_text(KITCHEN).startswith(text)
 
 
 async def test_an_unreachable_fallback_is_bounded(fake_flux: FakeFlux, session_config: SessionConfig) -> None:
-    settings = dataclasses.replace(make_settings(session_config), fallback_uri="tcp://127.0.0.1:1",
-                                   fallback_timeout=2.0)
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
-    await server.start()
-    try:
+    async with serving(session_config, "tcp://127.0.0.1:1", 2.0) as server:
         assert server.port is not None
         fake_flux.script.handshake_status = 429
         event, after = await one_command(server.port, load_wav(KITCHEN))
         assert Error.is_type(event.type) and Error.from_event(event).code == "flux-rate-limited"
         assert after is None or after <= 2.0 + FALLBACK_GRACE
-    finally:
-        await server.stop()
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -204,46 +201,33 @@ async def test_a_fallback_that_ends_the_command_itself_answers_before_the_client
 ) -> None:
     """Flux end-of-speech mode with Flux down: the client streams until it gets a transcript, so the fallback
     hears the audio live and its own end of speech ends the command, not the max-command bound."""
-    async with wyoming_peer("--endpointing") as endpointing:
-        settings = dataclasses.replace(make_settings(session_config), fallback_uri=endpointing.uri)
-        server = FluxServer(settings, "tcp://127.0.0.1:0")
-        await server.start()
-        try:
-            assert server.port is not None
-            await fake_flux.stop()  # Flux unreachable
-            speech = load_wav(KITCHEN)
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            event, _ = await one_command(server.port, speech + silence(20), pace=2)  # 23 s of audio, sent in 11.5 s
-            assert _text(event) == fixture_text(KITCHEN)
-            # The speech takes 1.4 s to send: the answer came long before the client's audio would have ended.
-            assert loop.time() - started < 7.0
-        finally:
-            await server.stop()
+    async with wyoming_peer("--endpointing") as endpointing, serving(session_config, endpointing.uri) as server:
+        assert server.port is not None
+        await fake_flux.stop()  # Flux unreachable
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(20), pace=2)  # 23 s, sent in 11.5 s
+        assert _text(event) == fixture_text(KITCHEN)
+        # The speech takes 1.4 s to send: the answer came long before the client's audio would have ended.
+        assert loop.time() - started < 7.0
 
 
 async def test_a_client_that_leaves_while_the_fallback_works_leaves_nothing_behind(
     fake_flux: FakeFlux, session_config: SessionConfig
 ) -> None:
-    async with wyoming_peer("--delay", "30") as slow:
-        settings = dataclasses.replace(make_settings(session_config), fallback_uri=slow.uri, fallback_timeout=1.0)
-        server = FluxServer(settings, "tcp://127.0.0.1:0")
-        await server.start()
-        try:
-            assert server.port is not None
-            fake_flux.script.handshake_status = 503
-            async with AsyncTcpClient("127.0.0.1", server.port) as client:
-                await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-                for event in audio_events(load_wav(KITCHEN)):
-                    await client.write_event(event)
-                await client.write_event(AudioStop().event())
-                await asyncio.sleep(0.5)  # the fallback is now hearing the command
-            # Within the fallback's bound (1 + 3 s) the command ends, the server notices the client left, and
-            # the connection, its command slot and the fallback connection are gone (the suite checks fds/tasks).
-            for _ in range(200):
-                if server.connections == 0:
-                    break
-                await asyncio.sleep(0.05)
-            assert server.connections == 0 and server.gate.active == 0
-        finally:
-            await server.stop()
+    async with wyoming_peer("--delay", "30") as slow, serving(session_config, slow.uri, 1.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 503
+        async with AsyncTcpClient("127.0.0.1", server.port) as client:
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for event in audio_events(load_wav(KITCHEN)):
+                await client.write_event(event)
+            await client.write_event(AudioStop().event())
+            await asyncio.sleep(0.5)  # the fallback is now hearing the command
+        # Within the fallback's bound (1 + 3 s) the command ends, the server notices the client left, and
+        # the connection, its command slot and the fallback connection are gone (the suite checks fds/tasks).
+        for _ in range(200):
+            if server.connections == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert server.connections == 0 and server.gate.active == 0

@@ -19,7 +19,7 @@ from custom_components.deepgram_flux.diagnostics import async_get_config_entry_d
 from custom_components.deepgram_flux.fallback import FALLBACK_TIMEOUT
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
-from tests.faults import FAULTS, Fault
+from tests.faults import FAULTS, Fault, heal
 from tests.ha.test_faults import one_command
 from tests.ha.test_stt_entity import ENTITY_ID
 from tests.helpers import fixture_text, load_wav, silence
@@ -70,9 +70,7 @@ async def test_fault_answered_by_flux_or_the_fallback(
     elif fault.outcome.startswith("error:"):
         assert last["fallback"] is True and last["error_code"] == fault.outcome.removeprefix("error:"), fault.name
     assert after is None or after <= BOUND, f"answered {after:.2f} s after the last audio"
-    fake_flux.script = Script()
-    if fault.refused:
-        await fake_flux.start(port=fake_flux.port)
+    await heal(fake_flux, fault)
     result, _ = await one_command(hass, load_wav(KITCHEN) + silence(1))
     assert result.text == fixture_text(KITCHEN)
 
