@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tests.fake_flux import FakeFlux
+from tests.fake_flux import FakeFlux, Script
 
 BOUND_AFTER_AUDIO = 3.0  # seconds from the last audio to the answer
 
@@ -65,3 +65,10 @@ def check_outcome(fault: Fault, *, text: str | None, error_code: str | None, exp
         assert (error_code, text) == (None, expected_text), fault.name
     else:
         assert error_code is None and text and expected_text.startswith(text), (fault.name, error_code, text)
+
+
+async def heal(fake: FakeFlux, fault: Fault) -> None:
+    """Undo the fault, so the next command meets a working Flux."""
+    fake.script = Script()
+    if fault.refused:
+        await fake.start(port=fake.port)

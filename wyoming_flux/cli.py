@@ -19,6 +19,7 @@ from .hass_names import websocket_url
 from .server import FluxServer
 from .models import FLUX_MODELS, MODEL_EN
 from .session import SessionConfig
+from .fallback_client import check_fallback_uri
 from .uri import check_uri, tcp_address
 from . import limits as connection_limits
 
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "or the token itself in HASS_TOKEN)")
     p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
+    p.add_argument("--fallback-uri", default=_env("WYOMING_FLUX_FALLBACK_URI"), metavar="tcp://HOST:PORT",
+                   help="a Wyoming speech-to-text server (e.g. a local wyoming-faster-whisper) that answers when Flux "
+                        "cannot (env WYOMING_FLUX_FALLBACK_URI)")
+    p.add_argument("--fallback-timeout", type=float, default=_float_env("WYOMING_FLUX_FALLBACK_TIMEOUT", 10.0),
+                   help="seconds the fallback may take after the audio ended, plus 3 (default 10; "
+                        "env WYOMING_FLUX_FALLBACK_TIMEOUT)")
     connection_limits.add_arguments(p)
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
     return p
@@ -202,6 +209,13 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     except ValueError as err:
         raise ConfigError(f"--allow: {err}") from None
     hass_url, hass_token = read_hass(args)
+    if args.fallback_uri:
+        try:
+            check_fallback_uri(args.fallback_uri)
+        except ValueError as err:
+            raise ConfigError(str(err) if str(err).startswith("--") else f"--fallback-uri {err}") from None
+    if not 1 <= args.fallback_timeout <= 120:
+        raise ConfigError("--fallback-timeout must be between 1 and 120 seconds")
     session = SessionConfig(
         url=url,
         api_key=read_api_key(args),
@@ -226,6 +240,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         limits=limits,
         hass_url=hass_url,
         hass_token=hass_token,
+        fallback_uri=args.fallback_uri or None,
+        fallback_timeout=args.fallback_timeout,
     )
 
 
@@ -252,6 +268,8 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
     await server.start()
     _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
                  "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
+    if settings.fallback_uri:
+        _LOGGER.info("When Flux cannot answer, commands go to the fallback at %s", settings.fallback_uri)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

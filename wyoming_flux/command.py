@@ -19,6 +19,8 @@ from wyoming.event import Event
 
 from . import fields
 from .audio import AudioFormatError, check_format
+from .fallback import AudioBuffer, FluxHealth, answer
+from .fallback_client import WyomingFallback
 from .fields import AudioFormat, MalformedEvent
 from .models import FluxModel, pick_model
 from .partials import ChunkStream
@@ -60,6 +62,8 @@ class CommandContext:
     log: RateLimitedLog
     pool: WarmPool | None = None
     names: Callable[[], tuple[str, ...]] = tuple  # names from Home Assistant known now, never awaited
+    fallback: WyomingFallback | None = None
+    health: FluxHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
 
 
 class Commands:
@@ -75,6 +79,8 @@ class Commands:
         self._holds_gate = False
         self._language: str | None = None
         self._session: TurnSession | None = None
+        self._buffer: AudioBuffer | None = None  # the command's audio, for the fallback (when one is set)
+        self._started = 0.0  # loop time the command started
         self._answer_task: asyncio.Task[None] | None = None
         self._chunks = ChunkStream()
 
@@ -101,16 +107,23 @@ class Commands:
                 self._answer_error("audio-chunk before audio-start needs rate, width and channels", "bad-event")
                 return None
             return self._start_and_feed(fmt, event)
-        if self._session is None or self._answered:
+        session, buffer = self._session, self._buffer
+        if self._answered or (session is None and buffer is None):
             return None  # refused, failed or already answered: discard until AudioStop
         data = event.data  # read directly: this runs every 10 ms per client
         fmt = self._format
         try:
             if "rate" in data and "width" in data and "channels" in data:
-                self._session.feed(event.payload or b"", data["rate"], data["width"], data["channels"])
+                rate, width, channels = data["rate"], data["width"], data["channels"]
             else:  # some clients send bare chunks after AudioStart
                 fmt = fields.audio_format(data, fmt)
-                self._session.feed(event.payload or b"", fmt.rate, fmt.width, fmt.channels)
+                rate, width, channels = fmt.rate, fmt.width, fmt.channels
+            if session is not None:
+                session.feed(event.payload or b"", rate, width, channels)
+            elif buffer is not None:  # Flux is skipped: the checks feed() would make
+                check_format(rate, width, channels)
+            if buffer is not None:
+                buffer.append(event.payload or b"", rate, width, channels)
         except (AudioFormatError, TypeError, MalformedEvent) as err:
             self._answer_error(f"Audio format not supported: {err}", "audio-format")
             return self._end_command()
@@ -154,18 +167,28 @@ class Commands:
         try:
             self._chunks = ChunkStream()
             self._language = request.language
-            self._session = TurnSession(self._ctx.http, self._ctx.config, request, fmt.rate,
-                                        on_partial=self._on_partial, pool=self._ctx.pool)
-            self._session.start()
-            self._answer_task = asyncio.create_task(self._answer_when_decided(self._session, request.model))
+            self._started = asyncio.get_running_loop().time()
+            health = self._ctx.health
+            if self._ctx.fallback is not None:
+                self._buffer = AudioBuffer(self._ctx.config.max_command_seconds)
+            if self._buffer is not None and health is not None and health.skip_flux():
+                _LOGGER.info("Flux is down (%s): the command goes to the fallback", health.last_error)
+            else:
+                self._session = TurnSession(self._ctx.http, self._ctx.config, request, fmt.rate,
+                                            on_partial=self._on_partial, pool=self._ctx.pool)
+                self._session.start()
+            self._answer_task = asyncio.create_task(self._answer_when_decided(self._session, request))
         except BaseException:
             self._release_gate()
             raise
 
     async def _stop(self) -> None:
         session = self._session
-        if session is not None and not self._answered:
-            await session.finish()
+        if self._buffer is not None:
+            self._buffer.end()
+        if not self._answered:
+            if session is not None:
+                await session.finish()
             if self._answer_task is not None:
                 await self._answer_task  # the answer is written before we read the next event
         await self._end_command()
@@ -180,6 +203,9 @@ class Commands:
         self._release_gate()
         session, self._session = self._session, None
         task, self._answer_task = self._answer_task, None
+        if self._buffer is not None and task is not None:
+            task.cancel()  # the client left before the fallback answered: nobody waits for it
+        self._buffer = None
         try:
             if session is not None:
                 await session.aclose()
@@ -202,9 +228,16 @@ class Commands:
             self._chunks.started = True
             self._send(TranscriptStart(language=self._language).event())
 
-    async def _answer_when_decided(self, session: TurnSession, model: FluxModel) -> None:
-        result = await session.wait()
+    async def _answer_when_decided(self, session: TurnSession | None, request: TurnRequest) -> None:
+        model = request.model
+        result = await session.wait() if session is not None else None
         self._release_gate()  # the Flux stream closes now; the client may keep sending until AudioStop
+        if (fallback := self._ctx.fallback) is not None and self._buffer is not None and self._ctx.health:
+            buffer, language = self._buffer, request.language
+            result = await answer(result, buffer, lambda audio: fallback.replay(audio, language),
+                                  fallback_timeout=fallback.timeout, health=self._ctx.health,
+                                  started=self._started)
+        assert result is not None
         if self._answered or result.ended_by is Ending.CANCELLED:
             return
         if result.ended_by is Ending.ERROR:

@@ -33,6 +33,8 @@ class ServerSettings:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
     hass_url: str | None = None  # read entity and area names from this Home Assistant
     hass_token: str = field(default="", repr=False)
+    fallback_uri: str | None = None  # a Wyoming STT server that answers when Flux cannot
+    fallback_timeout: float = 10.0  # seconds the fallback may take (plus 3 s) after the audio ended
 
 
 def client_allowed(peer: object, allow: tuple[IPNetwork, ...]) -> bool:

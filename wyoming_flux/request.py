@@ -60,6 +60,7 @@ class TurnResult:
     finalize_seconds: float | None = None  # end of audio (or EndOfTurn) -> result
     elapsed_seconds: float = 0.0  # start -> result
     notes: tuple[str, ...] = ()  # what went less than right: degraded reason, Configure refused, language
+    fallback: bool = False  # the text is the local fallback's, not Flux's
 
 
 PartialCallback = Callable[[str], None]

@@ -18,6 +18,8 @@ from .hass_names import HassNames
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
+from .fallback import FluxHealth
+from .fallback_client import WyomingFallback
 from .uri import tcp_address, unix_path
 from .wire import encode_event
 
@@ -88,8 +90,12 @@ class FluxServer:
             self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
         if self.names is not None:
             self.names.start()
+        fallback = None
+        if self.settings.fallback_uri:
+            fallback = WyomingFallback(self.settings.fallback_uri, self.settings.fallback_timeout)
         context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
-                                 names=self.names.current if self.names is not None else tuple)
+                                 names=self.names.current if self.names is not None else tuple,
+                                 fallback=fallback, health=FluxHealth())
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):

@@ -33,6 +33,7 @@ class Ending(str, Enum):
     MAX_LENGTH = "max_length"  # the command hit its length bound
     ERROR = "error"
     CANCELLED = "cancelled"  # closed by its owner (e.g. the client left) before it was decided
+    FALLBACK = "fallback"  # Flux could not answer; the local fallback did
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
 
+from wyoming_flux.fallback import FluxHealth
 from wyoming_flux.request import SessionConfig
 
 from .const import (
@@ -45,6 +46,7 @@ class RuntimeData:
     keyterms: KeytermIndex
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
     counters: Counter[str] = field(default_factory=Counter)  # errors by code, and notes (Configure refused, ...)
+    health: FluxHealth = field(default_factory=FluxHealth)  # after a failure, commands skip Flux for a while
 
 
 type DeepgramFluxConfigEntry = ConfigEntry[RuntimeData]

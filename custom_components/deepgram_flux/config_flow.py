@@ -34,6 +34,7 @@ from wyoming_flux.errors import FluxError
 from wyoming_flux.flux import validate_thresholds, verify_access
 
 from . import DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
+from .fallback import fallback_schema, valid_fallback
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_CUSTOM_URL,
@@ -42,6 +43,7 @@ from .const import (
     CONF_ENDPOINT,
     CONF_EOT_THRESHOLD,
     CONF_EOT_TIMEOUT_MS,
+    CONF_FALLBACK_ENTITY,
     CONF_KEYTERMS,
     CONF_MAX_COMMAND_SECONDS,
     CONF_MIP_OPT_OUT,
@@ -227,6 +229,8 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
             options[CONF_KEYTERMS] = [t.strip() for t in options.get(CONF_KEYTERMS) or [] if t.strip()]
             options[CONF_TAGS] = [t.strip()[:128] for t in options.get(CONF_TAGS) or [] if t.strip()]
             options[CONF_EOT_TIMEOUT_MS] = int(options[CONF_EOT_TIMEOUT_MS])
+            if not valid_fallback(self.hass, self.config_entry.entry_id, options.get(CONF_FALLBACK_ENTITY)):
+                errors[CONF_FALLBACK_ENTITY] = "invalid_fallback"
             try:
                 validate_thresholds(
                     options[CONF_EOT_THRESHOLD], options.get(CONF_EAGER_EOT_THRESHOLD), options[CONF_EOT_TIMEOUT_MS]
@@ -235,10 +239,12 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
                 errors[CONF_EAGER_EOT_THRESHOLD if CONF_EAGER_EOT_THRESHOLD in str(err) else "base"] = "invalid_threshold"
                 placeholders["error"] = str(err)
             else:
-                return self.async_create_entry(data=options)
+                if not errors:
+                    return self.async_create_entry(data=options)
+        schema = OPTIONS_SCHEMA.extend(fallback_schema(self.hass, self.config_entry.entry_id))
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(OPTIONS_SCHEMA, user_input or options_with_defaults(self.config_entry)),
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or options_with_defaults(self.config_entry)),
             errors=errors,
             description_placeholders=placeholders,
         )

@@ -31,6 +31,7 @@ CONF_NO_SPEECH_TIMEOUT: Final = "no_speech_timeout"
 CONF_MAX_COMMAND_SECONDS: Final = "max_command_seconds"
 CONF_MIP_OPT_OUT: Final = "mip_opt_out"
 CONF_TAGS: Final = "tags"
+CONF_FALLBACK_ENTITY: Final = "fallback_entity"
 
 END_OF_SPEECH_FLUX: Final = "flux"
 END_OF_SPEECH_HA_VAD: Final = "ha_vad"

@@ -9,6 +9,7 @@ from homeassistant.const import CONF_API_KEY
 from homeassistant.core import HomeAssistant
 
 from . import DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
+from .const import CONF_FALLBACK_ENTITY
 
 TO_REDACT = {CONF_API_KEY, "unique_id"}
 
@@ -26,4 +27,9 @@ async def async_get_config_entry_diagnostics(hass: HomeAssistant, entry: Deepgra
         },
         "recent_commands": list(runtime.history),
         "counters": dict(runtime.counters),
+        "fallback": {  # "fallback" in counters and recent_commands counts the commands it answered
+            "entity": options_with_defaults(entry).get(CONF_FALLBACK_ENTITY),
+            "flux_down": runtime.health.down,
+            "last_flux_error": runtime.health.last_error,
+        },
     }

@@ -15,15 +15,17 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from wyoming_flux.audio import AudioFormatError
+from wyoming_flux.audio import AudioFormatError, check_format
+from wyoming_flux.fallback import AudioBuffer, answer
 from wyoming_flux.errors import FluxAuthError
 from wyoming_flux.models import FLUX_MODELS
 from wyoming_flux.request import TurnRequest, TurnResult
 from wyoming_flux.session import TurnSession
 from wyoming_flux.turn import Ending
 
-from . import DeepgramFluxConfigEntry
-from .const import CONF_MODEL, DOMAIN
+from . import DeepgramFluxConfigEntry, options_with_defaults
+from .const import CONF_FALLBACK_ENTITY, CONF_MODEL, DOMAIN
+from .fallback import FALLBACK_TIMEOUT, EntityFallback, fallback_entity_id
 from .repairs import clear_issues, raise_issue
 
 _LOGGER = logging.getLogger(__name__)
@@ -96,13 +98,23 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         """Stream the audio to Flux as it comes; return as soon as the turn is decided."""
         runtime = self._entry.runtime_data
         request = TurnRequest(self._model, metadata.language, tuple(runtime.keyterms.terms()))
-        session = TurnSession(
-            async_get_clientsession(self.hass), runtime.session_config, request, int(metadata.sample_rate)
-        )
-        session.start()
-        feeder = asyncio.create_task(self._feed(session, metadata, stream))
+        started = asyncio.get_running_loop().time()
+        fallback_id = fallback_entity_id(options_with_defaults(self._entry).get(CONF_FALLBACK_ENTITY))
+        # With a fallback, the command's audio is kept from its first chunk; while Flux is down it skips Flux.
+        buffer = AudioBuffer(runtime.session_config.max_command_seconds) if fallback_id else None
+        session = None
+        if buffer is None or not runtime.health.skip_flux():
+            session = TurnSession(
+                async_get_clientsession(self.hass), runtime.session_config, request, int(metadata.sample_rate)
+            )
+            session.start()
+        feeder = asyncio.create_task(self._feed(session, buffer, metadata, stream))
         try:
-            result = await session.wait()
+            result = await session.wait() if session is not None else None
+            if fallback_id and buffer is not None:
+                result = await answer(result, buffer, EntityFallback(self.hass, fallback_id, metadata).replay,
+                                      fallback_timeout=FALLBACK_TIMEOUT, health=runtime.health, started=started)
+            assert result is not None
         finally:
             # The turn is decided: stop reading the pipeline's stream (HA does not close it for us).
             feeder.cancel()
@@ -110,24 +122,45 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
                 await feeder
             # Closing the Flux stream (CloseStream, then Flux's close) is a network round trip the user must
             # not wait for: it runs after the answer, as a task the entry cancels on unload.
-            self._entry.async_create_background_task(self.hass, session.aclose(), "deepgram_flux close stream")
+            if session is not None:
+                self._entry.async_create_background_task(self.hass, session.aclose(), "deepgram_flux close stream")
         self._record(metadata, result)
         return self._speech_result(result)
 
-    async def _feed(self, session: TurnSession, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]) -> None:
+    async def _feed(self, session: TurnSession | None, buffer: AudioBuffer | None, metadata: stt.SpeechMetadata,
+                    stream: AsyncIterable[bytes]) -> None:
+        """Feed Flux and keep the audio for the fallback (while a fallback may still need it)."""
         rate, width, channels = int(metadata.sample_rate), int(metadata.bit_rate) // 8, int(metadata.channel)
         try:
+            check_format(rate, width, channels)
             async for chunk in stream:
-                session.feed(chunk, rate, width, channels)
-                if session.done:
-                    return
+                if buffer is not None:
+                    buffer.append(chunk, rate, width, channels)
+                if session is not None:
+                    session.feed(chunk, rate, width, channels)
+                    if session.done and buffer is None:
+                        return
         except AudioFormatError as err:
             _LOGGER.error("Audio format not supported: %s", err)
-            await session.aclose()
+            if buffer is not None:
+                buffer.chunks.clear()
+                buffer.end()
+            if session is not None:
+                await session.aclose()
             return
-        await session.finish()  # the stream ended before Flux did: finalize on what was heard
+        if buffer is not None:
+            buffer.end()
+        if session is not None:
+            await session.finish()  # the stream ended before Flux did: finalize on what was heard
 
     def _speech_result(self, result: TurnResult) -> stt.SpeechResult:
+        if result.fallback:
+            _LOGGER.warning("Deepgram Flux could not answer (%s); the fallback did", result.error or "stream broke")
+            if result.error is not None:  # a key or credit problem still needs the user
+                raise_issue(self.hass, self._entry.entry_id, self._entry.title, result.error)
+                if isinstance(result.error, FluxAuthError):
+                    self._entry.async_start_reauth(self.hass)
+            return stt.SpeechResult(result.text, stt.SpeechResultState.SUCCESS)
         if result.ended_by in (Ending.ERROR, Ending.CANCELLED):
             error = result.error
             _LOGGER.error("Deepgram Flux failed: %s", error)
@@ -152,6 +185,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             "ended_by": result.ended_by.value,
             "trigger": result.trigger,
             "degraded": result.degraded,
+            "fallback": result.fallback,  # the fallback entity answered, not Flux
             "text_chars": len(result.text),
             "connect_ms": ms(result.connect_seconds),
             "first_text_ms": ms(result.first_text_seconds),

@@ -15,8 +15,8 @@ from wyoming.event import Event
 
 from tests.conftest import make_settings
 from tests.core.test_server import audio_events
-from tests.fake_flux import FakeFlux, Script
-from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome
+from tests.fake_flux import FakeFlux
+from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome, heal
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.flux import FluxUnavailableError, StreamOptions, connect
 from wyoming_flux.server import FluxServer
@@ -69,9 +69,7 @@ async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionC
         check_outcome(fault, text=text, error_code=code, expected_text=fixture_text(KITCHEN))
         assert after is None or after <= BOUND_AFTER_AUDIO, f"answered {after:.2f} s after the last audio"
         # The same server then serves a normal command.
-        fake_flux.script = Script()
-        if fault.refused:
-            await fake_flux.start(port=fake_flux.port)
+        await heal(fake_flux, fault)
         event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
         assert Transcript.from_event(event).text == fixture_text(KITCHEN)
     finally:

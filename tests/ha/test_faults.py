@@ -9,8 +9,8 @@ from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from tests.fake_flux import FakeFlux, Script
-from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome
+from tests.fake_flux import FakeFlux
+from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome, heal
 from tests.ha.test_stt_entity import ENTITY_ID
 from tests.ha.test_wyoming_integration import metadata
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
@@ -41,8 +41,6 @@ async def test_fault(hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux
         text, code = result.text, None
     check_outcome(fault, text=text, error_code=code, expected_text=fixture_text(KITCHEN))
     assert after is None or after <= BOUND_AFTER_AUDIO, f"answered {after:.2f} s after the last audio"
-    fake_flux.script = Script()
-    if fault.refused:
-        await fake_flux.start(port=fake_flux.port)
+    await heal(fake_flux, fault)
     result, _ = await one_command(hass, load_wav(KITCHEN) + silence(1))
     assert result.text == fixture_text(KITCHEN)
