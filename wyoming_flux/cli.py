@@ -20,6 +20,8 @@ from .models import FLUX_MODELS, MODEL_EN
 from .session import SessionConfig
 from .uri import check_uri, tcp_address
 from . import limits as connection_limits
+from . import metrics_options
+from .metrics import MetricsListenError
 
 _LOGGER = logging.getLogger("wyoming_flux")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -99,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env WYOMING_FLUX_ZEROCONF_HOST)")
     p.add_argument("--debug", action="store_true", default=_env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
+    metrics_options.add_arguments(p)
     connection_limits.add_arguments(p)
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
     return p
@@ -187,7 +190,13 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         mip_opt_out=args.mip_opt_out,
         tags=tuple(tags),
     )
+    try:
+        metrics_host, metrics_port = metrics_options.from_args(args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return ServerSettings(
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
         session=session,
         models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)),
         max_sessions=args.max_sessions,
@@ -268,6 +277,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(settings, args.uri, args.zeroconf, args.zeroconf_host))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
         return 130
+    except MetricsListenError as err:
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:
         print(f"wyoming-flux: error: cannot listen on {args.uri}: {err.strerror or err}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from wyoming.event import Event
 from . import fields
 from .audio import AudioFormatError, check_format
 from .fields import AudioFormat, MalformedEvent
+from .metrics import ServerMetrics
 from .models import FluxModel, pick_model
 from .partials import ChunkStream
 from .pool import WarmPool
@@ -59,6 +60,7 @@ class CommandContext:
     gate: SessionGate
     log: RateLimitedLog
     pool: WarmPool | None = None
+    metrics: ServerMetrics | None = None
 
 
 class Commands:
@@ -201,6 +203,8 @@ class Commands:
 
     async def _answer_when_decided(self, session: TurnSession, model: FluxModel) -> None:
         result = await session.wait()
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.command_done(result)
         self._release_gate()  # the Flux stream closes now; the client may keep sending until AudioStop
         if self._answered or result.ended_by is Ending.CANCELLED:
             return

@@ -31,6 +31,8 @@ class ServerSettings:
     warm_max_age: float = 8.0  # seconds before a waiting socket is replaced
     warm_window: float | None = None  # keep warm sockets only this long after a command; None: always
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    metrics_port: int | None = None  # serve /metrics and /healthz here; None = off (0: any free port)
+    metrics_host: str = "127.0.0.1"
 
 
 def client_allowed(peer: object, allow: tuple[IPNetwork, ...]) -> bool:

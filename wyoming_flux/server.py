@@ -14,6 +14,7 @@ import aiohttp
 from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
 from .handler import ServerSettings, build_info, client_allowed
+from .metrics import MetricsEndpoint, ServerMetrics
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
@@ -37,12 +38,18 @@ class FluxServer:
         self._shared: Shared | None = None
         self._clock: asyncio.Task[None] | None = None
         self.pool: WarmPool | None = None
+        self.metrics: ServerMetrics | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
 
     @property
     def port(self) -> int | None:
         if self._server is not None and self.uri.startswith("tcp://") and self._server.sockets:
             return int(self._server.sockets[0].getsockname()[1])
         return None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else None
 
     @property
     def connections(self) -> int:
@@ -82,7 +89,12 @@ class FluxServer:
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
             self.pool.start()
-        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool)
+        if self.settings.metrics_port is not None:
+            self.metrics = ServerMetrics()
+            self.metrics.watch(lambda: self.gate.active, lambda: self.connections,
+                               lambda: self.pool.ready if self.pool is not None else 0)
+        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log,
+                                 self.pool, self.metrics)
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):
@@ -94,6 +106,13 @@ class FluxServer:
             host, port = tcp_address(self.uri)
             self._server = await loop.create_server(self._accept, host, port)
         self._clock = asyncio.create_task(self._keep_time(), name="wyoming connection limits")
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
+                                                     self.settings.metrics_port)
+            await self._metrics_endpoint.start()
+
+    def _serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     def _accept(self) -> WyomingConnection:
         assert self._shared is not None
@@ -120,6 +139,8 @@ class FluxServer:
             self.log.flush()
 
     async def stop(self) -> None:
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.stop()
         if self._server is not None:
             self._server.close()
         if self._clock is not None:
