@@ -12,7 +12,6 @@ from typing import Any
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from wyoming_flux.audio import AudioFormatError
@@ -23,7 +22,8 @@ from wyoming_flux.session import TurnSession
 from wyoming_flux.turn import Ending
 
 from . import DeepgramFluxConfigEntry
-from .const import CONF_MODEL, DOMAIN
+from .const import CONF_MODEL
+from .device import device_info
 from .repairs import clear_issues, raise_issue
 
 _LOGGER = logging.getLogger(__name__)
@@ -48,13 +48,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         self._entry = entry
         self._model = FLUX_MODELS[entry.data[CONF_MODEL]]
         self._attr_unique_id = f"{entry.entry_id}-stt"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry.entry_id)},
-            name=f"Deepgram Flux ({self._model.name})",
-            manufacturer="Deepgram",
-            model=self._model.name,
-            entry_type=DeviceEntryType.SERVICE,
-        )
+        self._attr_device_info = device_info(entry)
 
     @property
     def supported_languages(self) -> list[str]:
@@ -95,6 +89,10 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
     ) -> stt.SpeechResult:
         """Stream the audio to Flux as it comes; return as soon as the turn is decided."""
         runtime = self._entry.runtime_data
+        if runtime.usage.cap_reached():  # at once: no Flux stream, no audio read; the repair issue says why
+            _LOGGER.error("Deepgram Flux: the monthly cap of %g audio minutes is reached; commands fail until the "
+                          "month's end or a higher cap in the options", runtime.usage.cap_minutes)
+            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         request = TurnRequest(self._model, metadata.language, tuple(runtime.keyterms.terms()))
         session = TurnSession(
             async_get_clientsession(self.hass), runtime.session_config, request, int(metadata.sample_rate)
@@ -162,6 +160,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         }
         runtime = self._entry.runtime_data
         runtime.history.append(entry)
+        runtime.usage.record(result)
         if result.error is not None:
             runtime.counters[f"error:{result.error.code}"] += 1
         for note in result.notes:
