@@ -34,6 +34,10 @@ while IFS= read -r term; do  # one list item per line
     [ -n "$term" ] && keyterms="${keyterms:+$keyterms,}$term"
 done < <(bashio::config 'keyterms')
 export WYOMING_FLUX_KEYTERMS="$keyterms"
+if bashio::config.true 'metrics'; then  # /metrics and /healthz on 9300, mapped in the Network section
+    export WYOMING_FLUX_METRICS_PORT=9300
+    export WYOMING_FLUX_METRICS_HOST=0.0.0.0
+fi
 if bashio::config.true 'debug'; then
     export WYOMING_FLUX_DEBUG=1
 fi
