@@ -21,7 +21,7 @@ from .session import SessionConfig
 from .uri import check_uri, tcp_address
 from . import limits as connection_limits
 from . import metrics_options
-from .metrics import MetricsListenError
+from .metrics_options import MetricsListenError
 
 _LOGGER = logging.getLogger("wyoming_flux")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
@@ -20,12 +20,14 @@ from wyoming.event import Event
 from . import fields
 from .audio import AudioFormatError, check_format
 from .fields import AudioFormat, MalformedEvent
-from .metrics import ServerMetrics
 from .models import FluxModel, pick_model
 from .partials import ChunkStream
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
+
+if TYPE_CHECKING:  # prometheus-client is imported only by a server that serves metrics
+    from .metrics import ServerMetrics
 
 _LOGGER = logging.getLogger(__name__)
 

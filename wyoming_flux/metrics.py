@@ -13,6 +13,7 @@ from collections.abc import Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from .metrics_options import MetricsListenError
 from .request import TurnResult
 
 _LOGGER = logging.getLogger(__name__)
@@ -23,10 +24,6 @@ LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 HANDSHAKE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
 CONFIGURE_FAILED_NOTE = "configure-failed"
 FALLBACK_OUTCOME = "fallback"  # the outcome label of a command a fallback server answered
-
-
-class MetricsListenError(Exception):
-    """The metrics endpoint could not listen: one line for the user."""
 
 
 class ServerMetrics:

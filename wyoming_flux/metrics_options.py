@@ -8,6 +8,10 @@ import os
 from .uri import tcp_address
 
 
+class MetricsListenError(Exception):
+    """The metrics endpoint could not listen: one line for the user."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("metrics")
     port = os.environ.get("WYOMING_FLUX_METRICS_PORT")

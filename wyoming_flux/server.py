@@ -8,18 +8,22 @@ import contextlib
 import logging
 import os
 import resource
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
 from .handler import ServerSettings, build_info, client_allowed
-from .metrics import MetricsEndpoint, ServerMetrics
+from .metrics_options import MetricsListenError
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
 from .uri import tcp_address, unix_path
 from .wire import encode_event
+
+if TYPE_CHECKING:
+    from .metrics import MetricsEndpoint, ServerMetrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -90,6 +94,10 @@ class FluxServer:
             self.pool = self._make_pool(self._http)
             self.pool.start()
         if self.settings.metrics_port is not None:
+            try:  # only when asked for: prometheus-client is not needed otherwise
+                from .metrics import ServerMetrics
+            except ImportError as err:
+                raise MetricsListenError(f"--metrics-port needs {err.name}: install 'wyoming-flux[server]'") from None
             self.metrics = ServerMetrics()
             self.metrics.watch(lambda: self.gate.active, lambda: self.connections,
                                lambda: self.pool.ready if self.pool is not None else 0)
@@ -107,6 +115,8 @@ class FluxServer:
             self._server = await loop.create_server(self._accept, host, port)
         self._clock = asyncio.create_task(self._keep_time(), name="wyoming connection limits")
         if self.metrics is not None and self.settings.metrics_port is not None:
+            from .metrics import MetricsEndpoint
+
             self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
                                                      self.settings.metrics_port)
             await self._metrics_endpoint.start()

@@ -23,6 +23,7 @@ from tests.core.test_server import audio_events, read_until
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, free_port, load_wav, silence
 from wyoming_flux.cli import build_parser, main, settings_from_args
+from wyoming_flux.metrics_options import MetricsListenError
 from wyoming_flux.server import FluxServer
 from wyoming_flux.session import SessionConfig
 
@@ -224,3 +225,22 @@ async def test_a_command_then_metrics_from_the_real_process(fake_flux: FakeFlux)
         _, err = await asyncio.wait_for(process.communicate(), 30)
     assert "Traceback" not in err.decode()
 
+
+
+async def test_a_server_without_metrics_never_imports_prometheus_client() -> None:
+    """Home Assistant installs the core without the server extra; its tests run our server beside HA's wyoming."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys, wyoming_flux.cli, wyoming_flux.server, wyoming_flux.command;"
+        "print('prometheus_client' in sys.modules)", stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert out.decode().strip() == "False"
+
+
+async def test_metrics_without_prometheus_client_is_one_clear_error(session_config: SessionConfig,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if the server extra were not installed
+    monkeypatch.delitem(sys.modules, "wyoming_flux.metrics", raising=False)
+    server = FluxServer(dataclasses.replace(make_settings(session_config), metrics_port=0), "tcp://127.0.0.1:0")
+    with pytest.raises(MetricsListenError, match=r"--metrics-port needs prometheus_client"):
+        await server.start()
+    assert server.port is None  # nothing half-started is left listening
