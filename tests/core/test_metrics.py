@@ -11,14 +11,15 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from wyoming.asr import Transcribe, Transcript
+from wyoming.asr import Transcript
 from wyoming.audio import AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 
 from tests.conftest import API_KEY, make_settings
+from tests.core.test_cli import serve_with_a_port_taken
 from tests.core.test_faults import one_command
-from tests.core.test_pool import until
+from tests.core.test_pool import command_with_names, until
 from tests.core.test_server import audio_events, read_until
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, free_port, load_wav, silence
@@ -116,14 +117,7 @@ async def test_warm_sockets_and_refused_configures_are_counted(session_config: S
         assert server.port is not None
         await until(lambda: server.pool is not None and server.pool.ready == 1)
         assert value(await scrape(server), "warm_sockets") == 1
-        async with AsyncTcpClient("127.0.0.1", server.port) as client:
-            await client.write_event(Transcribe(transcript_names=["Küche"]).event())  # Configure on the warm socket
-            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-            for event in audio_events(load_wav(KITCHEN) + silence(1)):
-                await client.write_event(event)
-            await client.write_event(AudioStop().event())
-            events = await read_until(client, "transcript")
-        assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
+        assert await command_with_names(server.port, ["Küche"]) == fixture_text(KITCHEN)  # Configure: refused
         samples = await scrape(server)
         assert value(samples, "configure_failures_total") == 1
         assert value(samples, "flux_handshake_seconds_count", socket="warm") == 1
@@ -180,20 +174,9 @@ def test_metrics_options_from_flags_and_environment(monkeypatch: pytest.MonkeyPa
 
 
 async def test_a_metrics_port_in_use_is_one_line(fake_flux: FakeFlux) -> None:
-    blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    taken = blocker.sockets[0].getsockname()[1]
-    try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{free_port()}",
-            "--flux-url", fake_flux.url, "--metrics-port", str(taken),
-            env={**os.environ, "DEEPGRAM_API_KEY": API_KEY},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-        _, err = await asyncio.wait_for(process.communicate(), 30)
-    finally:
-        blocker.close()
-        await blocker.wait_closed()
-    text = err.decode().strip()
-    assert process.returncode == 1 and f"cannot serve metrics on 127.0.0.1:{taken}" in text
+    code, text, taken = await serve_with_a_port_taken(fake_flux, "--uri", f"tcp://127.0.0.1:{free_port()}",
+                                                      "--metrics-port", "{taken}")
+    assert code == 1 and f"cannot serve metrics on 127.0.0.1:{taken}" in text
     assert text.splitlines()[-1].startswith("wyoming-flux: error:")
     assert "Traceback" not in text and "Unclosed" not in text, text
 
