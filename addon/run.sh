@@ -47,6 +47,10 @@ if bashio::config.true 'home_assistant_names' && [ -n "${SUPERVISOR_TOKEN:-}" ];
     export WYOMING_FLUX_HASS_URL="http://supervisor/core"
     export HASS_TOKEN="$SUPERVISOR_TOKEN"
 fi
+if bashio::config.true 'metrics'; then  # /metrics and /healthz on 9300, mapped in the Network section
+    export WYOMING_FLUX_METRICS_PORT=9300
+    export WYOMING_FLUX_METRICS_HOST=0.0.0.0
+fi
 if bashio::config.true 'debug'; then
     export WYOMING_FLUX_DEBUG=1
 fi

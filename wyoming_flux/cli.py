@@ -22,6 +22,8 @@ from .session import SessionConfig
 from .fallback_client import check_fallback_uri
 from .uri import check_uri, tcp_address
 from . import limits as connection_limits
+from . import metrics_options
+from .metrics_options import MetricsListenError
 
 _LOGGER = logging.getLogger("wyoming_flux")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -113,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-timeout", type=float, default=_float_env("WYOMING_FLUX_FALLBACK_TIMEOUT", 10.0),
                    help="seconds the fallback may take after the audio ended, plus 3 (default 10; "
                         "env WYOMING_FLUX_FALLBACK_TIMEOUT)")
+    metrics_options.add_arguments(p)
     connection_limits.add_arguments(p)
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
     return p
@@ -229,7 +232,13 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         mip_opt_out=args.mip_opt_out,
         tags=tuple(tags),
     )
+    try:
+        metrics_host, metrics_port = metrics_options.from_args(args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return ServerSettings(
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
         session=session,
         models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)),
         max_sessions=args.max_sessions,
@@ -320,6 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(serve(settings, args.uri, args.zeroconf, args.zeroconf_host))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
         return 130
+    except MetricsListenError as err:
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 1
     except OSError as err:
         print(f"wyoming-flux: error: cannot listen on {args.uri}: {err.strerror or err}", file=sys.stderr)
         return 1

@@ -10,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
@@ -27,6 +27,9 @@ from .partials import ChunkStream
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
+
+if TYPE_CHECKING:  # prometheus-client is imported only by a server that serves metrics
+    from .metrics import ServerMetrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class CommandContext:
     names: Callable[[], tuple[str, ...]] = tuple  # names from Home Assistant known now, never awaited
     fallback: WyomingFallback | None = None
     health: FluxHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
+    metrics: ServerMetrics | None = None
 
 
 class Commands:
@@ -238,6 +242,8 @@ class Commands:
                                   fallback_timeout=fallback.timeout, health=self._ctx.health,
                                   started=self._started)
         assert result is not None
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.command_done(result, fallback=result.fallback)
         if self._answered or result.ended_by is Ending.CANCELLED:
             return
         if result.ended_by is Ending.ERROR:

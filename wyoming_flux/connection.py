@@ -170,6 +170,8 @@ class WyomingConnection(asyncio.Protocol):
     # ------------------------------------------------------------ writing and closing
 
     def send(self, event: Event) -> None:
+        if event.type == "error" and (metrics := self._shared.commands.metrics) is not None:
+            metrics.error_sent(event.data.get("code") if event.data else None)
         self._write(encode_event(event))
 
     def _write(self, data: bytes) -> None:

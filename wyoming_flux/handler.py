@@ -35,6 +35,8 @@ class ServerSettings:
     hass_token: str = field(default="", repr=False)
     fallback_uri: str | None = None  # a Wyoming STT server that answers when Flux cannot
     fallback_timeout: float = 10.0  # seconds the fallback may take (plus 3 s) after the audio ended
+    metrics_port: int | None = None  # serve /metrics and /healthz here; None = off (0: any free port)
+    metrics_host: str = "127.0.0.1"
 
 
 def client_allowed(peer: object, allow: tuple[IPNetwork, ...]) -> bool:

@@ -57,6 +57,11 @@ class WarmPool:
         self.handshakes = 0  # what the pool costs: handshakes made so far
         self.taken = 0
 
+    @property
+    def ready(self) -> int:
+        """Sockets open and waiting for a command."""
+        return len(self._ready)
+
     def start(self) -> None:
         if self._keeper is None and self.size > 0:
             self._keeper = asyncio.create_task(self._keep(), name="flux warm pool")

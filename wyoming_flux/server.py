@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import resource
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -15,6 +16,7 @@ from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
 from .handler import ServerSettings, build_info, client_allowed
 from .hass_names import HassNames
+from .metrics_options import MetricsListenError
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
@@ -22,6 +24,9 @@ from .fallback import FluxHealth
 from .fallback_client import WyomingFallback
 from .uri import tcp_address, unix_path
 from .wire import encode_event
+
+if TYPE_CHECKING:
+    from .metrics import MetricsEndpoint, ServerMetrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,12 +46,18 @@ class FluxServer:
         self._clock: asyncio.Task[None] | None = None
         self.pool: WarmPool | None = None
         self.names: HassNames | None = None
+        self.metrics: ServerMetrics | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
 
     @property
     def port(self) -> int | None:
         if self._server is not None and self.uri.startswith("tcp://") and self._server.sockets:
             return int(self._server.sockets[0].getsockname()[1])
         return None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else None
 
     @property
     def connections(self) -> int:
@@ -86,6 +97,14 @@ class FluxServer:
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
             self.pool.start()
+        if self.settings.metrics_port is not None:
+            try:  # only when asked for: prometheus-client is not needed otherwise
+                from .metrics import ServerMetrics
+            except ImportError as err:
+                raise MetricsListenError(f"--metrics-port needs {err.name}: install 'wyoming-flux[server]'") from None
+            self.metrics = ServerMetrics()
+            self.metrics.watch(lambda: self.gate.active, lambda: self.connections,
+                               lambda: self.pool.ready if self.pool is not None else 0)
         if self.settings.hass_url and self.names is None:  # a caller may bring its own (other bounds)
             self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
         if self.names is not None:
@@ -95,7 +114,7 @@ class FluxServer:
             fallback = WyomingFallback(self.settings.fallback_uri, self.settings.fallback_timeout)
         context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
                                  names=self.names.current if self.names is not None else tuple,
-                                 fallback=fallback, health=FluxHealth())
+                                 fallback=fallback, health=FluxHealth(), metrics=self.metrics)
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):
@@ -107,6 +126,15 @@ class FluxServer:
             host, port = tcp_address(self.uri)
             self._server = await loop.create_server(self._accept, host, port)
         self._clock = asyncio.create_task(self._keep_time(), name="wyoming connection limits")
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            from .metrics import MetricsEndpoint
+
+            self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
+                                                     self.settings.metrics_port)
+            await self._metrics_endpoint.start()
+
+    def _serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     def _accept(self) -> WyomingConnection:
         assert self._shared is not None
@@ -133,6 +161,8 @@ class FluxServer:
             self.log.flush()
 
     async def stop(self) -> None:
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.stop()
         if self._server is not None:
             self._server.close()
         if self._clock is not None:

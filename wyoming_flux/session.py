@@ -366,5 +366,8 @@ class TurnSession:
             first_text_seconds=None if self._first_text_at is None else self._first_text_at - started,
             finalize_seconds=None if ended_at is None else now - ended_at,
             elapsed_seconds=now - started,
+            speech_end_seconds=(None if not decision.text or (seen := self._state.words_seen_at) is None
+                                else now - seen),
+            warm=self._warm,
             notes=tuple(self._notes),
         )

@@ -79,6 +79,7 @@ class TurnState:
         self.ending_by_silence = False  # the end is asked for with trailing silence, not ForceEndTurn
         self.force_audio_at = 0.0  # queued audio seconds when the end was asked for
         self.queued = 0.0  # audio seconds queued for Flux
+        self.words_seen_at: float | None = None  # when an Update last brought new words
         self.sent = 0.0  # audio seconds handed to Flux
         self.confirmed = 0.0  # audio seconds Flux says it has processed (audio_window_end)
         self.stride = UPDATE_INTERVAL  # the largest step Flux has taken between two reports
@@ -147,6 +148,8 @@ class TurnState:
         text = info.transcript.strip()
         if info.event == "StartOfTurn" or text != self.turn_text:
             self.words_at = info.audio_window_end
+            if text:
+                self.words_seen_at = now  # the user's speech ended no later than this, as far as we can see
         self.turn_text = text
         if text and self.first_text_at is None:
             self.first_text_at = now

@@ -24,9 +24,13 @@ from .const import (
     CONF_KEYTERMS,
     CONF_MAX_COMMAND_SECONDS,
     CONF_MIP_OPT_OUT,
+    CONF_MODEL,
+    CONF_MONTHLY_CAP_MINUTES,
+    CONF_PRICE_PER_MINUTE,
     CONF_NO_SPEECH_TIMEOUT,
     CONF_TAGS,
     DEFAULT_OPTIONS,
+    DEFAULT_PRICES,
     END_OF_SPEECH_FLUX,
     ENDPOINT_CUSTOM,
     ENDPOINT_URLS,
@@ -34,8 +38,9 @@ from .const import (
 )
 from .keyterms import KeytermIndex
 from .repairs import clear_issues
+from .usage import UsageTracker, async_remove_usage
 
-PLATFORMS = [Platform.STT]
+PLATFORMS = [Platform.SENSOR, Platform.STT]
 
 
 @dataclass
@@ -44,6 +49,7 @@ class RuntimeData:
 
     session_config: SessionConfig
     keyterms: KeytermIndex
+    usage: UsageTracker
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
     counters: Counter[str] = field(default_factory=Counter)  # errors by code, and notes (Configure refused, ...)
     health: FluxHealth = field(default_factory=FluxHealth)  # after a failure, commands skip Flux for a while
@@ -82,20 +88,34 @@ def session_config(entry: ConfigEntry) -> SessionConfig:
     )
 
 
+def usage_tracker(hass: HomeAssistant, entry: ConfigEntry) -> UsageTracker:
+    """The entry's usage, priced at its option or the model's pay-as-you-go rate, with its optional cap."""
+    price, cap = entry.options.get(CONF_PRICE_PER_MINUTE), entry.options.get(CONF_MONTHLY_CAP_MINUTES)
+    return UsageTracker(hass, entry.entry_id, entry.title,
+                        float(price) if price not in (None, "") else DEFAULT_PRICES[entry.data[CONF_MODEL]],
+                        float(cap) if cap not in (None, "") else None)
+
+
 async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
     """Set up Deepgram Flux from a config entry."""
     keyterms = KeytermIndex(hass, enabled=options_with_defaults(entry)[CONF_BOOST_EXPOSED])
     entry.async_on_unload(keyterms.async_start())
-    entry.runtime_data = RuntimeData(session_config=session_config(entry), keyterms=keyterms)
+    usage = usage_tracker(hass, entry)
+    await usage.async_load()
+    entry.async_on_unload(usage.async_start())
+    entry.runtime_data = RuntimeData(session_config=session_config(entry), keyterms=keyterms, usage=usage)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
 
 async def async_unload_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
     """Unload a config entry (Home Assistant cancels its background tasks, e.g. Flux streams still closing)."""
-    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    unloaded = await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+    await entry.runtime_data.usage.async_flush()  # the month's figures survive a reload or restart
+    return unloaded
 
 
 async def async_remove_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> None:
     """The entry is gone: so are its repair issues."""
     clear_issues(hass, entry.entry_id)
+    await async_remove_usage(hass, entry.entry_id)

@@ -50,6 +50,8 @@ from .const import (
     CONF_MODEL,
     CONF_NO_SPEECH_TIMEOUT,
     CONF_TAGS,
+    CONF_PRICE_PER_MINUTE,
+    CONF_MONTHLY_CAP_MINUTES,
     DOMAIN,
     END_OF_SPEECH_FLUX,
     END_OF_SPEECH_HA_VAD,
@@ -192,7 +194,7 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
         return DeepgramFluxOptionsFlow()
 
 
-def _number(low: float, high: float, step: float, unit: str | None = None) -> NumberSelector:
+def _number(low: float, high: float, step: float | str, unit: str | None = None) -> NumberSelector:
     config = NumberSelectorConfig(min=low, max=high, step=step, mode=NumberSelectorMode.BOX)
     if unit is not None:
         config["unit_of_measurement"] = unit
@@ -214,6 +216,9 @@ OPTIONS_SCHEMA = vol.Schema(
         vol.Required(CONF_MAX_COMMAND_SECONDS): _number(5, 300, 1, "s"),
         vol.Optional(CONF_MIP_OPT_OUT, default=False): BooleanSelector(),
         vol.Optional(CONF_TAGS): TextSelector(TextSelectorConfig(multiple=True)),
+        # "any": rates like 0.0065 USD are finer than the smallest step a number selector takes
+        vol.Optional(CONF_PRICE_PER_MINUTE): _number(0, 1, "any", "USD/min"),
+        vol.Optional(CONF_MONTHLY_CAP_MINUTES): _number(1, 1_000_000, 1, "min"),
     }
 )
 

@@ -32,6 +32,11 @@ CONF_MAX_COMMAND_SECONDS: Final = "max_command_seconds"
 CONF_MIP_OPT_OUT: Final = "mip_opt_out"
 CONF_TAGS: Final = "tags"
 CONF_FALLBACK_ENTITY: Final = "fallback_entity"
+CONF_PRICE_PER_MINUTE: Final = "price_per_minute"  # empty: the model's pay-as-you-go rate below
+CONF_MONTHLY_CAP_MINUTES: Final = "monthly_cap_minutes"  # empty: no cap
+
+# Deepgram's pay-as-you-go Flux rates in USD per audio minute (see the README's usage section for the source).
+DEFAULT_PRICES: Final = {MODEL_EN: 0.0065, MODEL_MULTI: 0.0078}
 
 END_OF_SPEECH_FLUX: Final = "flux"
 END_OF_SPEECH_HA_VAD: Final = "ha_vad"

@@ -12,7 +12,6 @@ from typing import Any
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
-from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from wyoming_flux.audio import AudioFormatError, check_format
@@ -24,7 +23,8 @@ from wyoming_flux.session import TurnSession
 from wyoming_flux.turn import Ending
 
 from . import DeepgramFluxConfigEntry, options_with_defaults
-from .const import CONF_FALLBACK_ENTITY, CONF_MODEL, DOMAIN
+from .const import CONF_FALLBACK_ENTITY, CONF_MODEL
+from .device import device_info
 from .fallback import FALLBACK_TIMEOUT, EntityFallback, fallback_entity_id
 from .repairs import clear_issues, raise_issue
 
@@ -50,13 +50,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         self._entry = entry
         self._model = FLUX_MODELS[entry.data[CONF_MODEL]]
         self._attr_unique_id = f"{entry.entry_id}-stt"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry.entry_id)},
-            name=f"Deepgram Flux ({self._model.name})",
-            manufacturer="Deepgram",
-            model=self._model.name,
-            entry_type=DeviceEntryType.SERVICE,
-        )
+        self._attr_device_info = device_info(entry)
 
     @property
     def supported_languages(self) -> list[str]:
@@ -97,13 +91,20 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
     ) -> stt.SpeechResult:
         """Stream the audio to Flux as it comes; return as soon as the turn is decided."""
         runtime = self._entry.runtime_data
+        fallback_id = fallback_entity_id(options_with_defaults(self._entry).get(CONF_FALLBACK_ENTITY))
+        capped = runtime.usage.cap_reached()
+        if capped:  # at once, no Flux stream: the fallback answers, or the command fails; the repair issue says why
+            _LOGGER.error("Deepgram Flux: the monthly cap of %g audio minutes is reached; %s until the month's end "
+                          "or a higher cap in the options", runtime.usage.cap_minutes,
+                          "the fallback answers" if fallback_id else "commands fail")
+            if not fallback_id:
+                return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         request = TurnRequest(self._model, metadata.language, tuple(runtime.keyterms.terms()))
         started = asyncio.get_running_loop().time()
-        fallback_id = fallback_entity_id(options_with_defaults(self._entry).get(CONF_FALLBACK_ENTITY))
         # With a fallback, the command's audio is kept from its first chunk; while Flux is down it skips Flux.
         buffer = AudioBuffer(runtime.session_config.max_command_seconds) if fallback_id else None
         session = None
-        if buffer is None or not runtime.health.skip_flux():
+        if not capped and (buffer is None or not runtime.health.skip_flux()):
             session = TurnSession(
                 async_get_clientsession(self.hass), runtime.session_config, request, int(metadata.sample_rate)
             )
@@ -196,6 +197,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         }
         runtime = self._entry.runtime_data
         runtime.history.append(entry)
+        runtime.usage.record(result)
         if result.error is not None:
             runtime.counters[f"error:{result.error.code}"] += 1
         for note in result.notes:

@@ -223,18 +223,25 @@ async def test_transcribe_against_a_port_that_is_not_wyoming_is_one_line(fake_fl
     assert text.count("\n") == 0 and "Traceback" not in text and text.startswith("wyoming-flux transcribe:")
 
 
-async def test_a_port_in_use_is_one_line_and_leaves_nothing_unclosed(fake_flux: FakeFlux) -> None:
+async def serve_with_a_port_taken(fake_flux: FakeFlux, *flags: str) -> tuple[int | None, str, int]:
+    """Start the server process with `flags`, where "{taken}" is a port another socket listens on; return its
+    exit code, its stderr and that port."""
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
     port = blocker.sockets[0].getsockname()[1]
     try:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", "--flux-url", fake_flux.url,
+            sys.executable, "-m", "wyoming_flux", "--flux-url", fake_flux.url,
+            *(flag.format(taken=port) for flag in flags),
             env={**os.environ, "PYTHONPATH": str(ROOT), "DEEPGRAM_API_KEY": API_KEY},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         _, err = await asyncio.wait_for(process.communicate(), 30)
     finally:
         blocker.close()
         await blocker.wait_closed()
-    text = err.decode().strip()
-    assert process.returncode == 1 and f"cannot listen on tcp://127.0.0.1:{port}" in text
+    return process.returncode, err.decode().strip(), port
+
+
+async def test_a_port_in_use_is_one_line_and_leaves_nothing_unclosed(fake_flux: FakeFlux) -> None:
+    code, text, port = await serve_with_a_port_taken(fake_flux, "--uri", "tcp://127.0.0.1:{taken}")
+    assert code == 1 and f"cannot listen on tcp://127.0.0.1:{port}" in text
     assert "Traceback" not in text and "Unclosed" not in text

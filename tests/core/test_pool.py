@@ -38,6 +38,18 @@ async def until(condition, timeout: float = 5.0) -> None:  # type: ignore[no-unt
             await asyncio.sleep(0.02)
 
 
+async def command_with_names(port: int, names: list[str]) -> str:
+    """One kitchen command whose Transcribe carries names (Configure on a warm socket); its transcript."""
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        await client.write_event(Transcribe(transcript_names=names).event())
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        for event in audio_events(load_wav(KITCHEN) + silence(1)):
+            await client.write_event(event)
+        await client.write_event(AudioStop().event())
+        events = await read_until(client, "transcript")
+    return Transcript.from_event(events[-1]).text
+
+
 async def test_a_command_takes_the_warm_socket_and_a_new_one_is_opened(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
     server = await warm_server(session_config)
     try:
@@ -174,14 +186,7 @@ async def test_a_refused_configure_is_logged_once_and_the_command_goes_on(
     try:
         assert server.port is not None
         await until(lambda: len(fake_flux.streams) == 1)
-        async with AsyncTcpClient("127.0.0.1", server.port) as client:
-            await client.write_event(Transcribe(transcript_names=["Küche"]).event())
-            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
-            for event in audio_events(load_wav(KITCHEN) + silence(1)):
-                await client.write_event(event)
-            await client.write_event(AudioStop().event())
-            events = await read_until(client, "transcript")
-        assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
+        assert await command_with_names(server.port, ["Küche"]) == fixture_text(KITCHEN)
         refused = [r for r in caplog.records if "keyterms exceed the token budget" in r.getMessage()]
         assert len(refused) == 1 and refused[0].levelname == "WARNING"
     finally:

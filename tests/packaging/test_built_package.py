@@ -29,7 +29,7 @@ def test_wheel_metadata_keeps_the_server_behind_an_extra(built: Built) -> None:
     core = sorted(r.name for r in requires if r.marker is None)
     server = sorted(r.name for r in requires if r.marker and r.marker.evaluate({"extra": "server"}))
     assert core == ["aiohttp", "numpy"]  # all the Home Assistant integration installs
-    assert server == ["wyoming", "zeroconf"]
+    assert server == ["prometheus-client", "wyoming", "zeroconf"]
     assert "wyoming_flux/session.py" in files and not any(f.startswith(("tests/", "custom_components/")) for f in files)
 
 
@@ -85,8 +85,9 @@ async def test_core_alone_installs_no_server_and_says_what_to_add(built: Built, 
     bin_dir = await asyncio.to_thread(make_venv, tmp_path / "venv", find_python("3.11"), str(built.wheel))
     code, out, _ = await run(bin_dir / "python", "-c",
                              "import importlib.util as u, wyoming_flux.session, wyoming_flux.flux;"
-                             "print(u.find_spec('wyoming'), u.find_spec('zeroconf'))", cwd=tmp_path)
-    assert (code, out.strip()) == (0, "None None")  # the core imports without the server's dependencies
+                             "print(u.find_spec('wyoming'), u.find_spec('zeroconf'), u.find_spec('prometheus_client'))",
+                             cwd=tmp_path)
+    assert (code, out.strip()) == (0, "None None None")  # the core imports without the server's dependencies
     code, out, _ = await run(bin_dir / "wyoming-flux", "--version", cwd=tmp_path)
     assert code == 0 and out.startswith("wyoming-flux ")
     code, out, err = await run(bin_dir / "wyoming-flux", "--api-key", "x", cwd=tmp_path)
