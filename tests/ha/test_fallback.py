@@ -130,3 +130,19 @@ async def test_the_option_offers_other_stt_entities_only(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert flux_entry.options["fallback_entity"] == fallback
+
+
+async def test_a_capped_month_goes_to_the_fallback_without_opening_flux(
+    hass: HomeAssistant, with_fallback: MockConfigEntry, fake_flux: FakeFlux
+) -> None:
+    hass.config_entries.async_update_entry(with_fallback, options={**with_fallback.options, "monthly_cap_minutes": 1})
+    assert await hass.config_entries.async_reload(with_fallback.entry_id)  # as saving the options does
+    await hass.async_block_till_done()
+    result, _ = await one_command(hass, load_wav(KITCHEN) + silence(1))
+    assert result.text == fixture_text(KITCHEN) and fake_flux.handshakes == 1  # under the cap: Flux
+    with_fallback.runtime_data.usage.audio_seconds = 60.0  # the month's minute is used up
+    assert with_fallback.runtime_data.usage.cap_reached()
+    result, _ = await one_command(hass, load_wav(TIMER))  # only the fallback can know this one
+    assert result.result is stt.SpeechResultState.SUCCESS and result.text == fixture_text(TIMER)
+    assert fake_flux.handshakes == 1  # no Flux stream once the cap is reached
+    assert with_fallback.runtime_data.history[-1]["fallback"] is True
