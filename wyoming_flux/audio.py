@@ -103,10 +103,15 @@ class AudioAdapter:
             self._batch = max(1, int(rate * FRAME_SECONDS)) * width * channels
             self._resampler = None if rate == self.out_rate else _LinearResampler(rate, self.out_rate)
         self.seconds_in += len(audio) / (width * channels * rate)
-        self._raw += audio
         if width == 2 and channels == 1 and self._resampler is None:
-            self._convert()  # already what Flux wants: no numpy round trip
-        elif len(self._raw) >= self._batch:
+            if not self._raw and not len(audio) & 1:  # whole samples, nothing held back: straight through
+                self._pending += audio
+            else:
+                self._raw += audio
+                self._convert()  # already what Flux wants: no numpy round trip
+            return self._take_frames()
+        self._raw += audio
+        if len(self._raw) >= self._batch:
             self._convert()
         return self._take_frames()
 

@@ -227,7 +227,10 @@ class FluxSocket:
 
     async def send_audio(self, frame: bytes) -> None:
         if frame:  # an empty binary frame is an error on Flux
-            await self._send(self._ws.send_bytes(frame))
+            try:  # not through _send: one coroutine less for every 80 ms frame
+                await self._ws.send_bytes(frame)
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
+                raise _send_failed(err) from None
 
     async def force_end_turn(self) -> None:
         await self._send(self._ws.send_str('{"type":"ForceEndTurn"}'))
@@ -246,7 +249,7 @@ class FluxSocket:
         try:
             await sending
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
-            raise FluxStreamError(f"the Flux stream closed while sending: {type(err).__name__}") from None
+            raise _send_failed(err) from None
 
     async def receive(self) -> FluxMessage | None:
         """The next message, or None once the stream has closed normally. Raises FluxStreamError if it broke."""
@@ -265,6 +268,10 @@ class FluxSocket:
 
     async def close(self) -> None:
         await self._ws.close()
+
+
+def _send_failed(err: BaseException) -> FluxStreamError:
+    return FluxStreamError(f"the Flux stream closed while sending: {type(err).__name__}")
 
 
 async def connect(

@@ -45,6 +45,14 @@ _SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well wi
 _FRAME_SECONDS = 0.08
 
 
+def next_tick(now: float, tick: float = _TICK) -> float:
+    """The first point of the grid of `tick` seconds that is at least half a tick after `now`."""
+    when = (now // tick + 1) * tick
+    if when - now < tick / 2:  # just before a grid point (or float rounding put us on it): the next one
+        when += tick
+    return when
+
+
 class TurnSession:
     """One command. Call start(), feed() audio as it comes, then wait() or finish(); always aclose()."""
 
@@ -70,6 +78,7 @@ class TurnSession:
         self._queue: asyncio.Queue[bytes | str] = asyncio.Queue()
         self._result: asyncio.Future[TurnResult] = self._loop.create_future()
         self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None  # while _run runs
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
                    config.eot_timeout, config.finalize_timeout, config.stall_timeout),
@@ -144,7 +153,7 @@ class TurnSession:
         return stream_options(self._config, self._request, self._adapter.out_rate)
 
     async def _run(self) -> None:
-        watchdog = asyncio.create_task(self._watch())
+        self._schedule_watch()
         try:
             use_warm = True
             while (socket := await self._open_unless_decided(use_warm)) is not None:
@@ -164,7 +173,9 @@ class TurnSession:
             _LOGGER.exception("Unexpected failure in the Flux session")
             self._apply(self._state.failed(None, f"unexpected failure: {type(err).__name__}"))
         finally:
-            watchdog.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
 
     async def _open_unless_decided(self, use_warm: bool) -> FluxSocket | None:
         """A socket (warm if one fits, else a new handshake), or None if the command was decided meanwhile."""
@@ -332,10 +343,21 @@ class TurnSession:
         self._queue.put_nowait(_SILENCE)
         self._queue.put_nowait(_CLOSE)
 
-    async def _watch(self) -> None:
-        while not self.done:
-            await asyncio.sleep(_TICK)
+    def _schedule_watch(self) -> None:
+        """The next watchdog tick, on a grid of _TICK shared by every command, so all their ticks run in one
+        wakeup of the event loop instead of one wakeup each. A timer callback rather than a sleeping task: it
+        runs ten times a second per command."""
+        self._watchdog = self._loop.call_at(next_tick(self._loop.time()), self._watch)
+
+    def _watch(self) -> None:
+        """The wall-clock bounds, every tick until decided."""
+        if self.done:
+            return
+        try:
             self._apply(self._state.tick(self._loop.time()))
+        finally:
+            if not self.done and self._watchdog is not None:
+                self._schedule_watch()
 
     # ------------------------------------------------------------ outcome
 

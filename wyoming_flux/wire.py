@@ -40,6 +40,7 @@ class EventParser:
         self._header: tuple[str, dict[str, Any], int, int] = ("", {}, 0, 0)
         self._data_bytes = b""
         self._data: dict[str, Any] = {}  # header data and data block together, for the last pair seen
+        self._data_line = b""  # the header line _data was decoded under
 
     @property
     def pending(self) -> bool:
@@ -59,27 +60,29 @@ class EventParser:
 
     def next(self) -> Event | None:
         """The next complete event, or None until more bytes arrive. Raises BadEvent."""
-        buffer, pos = self._buffer, self._pos
-        end = buffer.find(b"\n", pos, pos + self._limits.header_bytes + 1)
-        if end < 0:
-            if len(buffer) - pos > self._limits.header_bytes:
-                raise BadEvent("event header line is too long")
-            return None
-        line = bytes(buffer[pos : end + 1])
-        fresh = line != self._line
-        if fresh:
+        buffer, pos, line = self._buffer, self._pos, self._line
+        # The last header line again (it ends with the only newline it holds): compared in place, not copied.
+        if not (line and buffer.startswith(line, pos)):
+            end = buffer.find(b"\n", pos, pos + self._limits.header_bytes + 1)
+            if end < 0:
+                if len(buffer) - pos > self._limits.header_bytes:
+                    raise BadEvent("event header line is too long")
+                return None
+            line = bytes(buffer[pos : end + 1])
             self._header = _parse_header(line, self._limits)
             self._line = line
+        end = pos + len(line) - 1
         kind, inline, data_length, payload_length = self._header
         data_end = end + 1 + data_length
         if len(buffer) < data_end + payload_length:
             return None  # the rest of this event has not arrived yet
-        data_bytes = bytes(buffer[end + 1 : data_end])
         payload = bytes(buffer[data_end : data_end + payload_length]) if payload_length else None
         self._pos = data_end + payload_length
-        if fresh or data_bytes != self._data_bytes:
+        # The data block of the last event again, under the same header (so of the same length): reused.
+        if self._data_line is not line or not buffer.startswith(self._data_bytes, end + 1):
+            data_bytes = bytes(buffer[end + 1 : data_end])
             self._data = {**inline, **(_parse_object(data_bytes, "event data") if data_bytes else {})}
-            self._data_bytes = data_bytes
+            self._data_bytes, self._data_line = data_bytes, line
         return Event(type=kind, data=self._data, payload=payload)  # data is shared: handlers only read it
 
 

@@ -111,3 +111,28 @@ def test_unconvertible_formats_are_refused_with_a_reason(rate: int, width: int, 
         check_format(rate, width, channels)
     with pytest.raises(AudioFormatError):
         AudioAdapter(16000).push(b"\0" * 16, rate, width, channels)
+
+
+@pytest.mark.parametrize("sizes", [[320] * 9, [2560, 2560], [2561, 2559], [1, 319, 3, 2237], [333] * 20, [7, 2553, 1]])
+def test_16k_mono_passes_through_byte_exact_whatever_the_chunk_sizes(sizes: list[int]) -> None:
+    # Chunks that end mid-sample are held back until the sample completes; whole-sample chunks go straight
+    # through. Either way the frames are exactly the input bytes, cut every 80 ms.
+    data = bytes(i * 7 % 256 for i in range(sum(sizes)))
+    adapter = AudioAdapter(16000)
+    frames, offset = [], 0
+    for size in sizes:
+        frames += adapter.push(data[offset : offset + size], 16000, 2, 1)
+        offset += size
+    assert all(len(frame) == 2560 for frame in frames)
+    assert len(frames) == len(data) // 2 // 1280
+    rest = adapter.flush()
+    assert b"".join(frames) + rest == data[: len(data) - len(data) % 2]
+    assert adapter.seconds_in == pytest.approx(len(data) / 32000)
+
+
+def test_a_frame_is_released_on_the_chunk_that_completes_it() -> None:
+    adapter = AudioAdapter(16000)
+    assert [adapter.push(bytes(320), 16000, 2, 1) for _ in range(7)] == [[]] * 7
+    assert [len(f) for f in adapter.push(bytes(320), 16000, 2, 1)] == [2560]
+    assert adapter.push(bytes(320), 16000, 2, 1) == []
+    assert len(adapter.flush()) == 320
