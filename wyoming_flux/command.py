@@ -130,7 +130,7 @@ class Commands:
                 buffer.append(event.payload or b"", rate, width, channels)
         except (AudioFormatError, TypeError, MalformedEvent) as err:
             self._answer_error(f"Audio format not supported: {err}", "audio-format")
-            return self._end_command()
+            return self._end_command(keep_open=True)  # answered: the rest is discarded until AudioStop
         return None
 
     def audio_stop(self) -> Step:
@@ -202,8 +202,8 @@ class Commands:
             self._holds_gate = False
             self._ctx.gate.leave()
 
-    async def _end_command(self) -> None:
-        self._open = False
+    async def _end_command(self, keep_open: bool = False) -> None:
+        self._open = keep_open
         self._release_gate()
         session, self._session = self._session, None
         task, self._answer_task = self._answer_task, None

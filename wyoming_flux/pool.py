@@ -85,19 +85,24 @@ class WarmPool:
         while self._ready:
             warm = self._ready.pop(0)
             self._wake.set()  # refill
-            if warm.reader is not None:  # the command reads the socket from now on
-                warm.reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await warm.reader
-                warm.reader = None
-            if not warm.socket.closed and loop.time() - warm.opened_at < self.max_age:
-                try:
-                    await self._configure(warm.socket, options)
-                except FluxError:  # it died while waiting: the command connects on its own
-                    self._close_later(warm)
-                    continue
-                self.taken += 1
-                return warm.socket
+            try:
+                # Bounded like a fresh connect; a cancelled or failed take closes the socket instead of leaking it.
+                async with asyncio.timeout(self._connect_timeout):
+                    if warm.reader is not None:  # the command reads the socket from now on
+                        warm.reader.cancel()
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await warm.reader
+                        warm.reader = None
+                    if not warm.socket.closed and loop.time() - warm.opened_at < self.max_age:
+                        await self._configure(warm.socket, options)
+                        self.taken += 1
+                        return warm.socket
+            except (FluxError, TimeoutError):  # it died or stalled while waiting: the command connects on its own
+                self._close_later(warm)
+                continue
+            except BaseException:
+                self._close_later(warm)
+                raise
             self._close_later(warm)
         return None
 

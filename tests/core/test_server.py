@@ -195,6 +195,26 @@ async def test_unusable_audio_format_is_a_clear_error(wyoming_server: FluxServer
     assert len(fake_flux.streams) <= 1 and all(s.closed for s in fake_flux.streams)  # the command's stream is gone
 
 
+async def test_a_bad_chunk_mid_command_is_one_error_and_the_rest_is_discarded_until_audio_stop(
+    wyoming_server: FluxServer, fake_flux: FakeFlux
+) -> None:
+    async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        pcm = load_wav(KITCHEN)
+        for chunk in list(chunks(pcm))[:20]:
+            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk).event())
+        await client.write_event(AudioChunk(rate=16000, width=2, channels=99, audio=bytes(400)).event())
+        error = Error.from_event((await read_until(client, "error"))[-1])
+        assert error.code == "audio-format"
+        for chunk in list(chunks(pcm))[20:60]:  # good audio again: still the failed command's, not a new one
+            await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk).event())
+        await client.write_event(AudioStop().event())
+        await client.write_event(Describe().event())  # whatever comes before the Info is the command's
+        later = await read_until(client, "info")
+    assert [event.type for event in later] == ["info"]  # no second Error, no Transcript after the Error
+    assert len(fake_flux.streams) <= 1  # no second Flux stream for the discarded audio
+
+
 async def test_unknown_events_are_ignored(wyoming_server: FluxServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(Event(type="something-new", data={"x": 1}))
