@@ -174,6 +174,7 @@ async def answer(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *
         text=text.strip(), ended_by=Ending.FALLBACK, language=language, fallback=True,
         error=flux.error if flux else None,  # why Flux could not answer (e.g. a key to fix), for the owner
         audio_seconds=round(buffer.seconds, 3), request_id=flux.request_id if flux else None,
+        connect_seconds=flux.connect_seconds if flux else None,  # Flux got (and bills) audio before it failed
         finalize_seconds=loop.time() - ended_at, elapsed_seconds=loop.time() - started,
         notes=(*(flux.notes if flux else ()), f"fallback: {why}"),
     )

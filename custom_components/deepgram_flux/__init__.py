@@ -98,6 +98,9 @@ def usage_tracker(hass: HomeAssistant, entry: ConfigEntry) -> UsageTracker:
 
 async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
     """Set up Deepgram Flux from a config entry."""
+    # A new key, model or endpoint (reauth, reconfigure) may have fixed what the issues asked for; a fault
+    # that remains raises its issue again on the next command.
+    clear_issues(hass, entry.entry_id)
     keyterms = KeytermIndex(hass, enabled=options_with_defaults(entry)[CONF_BOOST_EXPOSED])
     entry.async_on_unload(keyterms.async_start())
     usage = usage_tracker(hass, entry)

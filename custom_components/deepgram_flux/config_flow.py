@@ -135,6 +135,7 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
         """Key, model and endpoint."""
         errors: dict[str, str] = {}
         if user_input is not None:
+            user_input = {**user_input, CONF_API_KEY: user_input[CONF_API_KEY].strip()}  # pasted keys carry newlines
             errors = await self._validate(user_input)
             if not errors:
                 await self.async_set_unique_id(unique_id(user_input))
@@ -155,7 +156,7 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {**entry.data, CONF_API_KEY: user_input[CONF_API_KEY]}
+            data = {**entry.data, CONF_API_KEY: user_input[CONF_API_KEY].strip()}
             errors = await self._validate(data)
             if not errors:
                 return self._update_entry(entry, data)
@@ -172,7 +173,7 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             data = {**entry.data, **user_input}
-            data[CONF_API_KEY] = user_input.get(CONF_API_KEY) or entry.data[CONF_API_KEY]
+            data[CONF_API_KEY] = (user_input.get(CONF_API_KEY) or "").strip() or entry.data[CONF_API_KEY]
             errors = await self._validate(data)
             if not errors:
                 return self._update_entry(entry, data, title=f"Deepgram Flux ({data[CONF_MODEL]})")
