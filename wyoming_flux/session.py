@@ -12,7 +12,7 @@ import contextlib
 import logging
 import aiohttp
 
-from .audio import AudioAdapter, flux_rate_for
+from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
 from .endpoints import mark_no_force_end, supports_force_end
 from .errors import FluxError, FluxStreamError, error_for_stream
 from .flux import (
@@ -42,7 +42,6 @@ _CLOSE = "close"
 _SILENCE_MARGIN = 0.3  # audio seconds beyond eot_timeout, so Flux's timeout surely fires
 _SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well within finalize_timeout, and
 # slow enough that Flux's model usually ends the turn before all of it is sent (and billed)
-_FRAME_SECONDS = 0.08
 
 
 def next_tick(now: float, tick: float = _TICK) -> float:
@@ -264,15 +263,15 @@ class TurnSession:
                 self._state.audio_sent(len(item) / (2 * self._adapter.out_rate))
 
     def _silence_frames(self) -> int:
-        return round((self._config.eot_timeout + _SILENCE_MARGIN) / _FRAME_SECONDS)
+        return round((self._config.eot_timeout + _SILENCE_MARGIN) / FRAME_SECONDS)
 
     async def _send_silence(self, socket: FluxSocket) -> None:
         """Flux's eot_timeout in silence, faster than real time; cancelled with the sender once the turn ends."""
-        frame = bytes(int(self._adapter.out_rate * _FRAME_SECONDS) * 2)
+        frame = bytes(self._adapter.frame_bytes)
         count = self._silence_frames()
         for _ in range(count):
             await socket.send_audio(frame)
-            self._state.audio_sent(_FRAME_SECONDS)
+            self._state.audio_sent(FRAME_SECONDS)
             await asyncio.sleep(_SILENCE_WALL / count)
 
     async def _receive(self, socket: FluxSocket) -> None:
@@ -339,7 +338,7 @@ class TurnSession:
         if not by_silence:
             self._queue.put_nowait(_FORCE)
             return
-        self._state.audio_queued(self._silence_frames() * _FRAME_SECONDS)
+        self._state.audio_queued(self._silence_frames() * FRAME_SECONDS)
         self._queue.put_nowait(_SILENCE)
         self._queue.put_nowait(_CLOSE)
 

@@ -16,6 +16,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.selector import EntitySelector, EntitySelectorConfig
 
 from wyoming_flux.fallback import AudioBuffer, FallbackError
+from wyoming_flux.models import base_language
 
 from .const import CONF_FALLBACK_ENTITY, DOMAIN
 
@@ -87,6 +88,6 @@ def _language_for(entity: stt.SpeechToTextEntity, language: str) -> str:
     supported = list(entity.supported_languages)
     if language in supported:
         return language
-    base = language.split("-", 1)[0].lower()
-    same = [code for code in supported if code.split("-", 1)[0].lower() == base]
+    base = base_language(language)
+    same = [code for code in supported if base_language(code) == base]
     return base if base in same else (same[0] if same else language)
