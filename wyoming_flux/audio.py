@@ -132,6 +132,15 @@ class AudioAdapter:
             self._pending += samples.astype("<i2").tobytes()
         del self._raw[:usable]
 
+    def input_needed(self) -> int:
+        """Client bytes, in the current format, that would complete the next frame (0 before any audio)."""
+        if self._format is None:
+            return 0
+        rate, width, channels = self._format
+        out_samples = (self.frame_bytes - len(self._pending)) // 2
+        in_samples = -(-out_samples * rate // self.out_rate)  # rounded up
+        return max(0, in_samples * width * channels - len(self._raw))
+
     def _take_frames(self) -> list[bytes]:
         size = self.frame_bytes
         count = len(self._pending) // size

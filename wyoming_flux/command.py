@@ -79,6 +79,7 @@ class Commands:
         self._request: TurnRequest | None = None  # from a Transcribe, for the next command only
         self._open = False  # between AudioStart (or a first bare AudioChunk) and AudioStop
         self._format: AudioFormat | None = None
+        self._chunk_format: tuple[int, int, int] | None = None  # (rate, width, channels) of the last chunk
         self._answered = False
         self._holds_gate = False
         self._language: str | None = None
@@ -111,27 +112,52 @@ class Commands:
                 self._answer_error("audio-chunk before audio-start needs rate, width and channels", "bad-event")
                 return None
             return self._start_and_feed(fmt, event)
-        session, buffer = self._session, self._buffer
-        if self._answered or (session is None and buffer is None):
+        if self._answered or (self._session is None and self._buffer is None):
             return None  # refused, failed or already answered: discard until AudioStop
-        data = event.data  # read directly: this runs every 10 ms per client
-        fmt = self._format
+        data = event.data  # read directly: this runs for every chunk
         try:
             if "rate" in data and "width" in data and "channels" in data:
-                rate, width, channels = data["rate"], data["width"], data["channels"]
+                chunk_format = (data["rate"], data["width"], data["channels"])
             else:  # some clients send bare chunks after AudioStart
-                fmt = fields.audio_format(data, fmt)
-                rate, width, channels = fmt.rate, fmt.width, fmt.channels
+                fmt = fields.audio_format(data, self._format)
+                chunk_format = (fmt.rate, fmt.width, fmt.channels)
+        except MalformedEvent as err:
+            return self._refuse_audio(err)
+        self._chunk_format = chunk_format
+        return self._feed(event.payload or b"")
+
+    def audio_repeat(self, audio: bytes) -> Step:
+        """The audio of chunks that repeat the last one's header and data (so its format) exactly."""
+        if self._answered or (self._session is None and self._buffer is None):
+            return None
+        return self._feed(audio)
+
+    def audio_wanted(self) -> tuple[int, int] | None:
+        """(client bytes that complete the next Flux frame, client bytes per second of audio) while the
+        command streams to Flux and Flux ends the turn; None when there is nothing to wait for."""
+        session, fmt = self._session, self._chunk_format
+        if session is None or fmt is None or self._answered or not self._ctx.config.end_on_flux_eot:
+            return None  # with the client's VAD, AudioStop ends the command: read it as soon as it comes
+        needed = session.audio_needed()
+        return (needed, fmt[0] * fmt[1] * fmt[2]) if needed else None
+
+    def _feed(self, audio: bytes) -> Step:
+        session, buffer = self._session, self._buffer
+        rate, width, channels = self._chunk_format or (0, 0, 0)
+        try:
             if session is not None:
-                session.feed(event.payload or b"", rate, width, channels)
+                session.feed(audio, rate, width, channels)
             elif buffer is not None:  # Flux is skipped: the checks feed() would make
                 check_format(rate, width, channels)
             if buffer is not None:
-                buffer.append(event.payload or b"", rate, width, channels)
-        except (AudioFormatError, TypeError, MalformedEvent) as err:
-            self._answer_error(f"Audio format not supported: {err}", "audio-format")
-            return self._end_command(keep_open=True)  # answered: the rest is discarded until AudioStop
+                buffer.append(audio, rate, width, channels)
+        except (AudioFormatError, TypeError) as err:
+            return self._refuse_audio(err)
         return None
+
+    def _refuse_audio(self, err: Exception) -> Step:
+        self._answer_error(f"Audio format not supported: {err}", "audio-format")
+        return self._end_command(keep_open=True)  # answered: the rest is discarded until AudioStop
 
     def audio_stop(self) -> Step:
         if not self._open:  # nothing to transcribe: answer as peers do, with empty text
@@ -152,7 +178,7 @@ class Commands:
 
     async def _start(self, fmt: AudioFormat) -> None:
         await self._end_command()  # a new stream replaces one the client abandoned
-        self._open, self._answered, self._format = True, False, fmt
+        self._open, self._answered, self._format, self._chunk_format = True, False, fmt, None
         request, self._request = self._request, None
         try:
             check_format(fmt.rate, fmt.width, fmt.channels)

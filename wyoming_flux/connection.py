@@ -1,8 +1,10 @@
 """One Wyoming client connection: bytes in and out, its limits, and its fair share of the event loop.
 
 Events are parsed straight from the receive buffer in `data_received`; an audio chunk is handed to its
-command there and then, with no task or queue hop. What must be awaited (opening or closing a command) pauses
-reading until it is done, so events stay in order and a client cannot queue work faster than we do it.
+command there and then, with no task or queue hop. While audio streams, chunks that repeat the last one's
+header are taken as a batch (see reads.py) without an event object each. What must be awaited (opening or
+closing a command) pauses reading until it is done, so events stay in order and a client cannot queue work
+faster than we do it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .command import CommandContext, Commands, Step
 from .fields import MalformedEvent
 from .limits import ConnectionLimits
 from .ratelog import RateLimitedLog
+from .reads import ReadBatching
 from .wire import BadEvent, EventParser, encode_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -53,6 +56,8 @@ class WyomingConnection(asyncio.Protocol):
         self._yielding = False
         self._last_event = self._loop.time()
         self._event_started: float | None = None  # part of an event has come, the rest not yet
+        self._streaming = False  # the last event was an audio chunk its command took: repeats may follow
+        self._reads: ReadBatching | None = None
 
     # ------------------------------------------------------------ transport callbacks
 
@@ -60,6 +65,8 @@ class WyomingConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=self._limits.max_queued_bytes)
+        if self._limits.read_window > 0:
+            self._reads = ReadBatching(transport, self._loop)
         self._shared.connections.add(self)
 
     def refuse(self, code: str, text: str) -> None:
@@ -68,9 +75,26 @@ class WyomingConnection(asyncio.Protocol):
         self._close()
 
     def data_received(self, data: bytes) -> None:
-        if self._closed_at is None:
-            self._parser.feed(data)
-            self._pump()
+        if self._closed_at is not None:
+            return
+        if self._streaming and self._step is None and self._write_paused_at is None and not self._yielding:
+            if (audio := self._parser.repeats(data)) is not None:
+                self._last_event = self._loop.time()
+                try:
+                    step = self._commands.audio_repeat(audio)
+                except Exception as err:  # noqa: BLE001 - as in _pump
+                    self._internal_error(err)
+                    return
+                if step is None:
+                    self._batch_reads()
+                else:
+                    self._run_step(step)
+                return
+        self._streaming = False
+        if self._reads is not None:
+            self._reads.off()  # not a plain stream of chunks: read each event as it comes
+        self._parser.feed(data)
+        self._pump()
 
     def eof_received(self) -> bool:
         return False  # the client is done sending: close, after what we queued goes out
@@ -86,6 +110,8 @@ class WyomingConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed_at = self._closed_at or self._loop.time()
         self._shared.connections.discard(self)
+        if self._reads is not None:
+            self._reads.close()
         task = self._loop.create_task(self._teardown(), name="wyoming connection teardown")
         self._shared.teardowns.add(task)
         task.add_done_callback(self._shared.teardowns.discard)
@@ -119,6 +145,7 @@ class WyomingConnection(asyncio.Protocol):
                 return
             self._event_started = None
             budget -= 1
+            self._streaming = False
             try:
                 step = self._dispatch(event)
             except (MalformedEvent, KeyError, TypeError, ValueError, AttributeError) as err:
@@ -129,10 +156,28 @@ class WyomingConnection(asyncio.Protocol):
                 self._internal_error(err)
                 return
             if step is not None:
-                self._last_event = self._loop.time()
-                self._pause_reading()
-                self._step = self._loop.create_task(self._run(step), name="wyoming command step")
+                self._run_step(step)
+            elif event.type == "audio-chunk":
+                self._streaming = True
         self._pause_reading()
+
+    def _run_step(self, step: Any) -> None:
+        self._last_event = self._loop.time()
+        self._pause_reading()
+        self._step = self._loop.create_task(self._run(step), name="wyoming command step")
+
+    def _batch_reads(self) -> None:
+        """After a batch of chunks: let the kernel gather the ones that complete the next Flux frame."""
+        if self._reads is None:
+            return
+        wanted = self._commands.audio_wanted()
+        if wanted is None:
+            self._reads.off()
+            return
+        needed, per_second = wanted
+        event_bytes, payload = self._parser.last_sizes
+        chunks = min(-(-needed // payload), int(self._limits.read_window * per_second / payload))
+        self._reads.expect(chunks * event_bytes, chunks * payload / per_second)
 
     def _resume_after_yield(self) -> None:
         self._yielding = False
@@ -166,6 +211,8 @@ class WyomingConnection(asyncio.Protocol):
     def _pause_reading(self) -> None:
         if self._transport is not None and self._transport.is_reading():
             self._transport.pause_reading()
+            if self._reads is not None:
+                self._reads.off()  # whatever waits in the kernel is read as soon as we read again
 
     # ------------------------------------------------------------ writing and closing
 

@@ -20,6 +20,7 @@ class ConnectionLimits:
     event_timeout: float = 10.0  # seconds to finish sending an event once its first byte arrived
     send_timeout: float = 10.0  # seconds a client may leave max_queued_bytes unread
     max_queued_bytes: int = 1024 * 1024  # answers waiting for a client that does not read
+    read_window: float = 0.08  # seconds of streamed audio the kernel may gather before we read it (reads.py)
     wire: WireLimits = field(default_factory=WireLimits)
 
 
@@ -31,6 +32,8 @@ _FLAGS: tuple[tuple[str, str, type, float, str], ...] = (
     ("--event-timeout", "event_timeout", float, 0.01, "seconds to finish sending one event once started"),
     ("--send-timeout", "send_timeout", float, 0.01, "seconds a client may leave --max-queued-bytes unread"),
     ("--max-queued-bytes", "max_queued_bytes", int, 1024, "bytes of answers queued for a client that does not read"),
+    ("--read-window", "read_window", float, 0.0, "seconds of streamed audio gathered before it is read (one Flux "
+     "frame: fewer wakeups; an event after it waits at most this plus 20 ms); 0 reads every chunk at once"),
     ("--max-header-bytes", "wire.header_bytes", int, 256, "longest event header line"),
     ("--max-data-bytes", "wire.data_bytes", int, 256, "largest event data block"),
     ("--max-payload-bytes", "wire.payload_bytes", int, 1024, "largest event payload (one audio chunk)"),

@@ -123,6 +123,12 @@ class TurnSession:
                          self._config.max_command_seconds)
             self._force(Ending.MAX_LENGTH)
 
+    def audio_needed(self) -> int:
+        """Client bytes that would complete the next Flux frame; 0 once the command takes no more audio."""
+        if self.done or self._audio_ended_at is not None or self._state.forcing is not None:
+            return 0
+        return self._adapter.input_needed()
+
     async def wait(self) -> TurnResult:
         """The outcome, whenever it is decided (EndOfTurn, a bound, an error, or finish())."""
         return await asyncio.shield(self._result)

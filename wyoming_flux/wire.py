@@ -41,6 +41,7 @@ class EventParser:
         self._data_bytes = b""
         self._data: dict[str, Any] = {}  # header data and data block together, for the last pair seen
         self._data_line = b""  # the header line _data was decoded under
+        self._prefix = (b"", b"", b"")  # (line, data block, the two joined), for repeats()
 
     @property
     def pending(self) -> bool:
@@ -57,6 +58,36 @@ class EventParser:
                 del self._buffer[: self._pos]
             self._buffer += data
         self._pos = 0
+
+    @property
+    def last_sizes(self) -> tuple[int, int]:
+        """(bytes on the wire, payload bytes) of the last event parsed."""
+        payload = self._header[3]
+        return len(self._line) + len(self._data_bytes) + payload, payload
+
+    def repeats(self, data: bytes) -> bytes | None:
+        """If `data` is nothing but copies of the last event (same header line, same data block, a payload of
+        the same length), consume it and return their payloads joined; else None, with nothing consumed.
+
+        A streaming client repeats its audio-chunk event with new audio only: this takes a batch of them
+        without building an event each.
+        """
+        size, payload = self.last_sizes
+        if not payload or self.pending or len(data) % size:
+            return None
+        line, data_bytes, prefix = self._prefix
+        if line is not self._line or data_bytes is not self._data_bytes:  # built for an earlier event
+            prefix = self._line + self._data_bytes
+            self._prefix = (self._line, self._data_bytes, prefix)
+        if not data.startswith(prefix):
+            return None
+        if len(data) == size:
+            return data[len(prefix):]
+        starts = range(0, len(data), size)
+        if not all(data.startswith(prefix, start) for start in starts):
+            return None
+        view, skip = memoryview(data), len(prefix)
+        return b"".join([view[start + skip : start + size] for start in starts])
 
     def next(self) -> Event | None:
         """The next complete event, or None until more bytes arrive. Raises BadEvent."""

@@ -136,3 +136,19 @@ def test_a_frame_is_released_on_the_chunk_that_completes_it() -> None:
     assert [len(f) for f in adapter.push(bytes(320), 16000, 2, 1)] == [2560]
     assert adapter.push(bytes(320), 16000, 2, 1) == []
     assert len(adapter.flush()) == 320
+
+
+@pytest.mark.parametrize(("rate", "channels", "out_rate"), [(16000, 1, 16000), (48000, 2, 48000), (22050, 1, 16000)])
+def test_input_needed_is_what_completes_the_next_frame(rate: int, channels: int, out_rate: int) -> None:
+    adapter = AudioAdapter(out_rate)
+    assert adapter.input_needed() == 0  # no format yet
+    chunk = bytes(rate // 100 * 2 * channels)  # 10 ms
+    frames = 0
+    for _ in range(30):
+        adapter.push(chunk, rate, 2, channels)
+        needed = adapter.input_needed()
+        assert 0 < needed <= int(rate * 0.08 + 1) * 2 * channels
+        got = adapter.push(bytes(needed), rate, 2, channels)  # exactly that much completes one frame
+        frames += len(got)
+        assert len(got) == 1
+    assert frames == 30

@@ -52,3 +52,39 @@ def test_a_bad_data_block_after_a_good_one_under_the_same_header_is_still_refuse
     assert parser.next() is not None
     with pytest.raises(BadEvent, match="must be an object"):
         parser.next()
+
+
+def test_repeats_take_copies_of_the_last_chunk_and_nothing_else() -> None:
+    parser = EventParser()
+    assert parser.repeats(chunk(16000, 1)) is None  # nothing parsed yet: nothing to repeat
+    parser.feed(chunk(16000, 1))
+    assert parser.next() is not None and parser.next() is None
+    assert parser.last_sizes == (len(chunk(16000, 1)), 320)
+    assert parser.repeats(chunk(16000, 2)) == bytes([2]) * 320
+    assert parser.repeats(chunk(16000, 3) + chunk(16000, 4)) == bytes([3]) * 320 + bytes([4]) * 320
+    rejected = [
+        chunk(16000, 5)[:-1],  # a partial chunk
+        chunk(16000, 5) + chunk(16000, 6)[:10],  # a chunk and part of the next
+        chunk(48000, 5)[: len(chunk(16000, 5))],  # as long, but another header
+        chunk(16000, 5) + encode_event(Event(type="audio-stop")),
+        encode_event(Event(type="describe")).ljust(len(chunk(16000, 5)), b"\n"),  # as long, not audio
+    ]
+    for data in rejected:
+        assert parser.repeats(data) is None
+    # Nothing was consumed by a refusal: the same bytes still parse as events.
+    parser.feed(chunk(16000, 5) + encode_event(Event(type="audio-stop")))
+    assert [e.type for e in iter(parser.next, None)] == ["audio-chunk", "audio-stop"]
+    assert parser.repeats(chunk(16000, 5)) is None  # the last event was audio-stop: it has no payload
+
+
+def test_repeats_follow_the_last_event_not_an_older_one_of_the_same_length() -> None:
+    parser = EventParser()
+    parser.feed(chunk(16000, 1) + chunk(16000, 1))
+    list(iter(parser.next, None))
+    assert parser.repeats(chunk(16000, 2)) is not None  # builds the prefix for the 16 kHz header
+    other = encode_event(AudioChunk(rate=32000, width=2, channels=1, audio=bytes(320)).event())
+    assert len(other) == len(chunk(16000, 1))  # same length, another rate
+    parser.feed(other)
+    assert parser.next() is not None
+    assert parser.repeats(chunk(16000, 3)) is None
+    assert parser.repeats(other) == bytes(320)
