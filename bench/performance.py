@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -50,7 +51,12 @@ def main() -> None:
         print(f"| CPU per audio-second, {fmt.replace('_', ' ')}, server ÷ do-nothing Protocol server "
               f"({connection['streams']} streams × {connection['seconds']:.0f} s, same run) | **{ratio:.2f}×** "
               f"(runs {spread(figures['ratio'])}; server {spread(figures['server_ms'])} ms/s, floor "
-              f"{spread(figures['floor_ms'])} ms/s) | ≤ {target}× {'✅' if ratio <= target else '❌'} |")
+              f"{spread(figures['floor_ms'])} ms/s; with `--read-window 0` {statistics.median(figures['unbatched_ratio']):.2f}×, "
+              f"runs {spread(figures['unbatched_ratio'])}) | ≤ {target}× {'✅' if ratio <= target else '❌'} |")
+    batched, unbatched = connection["close_batched"], connection["close_unbatched"]
+    print(f"| AudioStop → Transcript when the client's AudioStop ends the command (what batched reads cost) | "
+          f"p50 {batched['p50']:.1f} / p99 {batched['p99']:.1f} ms; with `--read-window 0` p50 "
+          f"{unbatched['p50']:.1f} / p99 {unbatched['p99']:.1f} ms (n={batched['n']}) | |")
     for flood in ("describe", "audio"):
         stats = connection[f"describe_during_{flood}_flood"]
         print(f"| Another client's Describe round trip while one floods {flood} | p50 {stats['p50']:.2f} / p99 "

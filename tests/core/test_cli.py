@@ -141,6 +141,7 @@ def test_uris_the_server_cannot_listen_on_are_one_clear_line(uri: str, message: 
     (["--idle-timeout", "0"], "--idle-timeout must be at least"),
     (["--max-connections", "0"], "--max-connections must be at least"),
     (["--max-queued-bytes", "10"], "--max-queued-bytes must be at least"),
+    (["--read-window", "-0.01"], "--read-window must be at least"),
 ])
 def test_bad_connection_limits_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--api-key", "k", *argv]) == 2
@@ -152,8 +153,10 @@ def test_connection_limits_come_from_flags_and_environment(monkeypatch: pytest.M
 
     monkeypatch.setenv("WYOMING_FLUX_IDLE_TIMEOUT", "12.5")
     monkeypatch.setenv("WYOMING_FLUX_MAX_PAYLOAD_BYTES", "4096")
+    monkeypatch.setenv("WYOMING_FLUX_READ_WINDOW", "0")
     limits = settings_from_args(build_parser().parse_args(["--api-key", "k", "--max-connections", "7"])).limits
     assert (limits.idle_timeout, limits.max_connections, limits.wire.payload_bytes) == (12.5, 7, 4096)
+    assert limits.read_window == 0
 
 
 async def _server_process(*argv: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, int]:

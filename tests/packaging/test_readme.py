@@ -29,3 +29,12 @@ def test_troubleshooting_covers_every_error_code() -> None:
     assert {"flux-auth", "bad-event", "server-busy", "timeout", "internal-error"} <= codes  # the scan works
     assert codes - listed == set(), "codes missing from the README's troubleshooting table"
     assert listed - codes == set(), "the table lists codes nothing sends"
+
+
+def test_every_server_flag_is_in_the_readme() -> None:
+    from wyoming_flux.cli import build_parser
+
+    readme = (ROOT / "README.md").read_text()
+    flags = {flag for action in build_parser()._actions for flag in action.option_strings
+             if flag.startswith("--") and flag not in ("--help", "--version")}
+    assert {flag for flag in flags if f"`{flag}" not in readme} == set()
