@@ -29,16 +29,13 @@ fi
 if bashio::config.has_value 'flux_url'; then
     option WYOMING_FLUX_URL 'flux_url'
 fi
-keyterms=""
+args=()  # list options as repeated flags, not a comma-joined variable: a keyterm may hold a comma
 while IFS= read -r term; do  # one list item per line
-    [ -n "$term" ] && keyterms="${keyterms:+$keyterms,}$term"
+    if [ -n "$term" ]; then args+=(--keyterm "$term"); fi
 done < <(bashio::config 'keyterms')
-export WYOMING_FLUX_KEYTERMS="$keyterms"
-tags=""
 while IFS= read -r tag; do
-    [ -n "$tag" ] && tags="${tags:+$tags,}$tag"
+    if [ -n "$tag" ]; then args+=(--tag "$tag"); fi
 done < <(bashio::config 'tags')
-export WYOMING_FLUX_TAGS="$tags"
 if bashio::config.true 'mip_opt_out'; then
     export WYOMING_FLUX_MIP_OPT_OUT=1
 fi
@@ -64,4 +61,4 @@ fi
     fi
 ) &
 
-exec wyoming-flux
+exec wyoming-flux "${args[@]}"

@@ -4,6 +4,7 @@ HACS/hassfest manifest rules, translations, icons, and one version everywhere.""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -144,3 +145,42 @@ def test_translations_cover_every_error_and_step() -> None:
         section = strings["options"] if step == "init" else strings["config"]
         assert step in section["step"]
     assert "http" not in json.dumps(strings)  # no URLs in strings
+
+
+BASHIO_STAND_IN = r"""
+# Just enough of bashio for run.sh: options come from $OPTIONS (JSON), lists one item per line.
+bashio::config() { python3 -c 'import json, os, sys
+value = json.loads(os.environ["OPTIONS"]).get(sys.argv[1])
+print("\n".join(value) if isinstance(value, list) else ("" if value is None else str(value).lower() if isinstance(value, bool) else value))' "$1"; }
+bashio::config.has_value() { [ -n "$(bashio::config "$1")" ]; }
+bashio::config.true() { [ "$(bashio::config "$1")" = "true" ]; }
+bashio::exit.nok() { echo "$1" >&2; exit 1; }
+bashio::var.json() { echo "{}"; }
+bashio::discovery() { return 0; }
+bashio::log.info() { :; }
+bashio::log.warning() { :; }
+"""
+
+
+def test_addon_run_script_passes_list_options_whole(tmp_path: Path) -> None:
+    # A keyterm may hold a comma; each list item must reach the server as one value.
+    (tmp_path / "bin").mkdir()
+    fake = tmp_path / "bin" / "wyoming-flux"  # records how run.sh starts the server
+    fake.write_text('#!/bin/sh\n[ "$1" = check ] && exit 0\nprintf "%s\\n" "$@" > "$RECORD"\n'
+                    'env | grep -E "^(WYOMING_FLUX|DEEPGRAM)_" | sort >> "$RECORD"\n')
+    fake.chmod(0o755)
+    (tmp_path / "bashio.sh").write_text(BASHIO_STAND_IN)
+    options = {**addon_config()["options"], "api_key": "k3y", "keyterms": ["Smith, John", "Zoë"],
+               "tags": ["kitchen,main"]}
+    record = tmp_path / "record"
+    env = {"PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "OPTIONS": json.dumps(options), "RECORD": str(record)}
+    subprocess.run(["bash", "-c", f'source "{tmp_path / "bashio.sh"}"; source "{ADDON / "run.sh"}"'],
+                   env=env, check=True, timeout=60)
+    lines = record.read_text().splitlines()
+    assert lines[:6] == ["--keyterm", "Smith, John", "--keyterm", "Zoë", "--tag", "kitchen,main"]
+    assert "DEEPGRAM_API_KEY=k3y" in lines and not any(line.startswith("WYOMING_FLUX_KEYTERMS") for line in lines)
+    from wyoming_flux.cli import build_parser, settings_from_args
+
+    argv = lines[: lines.index("DEEPGRAM_API_KEY=k3y")]
+    settings = settings_from_args(build_parser().parse_args(["--api-key", "k", *argv]))
+    assert settings.session.keyterms == ("Smith, John", "Zoë") and settings.session.tags == ("kitchen,main",)
