@@ -32,15 +32,21 @@ python_version() { "$1" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])
 # version_at_least 3.14.0 3.14.2 -> false
 version_at_least() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n1)" = "$2" ]; }
 
-# find_python MIN [ENV_VAR]: the path of a Python >= MIN (e.g. 3.14.2) in the series MIN names.
-# Looks at $ENV_VAR, pythonX.Y on PATH, uv's interpreters, then lets uv install one.
+# find_python MIN [ENV_VAR] [newer]: the path of a Python >= MIN (e.g. 3.14.2) in the series MIN names, or with
+# "newer" in any later series too. Looks at $ENV_VAR, (with "newer": python3 on PATH,) pythonX.Y on PATH, uv's
+# interpreters, then lets uv install one.
 find_python() {
-  local min=$1 var=${2:-} series candidate version
+  local min=$1 var=${2:-} newer=${3:-} series candidate version
   series=$(echo "$min" | cut -d. -f1,2)
   if [ -n "$var" ] && [ -n "${!var:-}" ]; then
     version=$(python_version "${!var}")
     [ -n "$version" ] && version_at_least "$version" "$min" && { echo "${!var}"; return 0; }
     die "$var=${!var} is not a Python >= $min."
+  fi
+  if [ "$newer" = newer ]; then  # the system's own Python serves if it is recent enough
+    candidate=$(command -v python3 2>/dev/null || true)
+    version=$([ -n "$candidate" ] && python_version "$candidate" || true)
+    if [ -n "$version" ] && version_at_least "$version" "$min"; then echo "$candidate"; return 0; fi
   fi
   for candidate in "$(command -v "python$series" 2>/dev/null)" "$("$UV" python find "$series" 2>/dev/null)"; do
     [ -n "$candidate" ] || continue

@@ -169,3 +169,80 @@ async def test_a_format_change_mid_stream_is_not_taken_for_a_repeat(server: Flux
 def _upsample(pcm: bytes) -> bytes:
     """Each 16-bit sample twice: the same sound at 32 kHz."""
     return b"".join(pcm[i : i + 2] * 2 for i in range(0, len(pcm), 2))
+
+
+class Recorder(asyncio.Protocol):
+    """A real server-side connection that only records its reads and holds a ReadBatching."""
+
+    def __init__(self, watch: reads.BatchWatch) -> None:
+        self.watch = watch
+        self.reads: list[bytes] = []
+        self.batching: reads.ReadBatching | None = None
+        self.got = asyncio.Event()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.batching = reads.ReadBatching(transport, self.watch)
+
+    def data_received(self, data: bytes) -> None:
+        self.reads.append(data)
+        self.got.set()
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[Recorder, asyncio.StreamWriter, reads.BatchWatch]]:
+    watch = reads.BatchWatch()
+    recorders: list[Recorder] = []
+
+    def make() -> Recorder:
+        recorders.append(Recorder(watch))
+        return recorders[-1]
+
+    server = await asyncio.get_running_loop().create_server(make, "127.0.0.1", 0)
+    _, writer = await asyncio.open_connection("127.0.0.1", server.sockets[0].getsockname()[1])
+    async with asyncio.timeout(5):
+        while not recorders or recorders[0].batching is None:
+            await asyncio.sleep(0.001)
+    yield recorders[0], writer, watch
+    writer.close()
+    server.close()
+    await server.wait_closed()
+
+
+UNIT = 400  # bytes of one chunk event on the wire, for these tests
+
+
+async def test_whole_chunks_below_the_mark_are_not_read(pair: tuple[Recorder, asyncio.StreamWriter, reads.BatchWatch]) -> None:
+    recorder, writer, _ = pair
+    assert recorder.batching is not None
+    recorder.batching.expect(8, UNIT, 60.0)  # due in a minute: only the mark or the watch can wake us
+    writer.write(b"c" * UNIT * 3)
+    await writer.drain()
+    await asyncio.sleep(0.2)  # several watch ticks: whole chunks, not due, so nobody reads
+    assert recorder.reads == [] and recorder.batching.mark == 8 * UNIT
+    writer.write(b"c" * UNIT * 5)  # the mark is reached: one read of all eight
+    async with asyncio.timeout(5):
+        await recorder.got.wait()
+    assert b"".join(recorder.reads) == b"c" * UNIT * 8
+
+
+async def test_something_other_than_chunks_is_read_without_waiting_for_the_batch(
+        pair: tuple[Recorder, asyncio.StreamWriter, reads.BatchWatch]) -> None:
+    recorder, writer, watch = pair
+    assert recorder.batching is not None
+    recorder.batching.expect(8, UNIT, 60.0)
+    writer.write(b"c" * UNIT * 3 + b"s" * 40)  # three chunks and an AudioStop-sized event
+    async with asyncio.timeout(5):  # the watch sees 1240 queued bytes, not whole chunks, and lowers the mark
+        await recorder.got.wait()
+    assert b"".join(recorder.reads) == b"c" * UNIT * 3 + b"s" * 40
+    assert recorder.batching.mark == 1 and not watch._batches
+
+
+async def test_an_overdue_batch_is_read(pair: tuple[Recorder, asyncio.StreamWriter, reads.BatchWatch]) -> None:
+    recorder, writer, watch = pair
+    assert recorder.batching is not None
+    recorder.batching.expect(8, UNIT, 0.05)
+    writer.write(b"c" * UNIT * 2)  # whole chunks, but the client stops: read once the batch is overdue
+    async with asyncio.timeout(5):
+        await recorder.got.wait()
+    assert b"".join(recorder.reads) == b"c" * UNIT * 2
+    assert recorder.batching.mark == 1 and not watch._batches

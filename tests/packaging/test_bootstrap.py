@@ -99,3 +99,13 @@ def test_no_uv_and_no_way_to_install_it_says_what_to_install(tmp_path: Path) -> 
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("wyoming-flux setup: could not install uv.")
     assert not (tmp_path / "home" / ".cache" / "wyoming-flux" / "uv").exists()
+
+
+def test_the_server_takes_the_systems_python3_when_it_is_recent_enough(tmp_path: Path) -> None:
+    newest = find_python("3.14")
+    env = bare_env(tmp_path, f"python3={newest}")  # e.g. Ubuntu 24.04 or Debian 13: python3 is newer than 3.11
+    result = bash("ensure_uv; find_python 3.11 WYOMING_FLUX_PYTHON newer", env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "bin" / "python3")
+    too_old = bash("ensure_uv; find_python 3.15 WYOMING_FLUX_PYTHON newer", env, tmp_path)  # not good enough
+    assert too_old.returncode == 1 and str(tmp_path / "bin" / "python3") not in too_old.stdout
