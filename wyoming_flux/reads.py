@@ -46,6 +46,14 @@ class BatchWatch:
 
     def discard(self, batch: ReadBatching) -> None:
         self._batches.discard(batch)
+        if not self._batches:
+            self.close()
+
+    def close(self) -> None:
+        """No batch is open: no timer (an idle server keeps none)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         now, queued, read_now = loop.time(), self._queued, []

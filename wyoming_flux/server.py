@@ -175,6 +175,7 @@ class FluxServer:
             await asyncio.sleep(0)  # let connection_lost run and start the teardowns
             if self._shared.teardowns:
                 await asyncio.wait(set(self._shared.teardowns), timeout=5.0)
+            self._shared.batches.close()
         if self._server is not None:
             await self._server.wait_closed()
         if self.pool is not None:

@@ -246,3 +246,24 @@ async def test_an_overdue_batch_is_read(pair: tuple[Recorder, asyncio.StreamWrit
         await recorder.got.wait()
     assert b"".join(recorder.reads) == b"c" * UNIT * 2
     assert recorder.batching.mark == 1 and not watch._batches
+
+
+async def test_a_server_stopped_mid_batch_leaves_no_timer(session_config: SessionConfig,
+                                                          marks: list[tuple[int, int]]) -> None:
+    server = await start(session_config)
+    watch = server._shared.batches  # type: ignore[union-attr]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port(server))
+    try:
+        writer.write(encode_event(AudioStart(**FMT).event()))
+        async with asyncio.timeout(5):
+            for event in chunk_bytes(silence(5)):
+                writer.write(event)
+                await writer.drain()
+                if marks and watch._batches:
+                    break  # a batch is open, its timer running
+                await asyncio.sleep(0.01)
+        assert watch._timer is not None
+        await server.stop()
+        assert watch._timer is None and not watch._batches  # nothing left for the event loop to run
+    finally:
+        writer.close()
