@@ -61,6 +61,17 @@ def make_settings(config: SessionConfig, *models: str) -> ServerSettings:
     return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or (MODEL_EN,))))
 
 
+async def start_server(config: SessionConfig, **changes: object) -> FluxServer:
+    """A started server on a free port, with these settings changed."""
+    import dataclasses
+
+    from wyoming_flux.server import FluxServer
+
+    server = FluxServer(dataclasses.replace(make_settings(config), **changes), "tcp://127.0.0.1:0")  # type: ignore[arg-type]
+    await server.start()
+    return server
+
+
 @pytest.fixture
 async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
     from wyoming_flux.server import FluxServer

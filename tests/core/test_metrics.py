@@ -16,7 +16,7 @@ from wyoming.audio import AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 
-from tests.conftest import API_KEY, make_settings
+from tests.conftest import API_KEY, make_settings, start_server
 from tests.core.test_cli import serve_with_a_port_taken
 from tests.core.test_faults import one_command
 from tests.core.test_pool import command_with_names, until
@@ -33,10 +33,7 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 async def start(config: SessionConfig, **changes: object) -> FluxServer:
-    settings = dataclasses.replace(make_settings(config), metrics_port=0, **changes)  # type: ignore[arg-type]
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
-    await server.start()
-    return server
+    return await start_server(config, metrics_port=0, **changes)
 
 
 @pytest.fixture

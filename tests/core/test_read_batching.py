@@ -12,7 +12,7 @@ import pytest
 from wyoming.asr import Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 
-from tests.conftest import make_settings
+from tests.conftest import start_server
 from tests.core.test_server import port
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
@@ -42,10 +42,7 @@ def marks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
 
 
 async def start(config: SessionConfig, **limits: object) -> FluxServer:
-    settings = dataclasses.replace(make_settings(config), limits=ConnectionLimits(**limits))  # type: ignore[arg-type]
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
-    await server.start()
-    return server
+    return await start_server(config, limits=ConnectionLimits(**limits))  # type: ignore[arg-type]
 
 
 @pytest.fixture
