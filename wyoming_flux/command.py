@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -68,6 +68,13 @@ class CommandContext:
     fallback: WyomingFallback | None = None
     health: FluxHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
     metrics: ServerMetrics | None = None
+    closing: set[asyncio.Task[None]] = field(default_factory=set)  # Flux streams of ended commands, closing
+
+    def close_later(self, session: TurnSession) -> None:
+        """Close a command's Flux stream (bounded) without holding its connection's next event."""
+        task = asyncio.create_task(session.aclose(), name="flux stream close")
+        self.closing.add(task)
+        task.add_done_callback(self.closing.discard)
 
 
 class Commands:
@@ -236,13 +243,11 @@ class Commands:
         if self._buffer is not None and task is not None:
             task.cancel()  # the client left before the fallback answered: nobody waits for it
         self._buffer = None
-        try:
-            if session is not None:
-                await session.aclose()
-        finally:
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if session is not None:
+            self._ctx.close_later(session)
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # ------------------------------------------------------------ answers
 

@@ -64,10 +64,11 @@ class FluxServer:
         return len(self._shared.connections) if self._shared is not None else 0
 
     def flux_connection_limit(self) -> int:
-        """Flux sockets that can be open at once: every command that may run, plus warm ones and their
-        replacements. aiohttp's default of 100 would otherwise queue the 101st stream until it timed out."""
+        """Flux sockets that can be open at once: every command that may run and the stream of the command it
+        follows, still closing in the background, plus warm ones and their replacements. aiohttp's default of
+        100 would otherwise queue the 101st stream until it timed out."""
         commands = self.settings.max_sessions or self.settings.limits.max_connections
-        return commands + 2 * self.settings.warm_connections + 1
+        return 2 * commands + 2 * self.settings.warm_connections + 1
 
     async def start(self) -> None:
         try:
@@ -175,6 +176,8 @@ class FluxServer:
             await asyncio.sleep(0)  # let connection_lost run and start the teardowns
             if self._shared.teardowns:
                 await asyncio.wait(set(self._shared.teardowns), timeout=5.0)
+            if closing := self._shared.commands.closing:  # each bounded by the session's own close timeout
+                await asyncio.wait(set(closing), timeout=5.0)
             self._shared.batches.close()
         if self._server is not None:
             await self._server.wait_closed()

@@ -17,7 +17,7 @@ from wyoming.client import AsyncTcpClient
 from wyoming.event import Event, async_read_event
 from wyoming.info import Describe
 
-from tests.conftest import make_settings
+from tests.conftest import make_settings, start_server
 from tests.core.test_server import audio_events, port, read_until
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
@@ -152,11 +152,40 @@ async def test_the_flux_connection_limit_follows_max_sessions(session_config: Se
         await server.start()
         try:
             limit = server.flux_connection_limit()
-            assert limit >= (max_sessions or settings.limits.max_connections) + 2 * warm
+            # Each command may open its stream while the one before it still closes in the background.
+            assert limit >= 2 * (max_sessions or settings.limits.max_connections) + 2 * warm
             assert server._http is not None and server._http.connector is not None
             assert server._http.connector.limit == limit  # aiohttp's default (100) would cap streams silently
         finally:
             await server.stop()
+
+
+async def test_the_next_event_does_not_wait_for_the_last_commands_flux_stream_to_close(
+        session_config: SessionConfig, fake_flux: FakeFlux) -> None:
+    fake_flux.script.close_stream_delay = 3.0  # Flux takes its time to close after CloseStream
+    server = await start_server(session_config, max_sessions=1)
+    try:
+        client = await Raw.open(server)
+        await client.send(AudioStart(**FMT).event(), *audio_events(load_wav(KITCHEN) + silence(1)))
+        assert (await client.read()).type in ("transcript-start", "transcript-chunk", "transcript")  # type: ignore[union-attr]
+        while (event := await client.read()) is not None and event.type != "transcript":
+            pass
+        await client.send(AudioStop().event(), Describe().event())
+        while (event := await client.read(timeout=10)) is not None and event.type != "info":
+            assert event.type == "transcript-stop"
+        assert event is not None
+        assert not fake_flux.streams[0].closed  # answered while the old stream was still closing
+        # The slot is free at once too: a second command on another connection gets its own stream.
+        async with AsyncTcpClient("127.0.0.1", port(server)) as other:
+            await other.write_event(AudioStart(**FMT).event())
+            for chunk_event in audio_events(load_wav(KITCHEN) + silence(1)):
+                await other.write_event(chunk_event)
+            await other.write_event(AudioStop().event())
+            assert Transcript.from_event((await read_until(other, "transcript"))[-1]).text == fixture_text(KITCHEN)
+        await client.close()
+    finally:
+        await server.stop()
+    assert all(stream.closed for stream in fake_flux.streams)  # the server's stop waited for the closes
 
 
 # ------------------------------------------------------------ limits in time and size
