@@ -22,7 +22,7 @@ from .command import CommandContext, Commands, Step
 from .fields import MalformedEvent
 from .limits import ConnectionLimits
 from .ratelog import RateLimitedLog
-from .reads import ReadBatching
+from .reads import BatchWatch, ReadBatching
 from .wire import BadEvent, EventParser, encode_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ class Shared:
     log: RateLimitedLog
     connections: set[WyomingConnection] = field(default_factory=set)
     teardowns: set[asyncio.Task[None]] = field(default_factory=set)
+    batches: BatchWatch = field(default_factory=BatchWatch)
 
 
 class WyomingConnection(asyncio.Protocol):
@@ -66,7 +67,7 @@ class WyomingConnection(asyncio.Protocol):
         self._transport = transport
         transport.set_write_buffer_limits(high=self._limits.max_queued_bytes)
         if self._limits.read_window > 0:
-            self._reads = ReadBatching(transport, self._loop)
+            self._reads = ReadBatching(transport, self._shared.batches)
         self._shared.connections.add(self)
 
     def refuse(self, code: str, text: str) -> None:
@@ -177,7 +178,7 @@ class WyomingConnection(asyncio.Protocol):
         needed, per_second = wanted
         event_bytes, payload = self._parser.last_sizes
         chunks = min(-(-needed // payload), int(self._limits.read_window * per_second / payload))
-        self._reads.expect(chunks * event_bytes, chunks * payload / per_second)
+        self._reads.expect(chunks, event_bytes, chunks * payload / per_second)
 
     def _resume_after_yield(self) -> None:
         self._yielding = False

@@ -33,10 +33,9 @@ def marks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     seen: list[tuple[int, int]] = []
     expect = reads.ReadBatching.expect
 
-    def spy(self: reads.ReadBatching, nbytes: int, seconds: float) -> None:
-        expect(self, nbytes, seconds)
-        sock = self._sock
-        seen.append((nbytes, sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT) if sock is not None else -1))
+    def spy(self: reads.ReadBatching, chunks: int, unit: int, seconds: float) -> None:
+        expect(self, chunks, unit, seconds)
+        seen.append((chunks * unit, self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)))
 
     monkeypatch.setattr(reads.ReadBatching, "expect", spy)
     return seen
