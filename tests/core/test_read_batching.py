@@ -590,3 +590,29 @@ async def test_ipv6_streams_are_batched_too(session_config: SessionConfig, fake_
         await server.stop()
     assert marks and all(kernel == nbytes for nbytes, kernel in marks)
     assert bytes(heard[len(fake_flux.streams) - 1]) == pcm
+
+
+async def test_commands_back_to_back_and_without_audio_start_are_batched_whole(server: FluxServer,
+                                                                                fake_flux: FakeFlux,
+                                                                                heard: dict[int, bytearray],
+                                                                                marks: list[tuple[int, int]]) -> None:
+    # Three commands on one connection: the second opened by its first chunk (no AudioStart), the third at a
+    # different chunk size. Each Flux stream gets exactly its own command's audio.
+    fake_flux.script.no_eot = True
+    pcm = load_wav(KITCHEN)
+    first, second, third = pcm[: 320 * 100], pcm[320 * 100 : 320 * 200], pcm[320 * 200 :]
+    client = await Client.open(server)
+    try:
+        for i, (part, size, start) in enumerate([(first, 320, True), (second, 320, False), (third, 640, True)]):
+            if start:
+                await client.send(encode_event(AudioStart(**FMT).event()))
+            for piece in chunks(part, size):
+                await client.send(encode_event(AudioChunk(**FMT, audio=piece).event()))
+                await asyncio.sleep(0.005 * size // 320)
+            await client.send(encode_event(AudioStop().event()))
+            await client.until("transcript")
+            assert marks, f"command {i} was never batched"
+            marks.clear()
+    finally:
+        await client.close()
+    assert [bytes(heard[i]) for i in range(len(fake_flux.streams))][-3:] == [first, second, third]
