@@ -32,8 +32,9 @@ _FLAGS: tuple[tuple[str, str, type, float, str], ...] = (
     ("--event-timeout", "event_timeout", float, 0.01, "seconds to finish sending one event once started"),
     ("--send-timeout", "send_timeout", float, 0.01, "seconds a client may leave --max-queued-bytes unread"),
     ("--max-queued-bytes", "max_queued_bytes", int, 1024, "bytes of answers queued for a client that does not read"),
-    ("--read-window", "read_window", float, 0.0, "seconds of streamed audio gathered before it is read (one Flux "
-     "frame: fewer wakeups; an event after it waits at most this plus 20 ms); 0 reads every chunk at once"),
+    ("--read-window", "read_window", float, 0.0, "seconds of streamed audio gathered before it is read (at most "
+     "one Flux frame: fewer wakeups; what is not whole chunks is read within 20 ms, a stalled batch after this "
+     "plus 30 ms); 0 reads every chunk at once"),
     ("--max-header-bytes", "wire.header_bytes", int, 256, "longest event header line"),
     ("--max-data-bytes", "wire.data_bytes", int, 256, "largest event data block"),
     ("--max-payload-bytes", "wire.payload_bytes", int, 1024, "largest event payload (one audio chunk)"),
