@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .bounds import check_range
 from .flux import DEFAULT_URL, REGIONS, validate_thresholds
 from .discovery import DEFAULT_NAME, Advertisement, advertised_host
 from .handler import ServerSettings
@@ -178,10 +179,11 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         validate_thresholds(args.eot_threshold, args.eager_eot_threshold, args.eot_timeout_ms)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    if args.no_speech_timeout <= 0:
-        raise ConfigError("--no-speech-timeout must be more than 0 seconds")
-    if not 1 <= args.max_command_seconds <= 300:
-        raise ConfigError("--max-command-seconds must be between 1 and 300")
+    for name in ("no_speech_timeout", "max_command_seconds"):
+        try:
+            check_range(name, getattr(args, name))
+        except ValueError as err:
+            raise ConfigError(f"--{str(err).replace('_', '-')}") from None
     try:
         check_uri(args.uri)
         limits = connection_limits.from_args(args)

@@ -11,6 +11,7 @@ from typing import Any, Union
 
 import aiohttp
 
+from .bounds import check_range
 from .errors import (
     FluxAuthError,
     FluxBadRequestError,
@@ -84,15 +85,14 @@ def _number(value: float) -> str:
 
 def validate_thresholds(eot: float | None, eager: float | None, timeout_ms: int | None) -> None:
     """Raise ValueError with one readable line for any value outside Flux's documented ranges."""
-    if eot is not None and not 0.5 <= eot <= 1.0:
-        raise ValueError(f"eot_threshold must be between 0.5 and 1.0, not {eot}")
+    if eot is not None:
+        check_range("eot_threshold", eot)
     if eager is not None:
-        if not 0.3 <= eager <= 0.9:
-            raise ValueError(f"eager_eot_threshold must be between 0.3 and 0.9, not {eager}")
+        check_range("eager_eot_threshold", eager)
         if eager > (eot if eot is not None else 0.7):
             raise ValueError(f"eager_eot_threshold ({eager}) must not exceed eot_threshold")
-    if timeout_ms is not None and not 500 <= timeout_ms <= 60000:
-        raise ValueError(f"eot_timeout_ms must be between 500 and 60000, not {timeout_ms}")
+    if timeout_ms is not None:
+        check_range("eot_timeout_ms", timeout_ms)
 
 
 def estimate_tokens(term: str) -> int:

@@ -31,6 +31,7 @@ from homeassistant.helpers.selector import (
 )
 
 from wyoming_flux.errors import FluxError
+from wyoming_flux.bounds import RANGES
 from wyoming_flux.flux import validate_thresholds, verify_access
 
 from . import DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
@@ -208,13 +209,13 @@ OPTIONS_SCHEMA = vol.Schema(
             SelectSelectorConfig(options=[END_OF_SPEECH_FLUX, END_OF_SPEECH_HA_VAD], translation_key=CONF_END_OF_SPEECH,
                                  mode=SelectSelectorMode.LIST)
         ),
-        vol.Required(CONF_EOT_THRESHOLD): _number(0.5, 1.0, 0.01),
-        vol.Optional(CONF_EAGER_EOT_THRESHOLD): _number(0.3, 0.9, 0.01),
-        vol.Required(CONF_EOT_TIMEOUT_MS): _number(500, 60000, 100, "ms"),
+        vol.Required(CONF_EOT_THRESHOLD): _number(*RANGES["eot_threshold"], 0.01),
+        vol.Optional(CONF_EAGER_EOT_THRESHOLD): _number(*RANGES["eager_eot_threshold"], 0.01),
+        vol.Required(CONF_EOT_TIMEOUT_MS): _number(*RANGES["eot_timeout_ms"], 100, "ms"),
         vol.Required(CONF_BOOST_EXPOSED): BooleanSelector(),
         vol.Optional(CONF_KEYTERMS): TextSelector(TextSelectorConfig(multiple=True)),
-        vol.Required(CONF_NO_SPEECH_TIMEOUT): _number(1, 60, 0.5, "s"),
-        vol.Required(CONF_MAX_COMMAND_SECONDS): _number(5, 300, 1, "s"),
+        vol.Required(CONF_NO_SPEECH_TIMEOUT): _number(*RANGES["no_speech_timeout"], 0.5, "s"),
+        vol.Required(CONF_MAX_COMMAND_SECONDS): _number(*RANGES["max_command_seconds"], 1, "s"),
         vol.Optional(CONF_MIP_OPT_OUT, default=False): BooleanSelector(),
         vol.Optional(CONF_TAGS): TextSelector(TextSelectorConfig(multiple=True)),
         # "any": rates like 0.0065 USD are finer than the smallest step a number selector takes

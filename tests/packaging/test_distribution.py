@@ -184,3 +184,14 @@ def test_addon_run_script_passes_list_options_whole(tmp_path: Path) -> None:
     argv = lines[: lines.index("DEEPGRAM_API_KEY=k3y")]
     settings = settings_from_args(build_parser().parse_args(["--api-key", "k", *argv]))
     assert settings.session.keyterms == ("Smith, John", "Zoë") and settings.session.tags == ("kitchen,main",)
+
+
+def test_addon_option_ranges_are_the_servers() -> None:
+    # The add-on's YAML cannot import wyoming_flux.bounds: the same table, checked here.
+    from wyoming_flux.bounds import RANGES
+
+    schema = addon_config()["schema"]
+    for name, (low, high) in RANGES.items():
+        match = re.fullmatch(r"(?:int|float)\(([^,]*),([^)]*)\)\??", schema[name])
+        assert match, f"{name}: {schema[name]}"
+        assert (float(match[1]), float(match[2])) == (low, high), name
