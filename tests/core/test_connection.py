@@ -79,6 +79,16 @@ async def settled(server: FluxServer, connections: int = 0, timeout: float = 5.0
             await asyncio.sleep(0.02)
 
 
+async def kitchen_command_works(server: FluxServer) -> None:
+    """A well-behaved client's command on a new connection gets the full text."""
+    async with AsyncTcpClient("127.0.0.1", port(server)) as good:
+        await good.write_event(AudioStart(**FMT).event())
+        for event in audio_events(load_wav(KITCHEN) + silence(1)):
+            await good.write_event(event)
+        await good.write_event(AudioStop().event())
+        assert Transcript.from_event((await read_until(good, "transcript"))[-1]).text == fixture_text(KITCHEN)
+
+
 async def describe_works(server: FluxServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(server)) as client:
         await client.write_event(Describe().event())
@@ -101,12 +111,7 @@ async def test_a_malformed_transcribe_never_holds_a_command_slot(session_config:
         async with asyncio.timeout(5):
             while server.gate.active:
                 await asyncio.sleep(0.02)
-        async with AsyncTcpClient("127.0.0.1", port(server)) as good:  # the bad client is still connected
-            await good.write_event(AudioStart(**FMT).event())
-            for event in audio_events(load_wav(KITCHEN) + silence(1)):
-                await good.write_event(event)
-            await good.write_event(AudioStop().event())
-            assert Transcript.from_event((await read_until(good, "transcript"))[-1]).text == fixture_text(KITCHEN)
+        await kitchen_command_works(server)  # the bad client is still connected
         await bad.close()
     finally:
         await server.stop()
@@ -176,12 +181,7 @@ async def test_the_next_event_does_not_wait_for_the_last_commands_flux_stream_to
         assert event is not None
         assert not fake_flux.streams[0].closed  # answered while the old stream was still closing
         # The slot is free at once too: a second command on another connection gets its own stream.
-        async with AsyncTcpClient("127.0.0.1", port(server)) as other:
-            await other.write_event(AudioStart(**FMT).event())
-            for chunk_event in audio_events(load_wav(KITCHEN) + silence(1)):
-                await other.write_event(chunk_event)
-            await other.write_event(AudioStop().event())
-            assert Transcript.from_event((await read_until(other, "transcript"))[-1]).text == fixture_text(KITCHEN)
+        await kitchen_command_works(server)
         await client.close()
     finally:
         await server.stop()

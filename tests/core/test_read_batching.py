@@ -4,6 +4,7 @@ reaches Flux, and an event that cannot fill a batch (AudioStop after a few chunk
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import socket
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import Event
 
 from tests.conftest import start_server
+from tests.core.test_connection import Raw
 from tests.core.test_server import port
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
@@ -185,6 +187,10 @@ class Recorder(asyncio.Protocol):
         self.reads.append(data)
         self.got.set()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.batching is not None:
+            self.batching.close()
+
 
 @pytest.fixture
 async def pair() -> AsyncIterator[tuple[Recorder, asyncio.StreamWriter, reads.BatchWatch]]:
@@ -204,6 +210,9 @@ async def pair() -> AsyncIterator[tuple[Recorder, asyncio.StreamWriter, reads.Ba
     writer.close()
     server.close()
     await server.wait_closed()
+    async with asyncio.timeout(5):  # the connection is gone, and with it its batch and the watch's timer
+        while watch._timer is not None:
+            await asyncio.sleep(0.01)
 
 
 UNIT = 400  # bytes of one chunk event on the wire, for these tests
@@ -293,26 +302,8 @@ def heard(monkeypatch: pytest.MonkeyPatch) -> dict[int, bytearray]:
     return got
 
 
-class Client:
-    """A raw Wyoming client: bytes out, events in, every wait bounded."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, server: FluxServer) -> Client:
-        return cls(*await asyncio.open_connection("127.0.0.1", port(server)))
-
-    async def send(self, *data: bytes) -> None:
-        for piece in data:
-            self.writer.write(piece)
-        await self.writer.drain()
-
-    async def read(self, timeout: float = 5.0) -> Event | None:
-        from wyoming.event import async_read_event
-
-        async with asyncio.timeout(timeout):
-            return await async_read_event(self.reader)
+class Client(Raw):
+    """The raw client of the connection tests, which also waits for an event of a kind, and can abort."""
 
     async def until(self, kind: str, timeout: float = 5.0) -> list[Event]:
         """Every event up to the first of `kind` (or an error, which fails)."""
@@ -326,19 +317,8 @@ class Client:
                 if event.type == kind:
                     return events
 
-    async def until_closed(self, timeout: float = 5.0) -> list[Event]:
-        events: list[Event] = []
-        async with asyncio.timeout(timeout):
-            while (event := await self.read(timeout)) is not None:
-                events.append(event)
-        return events
-
     def abort(self) -> None:
         self.writer.transport.abort()
-
-    async def close(self) -> None:
-        self.writer.close()
-        await asyncio.gather(self.writer.wait_closed(), return_exceptions=True)
 
 
 def batching(server: FluxServer) -> list[reads.ReadBatching]:
@@ -387,6 +367,25 @@ async def all_left(server: FluxServer, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
+@contextlib.asynccontextmanager
+async def kitchen_batch(server: FluxServer, fake_flux: FakeFlux) -> AsyncIterator[tuple[Client, list[bytes], int]]:
+    """A client streaming the kitchen fixture (Flux never ends the turn itself) until a batch is open:
+    (the client, all chunk events, how many were sent)."""
+    fake_flux.script.no_eot = True
+    events = chunk_bytes(load_wav(KITCHEN))
+    client = await Client.open(server)
+    try:
+        yield client, events, await start_batching(server, client, events)
+    finally:
+        await client.close()
+
+
+async def answered_with(client: Client, fake_flux: FakeFlux, heard: dict[int, bytearray], pcm: bytes) -> None:
+    """The kitchen transcript comes, and Flux heard exactly `pcm`."""
+    assert fixture_text(KITCHEN).startswith(Transcript.from_event((await client.until("transcript"))[-1]).text)
+    assert bytes(heard[len(fake_flux.streams) - 1]) == pcm
+
+
 async def test_a_client_that_stalls_mid_batch_hits_the_audio_timeout(session_config: SessionConfig,
                                                                      never_overdue: None) -> None:
     server = await start(session_config, audio_timeout=0.5)
@@ -406,39 +405,22 @@ async def test_audio_stop_is_read_while_a_batch_waits_for_more_chunks(server: Fl
                                                                       heard: dict[int, bytearray],
                                                                       never_overdue: None) -> None:
     # The batch would never fall due: AudioStop is read because the queued bytes are not whole chunks.
-    fake_flux.script.no_eot = True
-    pcm = load_wav(KITCHEN)
-    events = chunk_bytes(pcm)
-    client = await Client.open(server)
-    try:
-        sent = await start_batching(server, client, events)
+    async with kitchen_batch(server, fake_flux) as (client, _, sent):
         await client.send(encode_event(AudioStop().event()))
-        transcript = Transcript.from_event((await client.until("transcript"))[-1])
-        assert fixture_text(KITCHEN).startswith(transcript.text)
-        assert bytes(heard[len(fake_flux.streams) - 1]) == pcm[: sent * 320]
-    finally:
-        await client.close()
+        await answered_with(client, fake_flux, heard, load_wav(KITCHEN)[: sent * 320])
 
 
 async def test_describe_mid_batch_is_answered_and_the_stream_goes_on(server: FluxServer, fake_flux: FakeFlux,
                                                                      heard: dict[int, bytearray],
                                                                      never_overdue: None) -> None:
-    fake_flux.script.no_eot = True
-    pcm = load_wav(KITCHEN)
-    events = chunk_bytes(pcm)
-    client = await Client.open(server)
-    try:
-        sent = await start_batching(server, client, events)
+    async with kitchen_batch(server, fake_flux) as (client, events, sent):
         await client.send(encode_event(Event(type="describe")))
         assert (await client.until("info"))[-1].type == "info"  # not held back until the batch is complete
         for event in events[sent:]:
             await client.send(event)
             await asyncio.sleep(0.005)
         await client.send(encode_event(AudioStop().event()))
-        assert fixture_text(KITCHEN).startswith(Transcript.from_event((await client.until("transcript"))[-1]).text)
-        assert bytes(heard[len(fake_flux.streams) - 1]) == pcm
-    finally:
-        await client.close()
+        await answered_with(client, fake_flux, heard, load_wav(KITCHEN))
 
 
 @pytest.mark.parametrize("cut", [1, 40, 81, 134, 135, 300, 453], ids=lambda c: f"cut{c}")
@@ -447,12 +429,7 @@ async def test_chunks_split_across_segments_mid_batch_lose_nothing(server: FluxS
                                                                    never_overdue: None) -> None:
     # Each write after the batch opens ends `cut` bytes into a chunk event (in its header line, its data block
     # or its payload) and the rest follows after a pause: the queued bytes are never whole chunks for long.
-    fake_flux.script.no_eot = True
-    pcm = load_wav(KITCHEN)
-    events = chunk_bytes(pcm)
-    client = await Client.open(server)
-    try:
-        sent = await start_batching(server, client, events)
+    async with kitchen_batch(server, fake_flux) as (client, events, sent):
         rest = b"".join(events[sent:])
         for start in range(0, len(rest), len(events[0])):
             piece = rest[start : start + len(events[0])]
@@ -460,10 +437,7 @@ async def test_chunks_split_across_segments_mid_batch_lose_nothing(server: FluxS
             await asyncio.sleep(0.01)
             await client.send(piece[cut:])
         await client.send(encode_event(AudioStop().event()))
-        assert fixture_text(KITCHEN).startswith(Transcript.from_event((await client.until("transcript"))[-1]).text)
-        assert bytes(heard[len(fake_flux.streams) - 1]) == pcm
-    finally:
-        await client.close()
+        await answered_with(client, fake_flux, heard, load_wav(KITCHEN))
 
 
 async def test_chunks_whose_audio_holds_their_own_header_are_audio(server: FluxServer, fake_flux: FakeFlux,
@@ -625,22 +599,14 @@ async def test_bare_chunks_after_audio_start_are_batched_with_their_format(serve
 async def test_an_audio_stop_the_size_of_a_chunk_event_is_still_answered(server: FluxServer, fake_flux: FakeFlux,
                                                                          heard: dict[int, bytearray]) -> None:
     # Queued bytes that look like whole chunks but are an AudioStop: read once the batch is overdue.
-    fake_flux.script.no_eot = True
-    pcm = load_wav(KITCHEN)
-    events = chunk_bytes(pcm)
-    client = await Client.open(server)
-    try:
-        sent = await start_batching(server, client, events)
+    async with kitchen_batch(server, fake_flux) as (client, events, sent):
         stop = b'{"type":"audio-stop","data_length":%d}\n'
         pad = len(events[0]) - len(stop % 100) - len(b'{"p":""}')  # a three-digit data_length
         data = b'{"p":"%s"}' % (b"x" * pad)
         stop_event = stop % len(data) + data
         assert len(stop_event) == len(events[0])
         await client.send(stop_event)
-        assert fixture_text(KITCHEN).startswith(Transcript.from_event((await client.until("transcript"))[-1]).text)
-        assert bytes(heard[len(fake_flux.streams) - 1]) == pcm[: sent * 320]
-    finally:
-        await client.close()
+        await answered_with(client, fake_flux, heard, load_wav(KITCHEN)[: sent * 320])
 
 
 async def test_stopping_the_server_mid_batch_leaves_no_batch(session_config: SessionConfig,
