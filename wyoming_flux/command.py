@@ -27,6 +27,7 @@ from .partials import ChunkStream
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
+from .tasks import keep
 
 if TYPE_CHECKING:  # prometheus-client is imported only by a server that serves metrics
     from .metrics import ServerMetrics
@@ -72,9 +73,7 @@ class CommandContext:
 
     def close_later(self, session: TurnSession) -> None:
         """Close a command's Flux stream (bounded) without holding its connection's next event."""
-        task = asyncio.create_task(session.aclose(), name="flux stream close")
-        self.closing.add(task)
-        task.add_done_callback(self.closing.discard)
+        keep(session.aclose(), self.closing, "flux stream close")
 
 
 class Commands:
@@ -119,8 +118,8 @@ class Commands:
                 self._answer_error("audio-chunk before audio-start needs rate, width and channels", "bad-event")
                 return None
             return self._start_and_feed(fmt, event)
-        if self._answered or (self._session is None and self._buffer is None):
-            return None  # refused, failed or already answered: discard until AudioStop
+        if self._discarding:
+            return None
         data = event.data  # read directly: this runs for every chunk
         try:
             if "rate" in data and "width" in data and "channels" in data:
@@ -135,9 +134,12 @@ class Commands:
 
     def audio_repeat(self, audio: bytes) -> Step:
         """The audio of chunks that repeat the last one's header and data (so its format) exactly."""
-        if self._answered or (self._session is None and self._buffer is None):
-            return None
-        return self._feed(audio)
+        return None if self._discarding else self._feed(audio)
+
+    @property
+    def _discarding(self) -> bool:
+        """Refused, failed or already answered: audio is discarded until AudioStop."""
+        return self._answered or (self._session is None and self._buffer is None)
 
     def audio_wanted(self) -> tuple[int, int] | None:
         """(client bytes that complete the next Flux frame, client bytes per second of audio) while the

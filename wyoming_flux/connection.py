@@ -23,6 +23,7 @@ from .fields import MalformedEvent
 from .limits import ConnectionLimits
 from .ratelog import RateLimitedLog
 from .reads import BatchWatch, ReadBatching
+from .tasks import keep
 from .wire import BadEvent, EventParser, encode_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -113,9 +114,7 @@ class WyomingConnection(asyncio.Protocol):
         self._shared.connections.discard(self)
         if self._reads is not None:
             self._reads.close()
-        task = self._loop.create_task(self._teardown(), name="wyoming connection teardown")
-        self._shared.teardowns.add(task)
-        task.add_done_callback(self._shared.teardowns.discard)
+        keep(self._teardown(), self._shared.teardowns, "wyoming connection teardown")
 
     # ------------------------------------------------------------ reading
 

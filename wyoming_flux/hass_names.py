@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .names import Named, keyterms_from_names
+from .tasks import cancel
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,9 +100,7 @@ class HassNames:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel(self._task)
             self._task = None
 
     async def fetch_once(self) -> tuple[list[Named], list[Named]]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import aiohttp
 
 from .flux import FluxError, FluxSocket, StreamOptions, connect
+from .tasks import cancel, keep
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,9 +69,7 @@ class WarmPool:
 
     async def stop(self) -> None:
         if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+            await cancel(self._keeper)
             self._keeper = None
         ready, self._ready = self._ready, []
         await asyncio.gather(*(self._discard(warm) for warm in ready), *self._closing)
@@ -89,9 +88,7 @@ class WarmPool:
                 # Bounded like a fresh connect; a cancelled or failed take closes the socket instead of leaking it.
                 async with asyncio.timeout(self._connect_timeout):
                     if warm.reader is not None:  # the command reads the socket from now on
-                        warm.reader.cancel()
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await warm.reader
+                        await cancel(warm.reader)
                         warm.reader = None
                     if not warm.socket.closed and loop.time() - warm.opened_at < self.max_age:
                         await self._configure(warm.socket, options)
@@ -117,9 +114,7 @@ class WarmPool:
             await socket.configure(**changes)
 
     def _close_later(self, warm: _Warm) -> None:
-        task = asyncio.create_task(self._discard(warm))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        keep(self._discard(warm), self._closing)
 
     def compatible(self, options: StreamOptions) -> bool:
         """What cannot change after the handshake must match; keyterms and language hints go by Configure."""
@@ -181,9 +176,7 @@ class WarmPool:
 
     async def _discard(self, warm: _Warm) -> None:
         if warm.reader is not None:
-            warm.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await warm.reader
+            await cancel(warm.reader)
         with contextlib.suppress(FluxError, aiohttp.ClientError, OSError):
             if not warm.socket.closed:
                 await warm.socket.close_stream()

@@ -20,6 +20,7 @@ from .metrics_options import MetricsListenError
 from .pool import WarmPool
 from .ratelog import RateLimitedLog
 from .session import TurnRequest, stream_options
+from .tasks import cancel
 from .fallback import FluxHealth
 from .fallback_client import WyomingFallback
 from .uri import tcp_address, unix_path
@@ -167,9 +168,7 @@ class FluxServer:
         if self._server is not None:
             self._server.close()
         if self._clock is not None:
-            self._clock.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._clock
+            await cancel(self._clock)
         if self._shared is not None:
             for connection in list(self._shared.connections):
                 connection.abort()

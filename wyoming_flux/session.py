@@ -29,6 +29,7 @@ from .flux import (
 from .models import language_mismatch
 from .pool import WarmPool
 from .request import PartialCallback, SessionConfig, TurnRequest, TurnResult, stream_options
+from .tasks import cancel
 from .turn import Bounds, Decision, Ending, ForceTurn, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
@@ -110,7 +111,7 @@ class TurnSession:
 
     def feed(self, audio: bytes, rate: int, width: int, channels: int) -> None:
         """Queue client audio. Raises AudioFormatError for audio that cannot be converted."""
-        if self.done or self._audio_ended_at is not None or self._state.forcing is not None:
+        if not self._taking_audio:
             return  # the command is decided: later audio is discarded
         room = self._config.max_command_seconds - self._adapter.seconds_in
         sample_frame = width * channels
@@ -125,9 +126,12 @@ class TurnSession:
 
     def audio_needed(self) -> int:
         """Client bytes that would complete the next Flux frame; 0 once the command takes no more audio."""
-        if self.done or self._audio_ended_at is not None or self._state.forcing is not None:
-            return 0
-        return self._adapter.input_needed()
+        return self._adapter.input_needed() if self._taking_audio else 0
+
+    @property
+    def _taking_audio(self) -> bool:
+        """Neither decided, nor ended by the client, nor being forced to an end."""
+        return not self.done and self._audio_ended_at is None and self._state.forcing is None
 
     async def wait(self) -> TurnResult:
         """The outcome, whenever it is decided (EndOfTurn, a bound, an error, or finish())."""
@@ -148,9 +152,7 @@ class TurnSession:
                 async with asyncio.timeout(self._config.finalize_timeout + 1.0):
                     await asyncio.shield(self._task)
             if not self._task.done():
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+                await cancel(self._task)
 
     # ------------------------------------------------------------ running
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterable
@@ -20,6 +19,7 @@ from wyoming_flux.errors import FluxAuthError
 from wyoming_flux.models import FLUX_MODELS
 from wyoming_flux.request import TurnRequest, TurnResult
 from wyoming_flux.session import TurnSession
+from wyoming_flux.tasks import cancel
 from wyoming_flux.turn import Ending
 
 from . import DeepgramFluxConfigEntry, options_with_defaults
@@ -118,9 +118,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             assert result is not None
         finally:
             # The turn is decided: stop reading the pipeline's stream (HA does not close it for us).
-            feeder.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await feeder
+            await cancel(feeder)
             # Closing the Flux stream (CloseStream, then Flux's close) is a network round trip the user must
             # not wait for: it runs after the answer, as a task the entry cancels on unload.
             if session is not None:
