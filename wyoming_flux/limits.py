@@ -6,6 +6,7 @@ Every limit is a flag with an environment variable; the defaults are far above w
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from dataclasses import dataclass, field, fields
 
@@ -32,9 +33,10 @@ _FLAGS: tuple[tuple[str, str, type, float, str], ...] = (
     ("--event-timeout", "event_timeout", float, 0.01, "seconds to finish sending one event once started"),
     ("--send-timeout", "send_timeout", float, 0.01, "seconds a client may leave --max-queued-bytes unread"),
     ("--max-queued-bytes", "max_queued_bytes", int, 1024, "bytes of answers queued for a client that does not read"),
-    ("--read-window", "read_window", float, 0.0, "seconds of streamed audio gathered before it is read (at most "
-     "one Flux frame: fewer wakeups; what is not whole chunks is read within 20 ms, a stalled batch after this "
-     "plus 30 ms); 0 reads every chunk at once"),
+    ("--read-window", "read_window", float, 0.0, "seconds of streamed audio gathered before it is read (fewer "
+     "wakeups; a batch never goes past one 80 ms Flux frame, so more acts as 0.08); what is not whole chunks is "
+     "read within 20 ms, a stalled batch after this plus 30 ms; 0 reads every chunk at once; not used with "
+     "--end-of-speech client"),
     ("--max-header-bytes", "wire.header_bytes", int, 256, "longest event header line"),
     ("--max-data-bytes", "wire.data_bytes", int, 256, "largest event data block"),
     ("--max-payload-bytes", "wire.payload_bytes", int, 1024, "largest event payload (one audio chunk)"),
@@ -66,8 +68,10 @@ def from_args(args: argparse.Namespace) -> ConnectionLimits:
     values: dict[str, object] = {}
     for flag, attribute, _, low, _ in _FLAGS:
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
+        if not math.isfinite(value):  # inf would pass the bound and break the arithmetic later; nan passes any
+            raise ValueError(f"{flag} must be a finite number, not {value}")
         if value < low:
-            raise ValueError(f"{flag} must be at least {low}")
+            raise ValueError(f"{flag} must be at least {low}, not {value}")
         values[attribute] = value
     wire = WireLimits(**{f.name: values.pop(f"wire.{f.name}") for f in fields(WireLimits)})
     return ConnectionLimits(wire=wire, **values)  # type: ignore[arg-type]

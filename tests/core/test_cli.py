@@ -142,7 +142,9 @@ def test_uris_the_server_cannot_listen_on_are_one_clear_line(uri: str, message: 
     (["--idle-timeout", "0"], "--idle-timeout must be at least"),
     (["--max-connections", "0"], "--max-connections must be at least"),
     (["--max-queued-bytes", "10"], "--max-queued-bytes must be at least"),
-    (["--read-window", "-0.01"], "--read-window must be at least"),
+    (["--read-window", "-0.01"], "--read-window must be at least 0.0, not -0.01"),
+    (["--read-window", "inf"], "--read-window must be a finite number, not inf"),
+    (["--idle-timeout", "nan"], "--idle-timeout must be a finite number, not nan"),
 ])
 def test_bad_connection_limits_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--api-key", "k", *argv]) == 2
