@@ -21,7 +21,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry  # noqa
 
 from tests.fake_flux import FakeFlux  # noqa: E402
 from tests.helpers import PacedStream, load_wav, silence  # noqa: E402
-from wyoming_flux.client import speech_end  # noqa: E402
+from wyoming_flux.cli.client import speech_end  # noqa: E402
 
 KITCHEN = "turn_on_the_kitchen_light"
 

@@ -20,7 +20,7 @@ from homeassistant.components.assist_pipeline.audio_enhancer import MicroVadSpee
 from homeassistant.components.assist_pipeline.vad import VadSensitivity, VoiceCommandSegmenter
 
 from tests.helpers import FIXTURES, load_wav, silence
-from wyoming_flux.client import speech_end
+from wyoming_flux.cli.client import speech_end
 
 NAMES = sorted(p.stem for p in FIXTURES.glob("*.wav"))
 

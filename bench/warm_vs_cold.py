@@ -19,7 +19,7 @@ from pathlib import Path
 from common import command, count_events, cpu_model, processes, save
 
 from tests.helpers import FIXTURES, load_wav, silence
-from wyoming_flux.client import speech_end
+from wyoming_flux.cli.client import speech_end
 
 NAMES = sorted(path.stem for path in FIXTURES.glob("*.wav"))
 

@@ -16,13 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(ROOT)]
 
 from tests.fake_flux import FakeFlux  # noqa: E402
-from wyoming_flux.endpoints import forget_endpoints  # noqa: E402
-from wyoming_flux.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
-from wyoming_flux.session import SessionConfig  # noqa: E402
+from wyoming_flux.deepgram.endpoints import forget_endpoints  # noqa: E402
+from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
+from wyoming_flux.turn.session import SessionConfig  # noqa: E402
 
 if TYPE_CHECKING:  # the server needs the `server` extra, which the integration's environment does not have
-    from wyoming_flux.handler import ServerSettings
-    from wyoming_flux.server import FluxServer
+    from wyoming_flux.server.settings import ServerSettings
+    from wyoming_flux.server.server import FluxServer
 
 API_KEY = "dg-secret-0123456789abcdef"
 
@@ -56,7 +56,7 @@ def session_config(fake_flux: FakeFlux) -> SessionConfig:
 
 
 def make_settings(config: SessionConfig, *models: str) -> ServerSettings:
-    from wyoming_flux.handler import ServerSettings
+    from wyoming_flux.server.settings import ServerSettings
 
     return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or (MODEL_EN,))))
 
@@ -65,7 +65,7 @@ async def start_server(config: SessionConfig, **changes: object) -> FluxServer:
     """A started server on a free port, with these settings changed."""
     import dataclasses
 
-    from wyoming_flux.server import FluxServer
+    from wyoming_flux.server.server import FluxServer
 
     server = FluxServer(dataclasses.replace(make_settings(config), **changes), "tcp://127.0.0.1:0")  # type: ignore[arg-type]
     await server.start()
@@ -74,7 +74,7 @@ async def start_server(config: SessionConfig, **changes: object) -> FluxServer:
 
 @pytest.fixture
 async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
-    from wyoming_flux.server import FluxServer
+    from wyoming_flux.server.server import FluxServer
 
     server = FluxServer(make_settings(session_config, MODEL_EN, MODEL_MULTI), "tcp://127.0.0.1:0")
     await server.start()

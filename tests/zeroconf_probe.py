@@ -14,7 +14,7 @@ import sys
 from zeroconf import ServiceStateChange
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
-from wyoming_flux.client import check
+from wyoming_flux.cli.client import check
 
 PORT = 10555
 

@@ -10,15 +10,14 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
 
-from wyoming_flux.fallback import FluxHealth
-from wyoming_flux.request import SessionConfig
+from wyoming_flux import FluxHealth, SessionConfig
 
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_CUSTOM_URL,
+    CONF_EAGER_EOT_THRESHOLD,
     CONF_END_OF_SPEECH,
     CONF_ENDPOINT,
-    CONF_EAGER_EOT_THRESHOLD,
     CONF_EOT_THRESHOLD,
     CONF_EOT_TIMEOUT_MS,
     CONF_KEYTERMS,
@@ -26,8 +25,8 @@ from .const import (
     CONF_MIP_OPT_OUT,
     CONF_MODEL,
     CONF_MONTHLY_CAP_MINUTES,
-    CONF_PRICE_PER_MINUTE,
     CONF_NO_SPEECH_TIMEOUT,
+    CONF_PRICE_PER_MINUTE,
     CONF_TAGS,
     DEFAULT_OPTIONS,
     DEFAULT_PRICES,

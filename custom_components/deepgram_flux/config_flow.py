@@ -30,12 +30,9 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux.errors import FluxError
-from wyoming_flux.bounds import RANGES
-from wyoming_flux.flux import validate_thresholds, verify_access
+from wyoming_flux import RANGES, FluxError, validate_thresholds, verify_access
 
 from . import DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
-from .fallback import fallback_schema, valid_fallback
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_CUSTOM_URL,
@@ -49,10 +46,10 @@ from .const import (
     CONF_MAX_COMMAND_SECONDS,
     CONF_MIP_OPT_OUT,
     CONF_MODEL,
-    CONF_NO_SPEECH_TIMEOUT,
-    CONF_TAGS,
-    CONF_PRICE_PER_MINUTE,
     CONF_MONTHLY_CAP_MINUTES,
+    CONF_NO_SPEECH_TIMEOUT,
+    CONF_PRICE_PER_MINUTE,
+    CONF_TAGS,
     DOMAIN,
     END_OF_SPEECH_FLUX,
     END_OF_SPEECH_HA_VAD,
@@ -61,6 +58,7 @@ from .const import (
     ENDPOINTS,
     MODELS,
 )
+from .fallback import fallback_schema, valid_fallback
 
 # Handshake error code -> the form's error key; every other FluxError is "unknown" (and logged).
 _FORM_ERRORS = {

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from wyoming_flux.flux import REGIONS
-from wyoming_flux.models import MODEL_EN, MODEL_MULTI
+from wyoming_flux import MODEL_EN, MODEL_MULTI, REGIONS
 
 DOMAIN: Final = "deepgram_flux"
 

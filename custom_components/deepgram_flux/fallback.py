@@ -1,5 +1,5 @@
 """The integration's fallback: another speech-to-text entity hears the buffered command again when Flux cannot
-answer. The decision (buffer, Flux health, bounds) is the shared core's `wyoming_flux.fallback`."""
+answer. The decision (buffer, Flux health, bounds) is the shared core's `wyoming_flux.turn.fallback`."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.selector import EntitySelector, EntitySelectorConfig
 
-from wyoming_flux.fallback import AudioBuffer, FallbackError
-from wyoming_flux.models import base_language
+from wyoming_flux import AudioBuffer, FallbackError, base_language
 
 from .const import CONF_FALLBACK_ENTITY, DOMAIN
 

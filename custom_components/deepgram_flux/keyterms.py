@@ -2,7 +2,7 @@
 
 Flux hears "turn on the Hue Strip in Léa's room" right when those names are sent as keyterms. The list is
 rebuilt only after something it depends on changed (exposure, the entity or area registry), not per command.
-This module only reads Home Assistant; the list itself (order, token budget) comes from `wyoming_flux.names`,
+This module only reads Home Assistant; the list itself (order, token budget) comes from `wyoming_flux.turn.names`,
 which the Wyoming server uses too.
 """
 
@@ -17,8 +17,10 @@ from homeassistant.components.homeassistant.exposed_entities import (
     async_should_expose,
 )
 from homeassistant.core import Event, HomeAssistant, callback
-from homeassistant.helpers import area_registry as ar, entity_registry as er
-from wyoming_flux.names import Named, keyterms_from_names
+from homeassistant.helpers import area_registry as ar
+from homeassistant.helpers import entity_registry as er
+
+from wyoming_flux import Named, keyterms_from_names
 
 ASSISTANT = "conversation"
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
-from wyoming_flux.errors import KINDS, FluxError
+from wyoming_flux import KINDS, FluxError
 
 from .const import DOMAIN
 

@@ -13,14 +13,19 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from wyoming_flux.audio import AudioFormatError, check_format
-from wyoming_flux.fallback import AudioBuffer, answer
-from wyoming_flux.errors import FluxAuthError
-from wyoming_flux.models import FLUX_MODELS
-from wyoming_flux.request import TurnRequest, TurnResult
-from wyoming_flux.session import TurnSession
-from wyoming_flux.tasks import cancel
-from wyoming_flux.turn import Ending
+from wyoming_flux import (
+    FLUX_MODELS,
+    AudioBuffer,
+    AudioFormatError,
+    Ending,
+    FluxAuthError,
+    TurnRequest,
+    TurnResult,
+    TurnSession,
+    answer_with_fallback,
+    cancel,
+    check_format,
+)
 
 from . import DeepgramFluxConfigEntry, options_with_defaults
 from .const import CONF_FALLBACK_ENTITY, CONF_MODEL
@@ -113,7 +118,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         try:
             result = await session.wait() if session is not None else None
             if fallback_id and buffer is not None:
-                result = await answer(result, buffer, EntityFallback(self.hass, fallback_id, metadata).replay,
+                result = await answer_with_fallback(result, buffer, EntityFallback(self.hass, fallback_id, metadata).replay,
                                       fallback_timeout=FALLBACK_TIMEOUT, health=runtime.health, started=started)
             assert result is not None
         finally:

@@ -14,7 +14,7 @@ from homeassistant.helpers.event import async_track_point_in_time
 from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
-from wyoming_flux.request import TurnResult
+from wyoming_flux import TurnResult
 
 from .const import DOMAIN
 

@@ -23,7 +23,7 @@ from tests.faults import FAULTS, Fault, heal
 from tests.ha.test_faults import one_command
 from tests.ha.test_stt_entity import ENTITY_ID
 from tests.helpers import fixture_text, load_wav, silence
-from wyoming_flux.fallback import FALLBACK_GRACE
+from wyoming_flux.turn.fallback import FALLBACK_GRACE
 
 KITCHEN = "turn_on_the_kitchen_light"
 TIMER = "set_a_timer"

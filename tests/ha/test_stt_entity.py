@@ -21,7 +21,7 @@ from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
 from tests.ha.test_wyoming_integration import metadata
-from wyoming_flux.flux import estimate_tokens
+from wyoming_flux.deepgram.flux import estimate_tokens
 
 ENTITY_ID = "stt.deepgram_flux_flux_general_en"
 KITCHEN = "turn_on_the_kitchen_light"

@@ -10,7 +10,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from tests.fake_flux import FakeFlux
 from tests.ha.conftest import needs_home_assistant
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
-from wyoming_flux.server import FluxServer
+from wyoming_flux.server.server import FluxServer
 
 # Before 2026.10 Home Assistant's Wyoming client uploads the whole stream before it reads (its own VAD ends the
 # command) and pins wyoming 1.7.2, older than the 1.10 the server is built on, so the server cannot run in

@@ -30,13 +30,13 @@ def test_wheel_metadata_keeps_the_server_behind_an_extra(built: Built) -> None:
     server = sorted(r.name for r in requires if r.marker and r.marker.evaluate({"extra": "server"}))
     assert core == ["aiohttp", "numpy"]  # all the Home Assistant integration installs
     assert server == ["prometheus-client", "wyoming", "zeroconf"]
-    assert "wyoming_flux/session.py" in files and not any(f.startswith(("tests/", "custom_components/")) for f in files)
+    assert "wyoming_flux/turn/session.py" in files and not any(f.startswith(("tests/", "custom_components/")) for f in files)
 
 
 def test_sdist_has_what_a_build_needs(built: Built) -> None:
     with tarfile.open(built.sdist) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-    assert {"pyproject.toml", "README.md", "LICENSE", "wyoming_flux/__init__.py", "wyoming_flux/flux.py"} <= names
+    assert {"pyproject.toml", "README.md", "LICENSE", "wyoming_flux/__init__.py", "wyoming_flux/deepgram/flux.py"} <= names
 
 
 async def run(*args: str | Path, cwd: Path, timeout: float = 60) -> tuple[int, str, str]:
@@ -84,7 +84,7 @@ async def test_installed_server_transcribes(
 async def test_core_alone_installs_no_server_and_says_what_to_add(built: Built, tmp_path: Path) -> None:
     bin_dir = await asyncio.to_thread(make_venv, tmp_path / "venv", find_python("3.11"), str(built.wheel))
     code, out, _ = await run(bin_dir / "python", "-c",
-                             "import importlib.util as u, wyoming_flux.session, wyoming_flux.flux;"
+                             "import importlib.util as u, wyoming_flux.turn.session, wyoming_flux.deepgram.flux;"
                              "print(u.find_spec('wyoming'), u.find_spec('zeroconf'), u.find_spec('prometheus_client'))",
                              cwd=tmp_path)
     assert (code, out.strip()) == (0, "None None None")  # the core imports without the server's dependencies

@@ -14,7 +14,7 @@ import yaml
 from PIL import Image
 
 from wyoming_flux import __version__
-from wyoming_flux.cli import build_parser
+from wyoming_flux.cli.main import build_parser
 
 ROOT = Path(__file__).parents[2]
 ADDON = ROOT / "addon"
@@ -179,7 +179,7 @@ def test_addon_run_script_passes_list_options_whole(tmp_path: Path) -> None:
     lines = record.read_text().splitlines()
     assert lines[:6] == ["--keyterm", "Smith, John", "--keyterm", "Zoë", "--tag", "kitchen,main"]
     assert "DEEPGRAM_API_KEY=k3y" in lines and not any(line.startswith("WYOMING_FLUX_KEYTERMS") for line in lines)
-    from wyoming_flux.cli import build_parser, settings_from_args
+    from wyoming_flux.cli.main import build_parser, settings_from_args
 
     argv = lines[: lines.index("DEEPGRAM_API_KEY=k3y")]
     settings = settings_from_args(build_parser().parse_args(["--api-key", "k", *argv]))
@@ -187,8 +187,8 @@ def test_addon_run_script_passes_list_options_whole(tmp_path: Path) -> None:
 
 
 def test_addon_option_ranges_are_the_servers() -> None:
-    # The add-on's YAML cannot import wyoming_flux.bounds: the same table, checked here.
-    from wyoming_flux.bounds import RANGES
+    # The add-on's YAML cannot import wyoming_flux.common.bounds: the same table, checked here.
+    from wyoming_flux.common.bounds import RANGES
 
     schema = addon_config()["schema"]
     for name, (low, high) in RANGES.items():

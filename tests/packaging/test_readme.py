@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from wyoming_flux.errors import KINDS
+from wyoming_flux.deepgram.errors import KINDS
 
 ROOT = Path(__file__).parents[2]
 
@@ -32,7 +32,7 @@ def test_troubleshooting_covers_every_error_code() -> None:
 
 
 def test_every_server_flag_is_in_the_readme() -> None:
-    from wyoming_flux.cli import build_parser
+    from wyoming_flux.cli.main import build_parser
 
     readme = (ROOT / "README.md").read_text()
     flags = {flag for action in build_parser()._actions for flag in action.option_strings

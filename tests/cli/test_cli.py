@@ -1,0 +1,238 @@
+"""The wyoming-flux command: configuration checks, and the real process serving a command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from wyoming.asr import Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.info import Describe, Info
+
+from tests.conftest import API_KEY
+from tests.fake_flux import FakeFlux
+from tests.helpers import chunks, fixture_text, free_port, load_wav, silence
+from tests.wyoming_io import serve_with_a_port_taken
+from wyoming_flux.cli.main import main
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--api-key", "k", "--eot-threshold", "1.5"], "eot_threshold must be between 0.5 and 1.0"),
+        (["--api-key", "k", "--eager-eot-threshold", "0.8", "--eot-threshold", "0.6"], "must not exceed"),
+        (["--api-key", "k", "--eot-timeout-ms", "100"], "eot_timeout_ms must be between 500 and 60000"),
+        (["--api-key", "k", "--max-command-seconds", "0"], "--max-command-seconds must be between 5 and 300, not 0"),
+        (["--api-key", "k", "--no-speech-timeout", "90"], "--no-speech-timeout must be between 1 and 60, not 90"),
+        (["--api-key", "k", "--uri", "http://x"], "--uri must be"),
+        (["--api-key", "k", "--flux-url", "https://x"], "--flux-url must be"),
+        ([], "a Deepgram API key is required"),
+        (["--api-key-file", "/nonexistent/key"], "cannot read --api-key-file"),
+    ],
+)
+def test_bad_configuration_is_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+def test_malformed_environment_value_is_one_clear_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WYOMING_FLUX_EOT_THRESHOLD", "high")
+    assert main(["--api-key", "k"]) == 2
+    assert capsys.readouterr().err.strip().startswith("wyoming-flux: error:")
+
+
+async def test_the_server_process_serves_a_command_and_never_logs_the_key(fake_flux: FakeFlux, tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(API_KEY + "\n")
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WYOMING_FLUX_URL": fake_flux.url, "WYOMING_FLUX_DEBUG": "1"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", "--api-key-file", str(key_file),
+        "--model", "flux-general-en", "--model", "flux-general-multi",
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        for _ in range(100):  # wait (bounded) for it to listen
+            try:
+                client = AsyncTcpClient("127.0.0.1", port)
+                await client.connect()
+                break
+            except OSError:
+                await asyncio.sleep(0.1)
+        else:
+            pytest.fail("the server did not start")
+        async with client:
+            await client.write_event(Describe().event())
+            info = Info.from_event(await client.read_event())  # type: ignore[arg-type]
+            assert [m.name for m in info.asr[0].models] == ["flux-general-en", "flux-general-multi"]
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for chunk in chunks(load_wav("turn_on_the_kitchen_light") + silence(1)):
+                await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk).event())
+            await client.write_event(AudioStop().event())
+            async with asyncio.timeout(5):
+                while not Transcript.is_type((event := await client.read_event()).type):  # type: ignore[union-attr]
+                    pass
+            assert Transcript.from_event(event).text == fixture_text("turn_on_the_kitchen_light")  # type: ignore[arg-type]
+    finally:
+        process.terminate()
+        output, _ = await asyncio.wait_for(process.communicate(), 10)
+    log = output.decode()
+    assert "Command done: model=flux-general-en" in log and "ended_by=end_of_turn(model)" in log
+    assert API_KEY not in log
+
+
+async def run_cli(*argv: str) -> tuple[int, str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DEEPGRAM_API_KEY", None)
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "wyoming_flux", *argv, env=env,
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_check_flux_proves_the_key_against_flux_itself(fake_flux: FakeFlux) -> None:
+    code, out, _ = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 0 and out.startswith("ok: Flux accepts this key for flux-general-en")
+    assert fake_flux.streams[0].audio_bytes == 0 and fake_flux.streams[0].closed  # one handshake, no audio
+    code, out, err = await run_cli("check", "--flux", "--api-key", "revoked-key", "--flux-url", fake_flux.url)
+    assert code == 1 and "error (flux-auth): Deepgram rejected the API key (HTTP 401)" in err
+    assert "revoked-key" not in out + err
+    fake_flux.script.handshake_status = 402
+    code, _, err = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 1 and "error (flux-no-credit)" in err and "Traceback" not in err
+
+
+def test_privacy_tags_regions_and_warm_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wyoming_flux.cli.main import build_parser, settings_from_args
+
+    monkeypatch.delenv("WYOMING_FLUX_WARM_CONNECTIONS", raising=False)
+    settings = settings_from_args(build_parser().parse_args(
+        ["--api-key", "k", "--mip-opt-out", "--tag", "home", "--tag", "kitchen", "--flux-url", "au"]))
+    assert settings.session.mip_opt_out and settings.session.tags == ("home", "kitchen")
+    assert settings.session.url == "wss://api.au.deepgram.com/v2/listen"
+    assert settings.warm_connections == 0 and settings.warm_window == 120
+    always = settings_from_args(build_parser().parse_args(["--api-key", "k", "--warm-connections", "1",
+                                                           "--warm-window", "0"]))
+    assert always.warm_connections == 1 and always.warm_window is None
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("stdio://", "stdio:// is not supported"),
+    ("tcp://:5000", "needs a host and a port"),
+    ("tcp://127.0.0.1", "needs a host and a port"),
+    ("tcp://127.0.0.1:99999", "tcp://HOST:PORT"),
+    ("unix://", "needs a path"),
+])
+def test_uris_the_server_cannot_listen_on_are_one_clear_line(uri: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", "--uri", uri]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--idle-timeout", "0"], "--idle-timeout must be at least"),
+    (["--max-connections", "0"], "--max-connections must be at least"),
+    (["--max-queued-bytes", "10"], "--max-queued-bytes must be at least"),
+    (["--read-window", "-0.01"], "--read-window must be at least 0.0, not -0.01"),
+    (["--read-window", "inf"], "--read-window must be a finite number, not inf"),
+    (["--idle-timeout", "nan"], "--idle-timeout must be a finite number, not nan"),
+])
+def test_bad_connection_limits_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_connection_limits_come_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wyoming_flux.cli.main import build_parser, settings_from_args
+
+    monkeypatch.setenv("WYOMING_FLUX_IDLE_TIMEOUT", "12.5")
+    monkeypatch.setenv("WYOMING_FLUX_MAX_PAYLOAD_BYTES", "4096")
+    monkeypatch.setenv("WYOMING_FLUX_READ_WINDOW", "0")
+    limits = settings_from_args(build_parser().parse_args(["--api-key", "k", "--max-connections", "7"])).limits
+    assert (limits.idle_timeout, limits.max_connections, limits.wire.payload_bytes) == (12.5, 7, 4096)
+    assert limits.read_window == 0
+
+
+async def _server_process(*argv: str, env: dict[str, str] | None = None) -> tuple[asyncio.subprocess.Process, int]:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", *argv,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return process, port
+        except OSError:
+            await asyncio.sleep(0.1)
+    process.kill()
+    await process.communicate()
+    pytest.fail("the server did not start")
+
+
+async def test_ctrl_c_stops_quietly_and_a_key_on_the_command_line_is_warned_about(fake_flux: FakeFlux) -> None:
+    import signal
+
+    process, _ = await _server_process("--api-key", API_KEY, "--flux-url", fake_flux.url,
+                                       "--log-format", "LOG %(levelname)s %(message)s")
+    process.send_signal(signal.SIGINT)
+    output, _ = await asyncio.wait_for(process.communicate(), 15)
+    log = output.decode()
+    assert process.returncode == 0 and "Traceback" not in log
+    assert "LOG WARNING --api-key on the command line can be read by other users" in log
+    assert "--api-key-file" in log and API_KEY not in log
+
+
+async def test_the_key_from_the_environment_is_not_warned_about(fake_flux: FakeFlux) -> None:
+    process, _ = await _server_process("--flux-url", fake_flux.url, env={"DEEPGRAM_API_KEY": API_KEY})
+    process.terminate()
+    output, _ = await asyncio.wait_for(process.communicate(), 15)
+    assert "--api-key on the command line" not in output.decode()
+
+
+async def test_transcribe_against_a_port_that_is_not_wyoming_is_one_line(fake_flux: FakeFlux, tmp_path: Path) -> None:
+    import wave
+
+    wav = tmp_path / "a.wav"
+    with wave.open(str(wav), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(silence(0.2))
+
+    async def not_wyoming(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(not_wyoming, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wyoming_flux", "transcribe", str(wav), "--uri", f"tcp://127.0.0.1:{port}",
+            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert process.returncode == 1
+    text = err.decode().strip()
+    assert text.count("\n") == 0 and "Traceback" not in text and text.startswith("wyoming-flux transcribe:")
+
+
+
+
+async def test_a_port_in_use_is_one_line_and_leaves_nothing_unclosed(fake_flux: FakeFlux) -> None:
+    code, text, port = await serve_with_a_port_taken(fake_flux, "--uri", "tcp://127.0.0.1:{taken}")
+    assert code == 1 and f"cannot listen on tcp://127.0.0.1:{port}" in text
+    assert "Traceback" not in text and "Unclosed" not in text

@@ -1,0 +1,232 @@
+"""The local fallback through the Wyoming server: every Flux fault gives Flux's text or the fallback's, within
+the bound; while Flux is down commands skip it; after the backoff Flux answers again."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from wyoming.asr import Transcript
+from wyoming.audio import AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+
+from tests.conftest import make_settings
+from tests.fake_flux import FakeFlux, Script
+from tests.fallback_peer import Peer, wyoming_peer
+from tests.faults import FAULTS, Fault, heal
+from tests.helpers import fixture_text, load_wav, silence
+from tests.wyoming_io import audio_events, one_command
+from wyoming_flux.cli.main import build_parser, main, settings_from_args
+from wyoming_flux.deepgram.errors import FluxError, FluxUnavailableError
+from wyoming_flux.server.server import FluxServer
+from wyoming_flux.turn.fallback import FALLBACK_GRACE, AudioBuffer, FluxHealth
+from wyoming_flux.turn.request import TurnResult
+from wyoming_flux.turn.session import SessionConfig
+from wyoming_flux.turn.state import Ending
+
+KITCHEN = "turn_on_the_kitchen_light"
+TIMER = "set_a_timer"
+FALLBACK_TIMEOUT = 4.0
+BOUND = FALLBACK_TIMEOUT + FALLBACK_GRACE  # seconds from audio-stop to the answer
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[Peer]:
+    async with wyoming_peer() as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def serving(config: SessionConfig, fallback_uri: str, timeout: float = FALLBACK_TIMEOUT
+                  ) -> AsyncIterator[FluxServer]:
+    """A server on a free loopback port, with this fallback."""
+    settings = dataclasses.replace(make_settings(config), fallback_uri=fallback_uri, fallback_timeout=timeout)
+    flux_server = FluxServer(settings, "tcp://127.0.0.1:0")
+    await flux_server.start()
+    try:
+        assert flux_server.port is not None
+        yield flux_server
+    finally:
+        await flux_server.stop()
+
+
+@pytest.fixture
+async def server(session_config: SessionConfig, peer: Peer) -> AsyncIterator[FluxServer]:
+    async with serving(session_config, peer.uri) as flux_server:
+        yield flux_server
+
+
+def _text(event: object) -> str:
+    assert not Error.is_type(event.type), Error.from_event(event)  # type: ignore[attr-defined]
+    return Transcript.from_event(event).text  # type: ignore[arg-type]
+
+
+def _fallbacks(caplog: pytest.LogCaptureFixture) -> int:
+    return sum("ended_by=fallback" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+async def test_fault_answered_by_flux_or_the_fallback(
+    fault: Fault, fake_flux: FakeFlux, server: FluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wyoming_flux")
+    assert server.port is not None
+    fault.arrange(fake_flux)
+    if fault.refused:
+        await fake_flux.stop()
+    event, after = await one_command(server.port, load_wav(KITCHEN) + silence(fault.silence_after))
+    # Flux's full text when Flux answered; otherwise the fallback heard the whole command (the peer only
+    # names a fixture whose audio arrived complete from its first sample).
+    assert _text(event) == fixture_text(KITCHEN), fault.name
+    if fault.outcome == "text":
+        assert _fallbacks(caplog) == 0, fault.name  # Flux answered: nothing waits for the fallback
+    elif fault.outcome.startswith("error:"):
+        assert _fallbacks(caplog) == 1, fault.name
+    # "best": a stream that broke before EndOfTurn goes to the fallback; a slow one may still finish in time
+    assert after is None or after <= BOUND, f"answered {after:.2f} s after the last audio"
+    # The next command works (through the fallback while Flux is in its backoff, or through Flux).
+    await heal(fake_flux, fault)
+    event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+    assert _text(event) == fixture_text(KITCHEN)
+
+
+async def test_while_flux_is_down_commands_skip_it_then_flux_is_tried_again(
+    fake_flux: FakeFlux, server: FluxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="wyoming_flux")
+    assert server.port is not None
+    fake_flux.script.handshake_delay = 60.0  # Flux never answers: the first command waits the connect timeout
+    event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(0.5))
+    assert _text(event) == fixture_text(KITCHEN)
+    handshakes = fake_flux.handshakes
+    # Within the backoff the next command goes straight to the fallback: no Flux attempt, no Flux timeout.
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    event, after = await one_command(server.port, load_wav(TIMER) + silence(0.5), pace=1e6)
+    assert _text(event) == fixture_text(TIMER)
+    assert fake_flux.handshakes == handshakes
+    assert loop.time() - started < 2.5  # well under Flux's 3 s connect timeout
+    assert _fallbacks(caplog) == 2
+    # Flux recovers; after the backoff (2 s) a command tries Flux again and Flux answers.
+    fake_flux.script = Script()
+    await asyncio.sleep(2.2)
+    event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+    assert _text(event) == fixture_text(KITCHEN)
+    assert fake_flux.handshakes == handshakes + 1
+    assert _fallbacks(caplog) == 2
+
+
+async def test_a_failing_fallback_gives_flux_s_error_and_the_server_goes_on(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    async with wyoming_peer("--error") as failing, serving(session_config, failing.uri, 2.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 500
+        event, _ = await one_command(server.port, load_wav(KITCHEN))
+        assert Error.is_type(event.type) and Error.from_event(event).code == "flux-unavailable"
+        # Degraded Flux text survives a failing fallback.
+        fake_flux.script = Script(fatal_after=1.0)
+        await asyncio.sleep(2.2)  # past the backoff: Flux is tried again
+        event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
+        text = _text(event)
+        assert text and fixture_text(KITCHEN).startswith(text)
+
+
+async def test_an_unreachable_fallback_is_bounded(fake_flux: FakeFlux, session_config: SessionConfig) -> None:
+    async with serving(session_config, "tcp://127.0.0.1:1", 2.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 429
+        event, after = await one_command(server.port, load_wav(KITCHEN))
+        assert Error.is_type(event.type) and Error.from_event(event).code == "flux-rate-limited"
+        assert after is None or after <= 2.0 + FALLBACK_GRACE
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--fallback-uri", "http://whisper:10300"], "--fallback-uri must be tcp://HOST:PORT"),
+    (["--fallback-uri", "tcp://whisper"], "--fallback-uri tcp://whisper needs a host and a port"),
+    (["--fallback-uri", "tcp://whisper:99999"], "--fallback-uri tcp://whisper:99999 is not tcp://HOST:PORT"),
+    (["--fallback-uri", "tcp://whisper:10300", "--fallback-timeout", "0"], "--fallback-timeout must be between"),
+])
+def test_a_bad_fallback_is_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+def test_the_fallback_comes_from_the_flag_or_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings_from_args(build_parser().parse_args(["--api-key", "k"])).fallback_uri is None
+    monkeypatch.setenv("WYOMING_FLUX_FALLBACK_URI", "tcp://whisper:10300")
+    monkeypatch.setenv("WYOMING_FLUX_FALLBACK_TIMEOUT", "6")
+    settings = settings_from_args(build_parser().parse_args(["--api-key", "k"]))
+    assert (settings.fallback_uri, settings.fallback_timeout) == ("tcp://whisper:10300", 6.0)
+
+
+def test_the_buffer_keeps_the_command_up_to_the_max_command_length() -> None:
+    buffer = AudioBuffer(max_seconds=1.0)
+    for _ in range(150):  # 1.5 s of 10 ms chunks
+        buffer.append(bytes(320), 16000, 2, 1)
+    assert buffer.full and buffer.ended.is_set()
+    assert sum(len(c.audio) for c in buffer.chunks) == 32000  # exactly 1 s kept, nothing beyond
+    buffer.append(bytes(32000 * 10), 16000, 2, 1)
+    assert sum(len(c.audio) for c in buffer.chunks) == 32000
+
+
+def test_flux_health_backs_off_on_unreachable_flux_and_recovers_on_an_answer() -> None:
+    now = [0.0]
+    health = FluxHealth(first_backoff=2.0, max_backoff=5.0, clock=lambda: now[0])
+    down = TurnResult("", Ending.ERROR, error=FluxUnavailableError("Flux is unavailable (HTTP 503)"))
+    refused = TurnResult("", Ending.ERROR, error=FluxError("refused", code="flux-bad-request"))
+    health.observe(refused)
+    assert not health.skip_flux()  # a refused request says nothing about Flux's reachability
+    health.observe(down)
+    assert health.skip_flux()
+    now[0] = 2.1
+    assert not health.skip_flux()  # due for another try
+    health.observe(down)
+    assert health.skip_flux() and health.retry_in() == pytest.approx(4.0)  # the backoff doubled
+    health.observe(down)
+    assert health.retry_in() == pytest.approx(5.0)  # up to its cap
+    health.observe(TurnResult("hi", Ending.END_OF_TURN))
+    assert not health.down and not health.skip_flux()
+
+
+async def test_a_fallback_that_ends_the_command_itself_answers_before_the_client_stops(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    """Flux end-of-speech mode with Flux down: the client streams until it gets a transcript, so the fallback
+    hears the audio live and its own end of speech ends the command, not the max-command bound."""
+    async with wyoming_peer("--endpointing") as endpointing, serving(session_config, endpointing.uri) as server:
+        assert server.port is not None
+        await fake_flux.stop()  # Flux unreachable
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(20), pace=2)  # 23 s, sent in 11.5 s
+        assert _text(event) == fixture_text(KITCHEN)
+        # The speech takes 1.4 s to send: the answer came long before the client's audio would have ended.
+        assert loop.time() - started < 7.0
+
+
+async def test_a_client_that_leaves_while_the_fallback_works_leaves_nothing_behind(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    async with wyoming_peer("--delay", "30") as slow, serving(session_config, slow.uri, 1.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 503
+        async with AsyncTcpClient("127.0.0.1", server.port) as client:
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for event in audio_events(load_wav(KITCHEN)):
+                await client.write_event(event)
+            await client.write_event(AudioStop().event())
+            await asyncio.sleep(0.5)  # the fallback is now hearing the command
+        # Within the fallback's bound (1 + 3 s) the command ends, the server notices the client left, and
+        # the connection, its command slot and the fallback connection are gone (the suite checks fds/tasks).
+        for _ in range(200):
+            if server.connections == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert server.connections == 0 and server.gate.active == 0

@@ -1,0 +1,230 @@
+"""Prometheus metrics: scraped over real HTTP after real commands through the server against the fake Flux."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from wyoming.asr import Transcript
+from wyoming.audio import AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
+from wyoming.error import Error
+
+from tests.conftest import API_KEY, make_settings, start_server
+from tests.fake_flux import FakeFlux
+from tests.helpers import fixture_text, free_port, load_wav, silence
+from tests.wyoming_io import (
+    audio_events,
+    command_with_names,
+    one_command,
+    read_until,
+    serve_with_a_port_taken,
+    until,
+)
+from wyoming_flux.cli.main import build_parser, main, settings_from_args
+from wyoming_flux.server.metrics_options import MetricsListenError
+from wyoming_flux.server.server import FluxServer
+from wyoming_flux.turn.session import SessionConfig
+
+KITCHEN = "turn_on_the_kitchen_light"
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+async def start(config: SessionConfig, **changes: object) -> FluxServer:
+    return await start_server(config, metrics_port=0, **changes)
+
+
+@pytest.fixture
+async def server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+    server = await start(session_config)
+    yield server
+    await server.stop()
+
+
+async def scrape(server: FluxServer) -> Samples:
+    async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.metrics_port}/metrics") as response:
+        assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((f"wyoming_flux_{name}", tuple(sorted(labels.items()))), 0.0)
+
+
+async def test_commands_audio_latency_and_handshakes_are_counted(server: FluxServer, fake_flux: FakeFlux) -> None:
+    assert server.port is not None
+    before = await scrape(server)
+    assert value(before, "commands_total", outcome="end_of_turn", trigger="model") == 0
+    pcm = load_wav(KITCHEN) + silence(2)
+    for _ in range(2):
+        event, _ = await one_command(server.port, pcm)
+        assert Transcript.from_event(event).text == fixture_text(KITCHEN)
+    event, _ = await one_command(server.port, silence(0.5))  # AudioStop ends it: no words, no latency
+    assert Transcript.from_event(event).text == ""
+    after = await scrape(server)
+    assert value(after, "commands_total", outcome="end_of_turn", trigger="model") == 2
+    assert value(after, "commands_total", outcome="forced", trigger="none") == 1
+    # What Flux received (and bills), within a frame or two per command; the turns ended before all was sent.
+    received = sum(stream.audio_seconds for stream in fake_flux.streams)
+    assert abs(value(after, "audio_sent_seconds_total") - received) < 3 * 0.1
+    assert 2 * 1.5 < received < 2 * len(pcm) / 32000
+    assert value(after, "speech_end_to_transcript_seconds_count") == 2
+    assert 0 < value(after, "speech_end_to_transcript_seconds_sum") < 2 * 5.0
+    assert value(after, "flux_handshake_seconds_count", socket="new") == 3
+    assert value(after, "flux_handshake_seconds_count", socket="warm") == 0
+    assert value(after, "active_sessions") == 0 and value(after, "warm_sockets") == 0
+    assert value(after, "errors_total", code="audio-format") == 0
+
+
+async def test_errors_are_counted_by_code_and_gauges_follow_live_connections(server: FluxServer,
+                                                                             fake_flux: FakeFlux) -> None:
+    assert server.port is not None
+    async with AsyncTcpClient("127.0.0.1", server.port) as client:
+        await client.write_event(AudioStart(rate=16000, width=5, channels=1).event())
+        assert Error.from_event((await read_until(client, "error"))[-1]).code == "audio-format"
+        await client.write_event(AudioStop().event())
+        await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+        for event in audio_events(silence(0.3)):  # a command streaming to Flux now
+            await client.write_event(event)
+        await until(lambda: len(fake_flux.streams) == 1)
+        live = await scrape(server)
+        assert value(live, "active_connections") == 1 and value(live, "active_sessions") == 1
+        await client.write_event(AudioStop().event())
+        await read_until(client, "transcript")
+    fake_flux.script.handshake_status = 402
+    event, _ = await one_command(server.port, silence(0.3))
+    assert Error.from_event(event).code == "flux-no-credit"
+    await until(lambda: server.connections == 0)
+    after = await scrape(server)
+    assert value(after, "errors_total", code="audio-format") == 1
+    assert value(after, "errors_total", code="flux-no-credit") == 1
+    assert value(after, "commands_total", outcome="error", trigger="none") == 1
+    assert value(after, "active_connections") == 0 and value(after, "active_sessions") == 0
+
+
+async def test_warm_sockets_and_refused_configures_are_counted(session_config: SessionConfig,
+                                                               fake_flux: FakeFlux) -> None:
+    fake_flux.script.configure_failure = "keyterms exceed the token budget"
+    server = await start(session_config, warm_connections=1)
+    try:
+        assert server.port is not None
+        await until(lambda: server.pool is not None and server.pool.ready == 1)
+        assert value(await scrape(server), "warm_sockets") == 1
+        assert await command_with_names(server.port, ["Küche"]) == fixture_text(KITCHEN)  # Configure: refused
+        samples = await scrape(server)
+        assert value(samples, "configure_failures_total") == 1
+        assert value(samples, "flux_handshake_seconds_count", socket="warm") == 1
+        assert value(samples, "flux_handshake_seconds_count", socket="new") == 0
+    finally:
+        await server.stop()
+
+
+async def test_each_server_has_its_own_registry_and_healthz_follows_the_server(session_config: SessionConfig) -> None:
+    first, second = await start(session_config), await start(session_config)
+    try:
+        assert first.port is not None
+        event, _ = await one_command(first.port, load_wav(KITCHEN) + silence(2))
+        assert Transcript.from_event(event).text
+        assert value(await scrape(first), "commands_total", outcome="end_of_turn", trigger="model") == 1
+        assert value(await scrape(second), "commands_total", outcome="end_of_turn", trigger="model") == 0
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{second.metrics_port}/healthz") as r:
+            assert r.status == 200 and await r.text() == "ok\n"
+    finally:
+        await first.stop()
+        await second.stop()
+    assert second.metrics_port is None  # stopped: the endpoint is gone too
+
+
+async def test_metrics_are_off_by_default(wyoming_server: FluxServer) -> None:
+    assert wyoming_server.metrics is None and wyoming_server.metrics_port is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--metrics-port", "0"], "--metrics-port must be between 1 and 65535"),
+        (["--metrics-port", "70000"], "--metrics-port must be between 1 and 65535"),
+        (["--uri", "tcp://127.0.0.1:10300", "--metrics-port", "10300"], "--metrics-port must differ"),
+        (["--metrics-host", " ", "--metrics-port", "9300"], "--metrics-host must not be empty"),
+    ],
+)
+def test_bad_metrics_options_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and err.count("\n") == 0
+
+
+def test_metrics_options_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_from_args(build_parser().parse_args(["--api-key", "k", "--uri", "tcp://10.1.2.3:10300"]))
+    assert settings.metrics_port is None
+    on = settings_from_args(build_parser().parse_args(["--api-key", "k", "--uri", "tcp://10.1.2.3:10300",
+                                                       "--metrics-port", "9300"]))
+    assert (on.metrics_host, on.metrics_port) == ("10.1.2.3", 9300)  # the --uri host by default
+    monkeypatch.setenv("WYOMING_FLUX_METRICS_PORT", "9301")
+    monkeypatch.setenv("WYOMING_FLUX_METRICS_HOST", "127.0.0.1")
+    env = settings_from_args(build_parser().parse_args(["--api-key", "k", "--uri", "unix:///tmp/x.sock"]))
+    assert (env.metrics_host, env.metrics_port) == ("127.0.0.1", 9301)
+
+
+async def test_a_metrics_port_in_use_is_one_line(fake_flux: FakeFlux) -> None:
+    code, text, taken = await serve_with_a_port_taken(fake_flux, "--uri", f"tcp://127.0.0.1:{free_port()}",
+                                                      "--metrics-port", "{taken}")
+    assert code == 1 and f"cannot serve metrics on 127.0.0.1:{taken}" in text
+    assert text.splitlines()[-1].startswith("wyoming-flux: error:")
+    assert "Traceback" not in text and "Unclosed" not in text, text
+
+
+async def test_a_command_then_metrics_from_the_real_process(fake_flux: FakeFlux) -> None:
+    port, metrics_port = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "wyoming_flux", "--uri", f"tcp://127.0.0.1:{port}", "--flux-url", fake_flux.url,
+        "--metrics-port", str(metrics_port), env={**os.environ, "DEEPGRAM_API_KEY": API_KEY},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        async with http.get(f"http://127.0.0.1:{metrics_port}/healthz") as response:
+                            if response.status == 200:
+                                break
+                    except aiohttp.ClientConnectionError:
+                        await asyncio.sleep(0.1)
+            event, _ = await one_command(port, load_wav(KITCHEN) + silence(2))
+            assert Transcript.from_event(event).text == fixture_text(KITCHEN)
+            async with http.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+                text = await response.text()
+        assert 'wyoming_flux_commands_total{outcome="end_of_turn",trigger="model"} 1.0' in text
+        assert API_KEY not in text
+    finally:
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert "Traceback" not in err.decode()
+
+
+
+async def test_a_server_without_metrics_never_imports_prometheus_client() -> None:
+    """Home Assistant installs the core without the server extra; its tests run our server beside HA's wyoming."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sys, wyoming_flux.cli.main, wyoming_flux.server.server, wyoming_flux.server.command;"
+        "print('prometheus_client' in sys.modules)", stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    assert out.decode().strip() == "False"
+
+
+async def test_metrics_without_prometheus_client_is_one_clear_error(session_config: SessionConfig,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if the server extra were not installed
+    monkeypatch.delitem(sys.modules, "wyoming_flux.server.metrics", raising=False)
+    server = FluxServer(dataclasses.replace(make_settings(session_config), metrics_port=0), "tcp://127.0.0.1:0")
+    with pytest.raises(MetricsListenError, match=r"--metrics-port needs prometheus_client"):
+        await server.start()
+    assert server.port is None  # nothing half-started is left listening

@@ -1,0 +1,48 @@
+"""`wyoming-flux check --flux`: prove the key, model and endpoint against Flux itself.
+
+One real handshake, closed at once (no audio is sent, so nothing is billed). A revoked key, a project out of
+credit or a model the key may not use fail here with the same error codes a command would get.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import aiohttp
+
+from ..deepgram.errors import FluxError
+from ..deepgram.flux import DEFAULT_URL, verify_access
+from ..deepgram.models import FLUX_MODELS, MODEL_EN
+from .config import ConfigError, env, flux_url, read_api_key
+
+
+async def check_flux(url: str, api_key: str, model: str, timeout: float) -> int:
+    try:
+        async with aiohttp.ClientSession() as http:
+            request_id = await verify_access(http, url, api_key, model, timeout=timeout)
+    except FluxError as err:
+        print(f"wyoming-flux check: error ({err.code}): {err}", file=sys.stderr)
+        return 1
+    print(f"ok: Flux accepts this key for {model} at {url} (request {request_id or '-'})")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wyoming-flux check --flux", description=__doc__)
+    parser.add_argument("--flux", action="store_true", help="check against Flux (this mode)")
+    parser.add_argument("--api-key", default=env("DEEPGRAM_API_KEY"), help="Deepgram API key (env DEEPGRAM_API_KEY)")
+    parser.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
+                        help="file holding the key (env DEEPGRAM_API_KEY_FILE)")
+    parser.add_argument("--model", choices=sorted(FLUX_MODELS), default=MODEL_EN)
+    parser.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
+                        help="us, eu, au, in, or a ws:// / wss:// URL (env WYOMING_FLUX_URL)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the handshake")
+    args = parser.parse_args(argv)
+    try:
+        key, url = read_api_key(args), flux_url(args.flux_url)
+    except ConfigError as err:
+        print(f"wyoming-flux check: error: {err}", file=sys.stderr)
+        return 2
+    return asyncio.run(check_flux(url, key, args.model, args.timeout))

@@ -1,0 +1,287 @@
+"""The wyoming-flux command: parse and check the configuration, then serve Wyoming clients."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+
+from .. import __version__
+from ..common.bounds import check_range
+from ..deepgram.flux import DEFAULT_URL, validate_thresholds
+from ..deepgram.models import FLUX_MODELS, MODEL_EN
+from ..server import limits as connection_limits
+from ..server import metrics_options
+from ..server.discovery import DEFAULT_NAME, Advertisement, advertised_host
+from ..server.fallback_client import check_fallback_uri
+from ..server.metrics_options import MetricsListenError
+from ..server.server import FluxServer
+from ..server.settings import ServerSettings
+from ..server.uri import check_uri, tcp_address
+from ..turn.session import SessionConfig
+from .config import (
+    ConfigError,
+    env,
+    env_list,
+    float_env,
+    flux_url,
+    int_env,
+    read_api_key,
+    read_hass,
+)
+
+_LOGGER = logging.getLogger("wyoming_flux")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+KEY_ON_COMMAND_LINE = ("--api-key on the command line can be read by other users of this machine (ps, /proc); "
+                       "use --api-key-file or the DEEPGRAM_API_KEY environment variable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every flag can also come from an environment variable (named in its help), for containers."""
+    p = argparse.ArgumentParser(
+        prog="wyoming-flux", description="Wyoming speech-to-text server backed by Deepgram Flux"
+    )
+    p.add_argument("--uri", default=env("WYOMING_FLUX_URI", "tcp://0.0.0.0:10300"),
+                   help="where to listen: tcp://HOST:PORT or unix://PATH (env WYOMING_FLUX_URI)")
+    p.add_argument("--log-format", default=env("WYOMING_FLUX_LOG_FORMAT", LOG_FORMAT),
+                   help="format for log lines, as Python's logging takes it (env WYOMING_FLUX_LOG_FORMAT)")
+    p.add_argument("--api-key", default=env("DEEPGRAM_API_KEY"),
+                   help="Deepgram API key (env DEEPGRAM_API_KEY; prefer --api-key-file)")
+    p.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
+                   help="file holding the key, e.g. a Docker secret (env DEEPGRAM_API_KEY_FILE)")
+    p.add_argument("--model", action="append", choices=sorted(FLUX_MODELS),
+                   help=f"Flux model to offer; repeat for several (default {MODEL_EN}; env WYOMING_FLUX_MODEL, comma-separated)")
+    p.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
+                   help="Flux endpoint: a Deepgram region (us (default), eu, au, in) or a ws(s):// URL, e.g. self-hosted "
+                        "(env WYOMING_FLUX_URL)")
+    p.add_argument("--eot-threshold", type=float, default=float_env("WYOMING_FLUX_EOT_THRESHOLD"),
+                   help="confidence Flux needs to end a turn, 0.5-1.0 (Flux default 0.7; env WYOMING_FLUX_EOT_THRESHOLD)")
+    p.add_argument("--eager-eot-threshold", type=float, default=float_env("WYOMING_FLUX_EAGER_EOT_THRESHOLD"),
+                   help="enable eager end-of-turn events at this confidence, 0.3-0.9 (env WYOMING_FLUX_EAGER_EOT_THRESHOLD)")
+    p.add_argument("--eot-timeout-ms", type=int, default=int_env("WYOMING_FLUX_EOT_TIMEOUT_MS"),
+                   help="silence after speech that always ends a turn, 500-60000 ms (Flux default 5000; env WYOMING_FLUX_EOT_TIMEOUT_MS)")
+    p.add_argument("--keyterm", action="append", default=None,
+                   help="a word or phrase Flux should expect; repeatable (env WYOMING_FLUX_KEYTERMS, comma-separated)")
+    p.add_argument("--end-of-speech", choices=("flux", "client"), default=env("WYOMING_FLUX_END_OF_SPEECH", "flux"),
+                   help="flux: Flux's EndOfTurn ends the command; client: the client's VAD does (env WYOMING_FLUX_END_OF_SPEECH)")
+    p.add_argument("--no-speech-timeout", type=float, default=float_env("WYOMING_FLUX_NO_SPEECH_TIMEOUT", 8.0),
+                   help="seconds without any speech before answering with empty text (default 8; env WYOMING_FLUX_NO_SPEECH_TIMEOUT)")
+    p.add_argument("--max-command-seconds", type=float, default=float_env("WYOMING_FLUX_MAX_COMMAND_SECONDS", 30.0),
+                   help="longest command; then the turn is ended on what was heard (default 30; env WYOMING_FLUX_MAX_COMMAND_SECONDS)")
+    p.add_argument("--max-sessions", type=int, default=int_env("WYOMING_FLUX_MAX_SESSIONS"),
+                   help="most commands streaming to Flux at once; more get a server-busy Error (env WYOMING_FLUX_MAX_SESSIONS)")
+    p.add_argument("--allow", action="append", default=None,
+                   help="client network allowed to connect, e.g. 192.168.1.0/24; repeatable; default everyone "
+                        "(env WYOMING_FLUX_ALLOW, comma-separated)")
+    p.add_argument("--warm-connections", type=int, default=int_env("WYOMING_FLUX_WARM_CONNECTIONS", 0),
+                   help="Flux connections kept open so a command skips the handshake (default 0: off; "
+                        "env WYOMING_FLUX_WARM_CONNECTIONS)")
+    p.add_argument("--warm-max-age", type=float, default=float_env("WYOMING_FLUX_WARM_MAX_AGE", 8.0),
+                   help="seconds before a waiting connection is replaced (default 8; env WYOMING_FLUX_WARM_MAX_AGE)")
+    p.add_argument("--warm-window", type=float, default=float_env("WYOMING_FLUX_WARM_WINDOW", 120.0),
+                   help="keep warm connections only this many seconds after a command; 0 = always "
+                        "(default 120; env WYOMING_FLUX_WARM_WINDOW)")
+    p.add_argument("--mip-opt-out", action="store_true",
+                   default=env("WYOMING_FLUX_MIP_OPT_OUT", "") not in ("", "0", "false"),
+                   help="opt out of Deepgram's Model Improvement Program (env WYOMING_FLUX_MIP_OPT_OUT=1)")
+    p.add_argument("--tag", action="append", default=None,
+                   help="a label for Deepgram's usage reports, up to 128 characters; repeatable "
+                        "(env WYOMING_FLUX_TAGS, comma-separated)")
+    p.add_argument("--zeroconf", nargs="?", const=DEFAULT_NAME, default=env("WYOMING_FLUX_ZEROCONF"), metavar="NAME",
+                   help=f"advertise the server to Home Assistant via zeroconf, as NAME (default {DEFAULT_NAME}; "
+                        "env WYOMING_FLUX_ZEROCONF)")
+    p.add_argument("--zeroconf-host", default=env("WYOMING_FLUX_ZEROCONF_HOST"),
+                   help="address to advertise, e.g. the host's LAN address from a Docker bridge network "
+                        "(env WYOMING_FLUX_ZEROCONF_HOST)")
+    p.add_argument("--hass-url", default=env("WYOMING_FLUX_HASS_URL"),
+                   help="read entity and area names exposed to Assist from this Home Assistant, e.g. "
+                        "http://homeassistant.local:8123, and send them as keyterms (env WYOMING_FLUX_HASS_URL)")
+    p.add_argument("--hass-token-file", default=env("WYOMING_FLUX_HASS_TOKEN_FILE"),
+                   help="file holding a Home Assistant long-lived access token (env WYOMING_FLUX_HASS_TOKEN_FILE, "
+                        "or the token itself in HASS_TOKEN)")
+    p.add_argument("--debug", action="store_true", default=env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
+                   help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
+    p.add_argument("--fallback-uri", default=env("WYOMING_FLUX_FALLBACK_URI"), metavar="tcp://HOST:PORT",
+                   help="a Wyoming speech-to-text server (e.g. a local wyoming-faster-whisper) that answers when Flux "
+                        "cannot (env WYOMING_FLUX_FALLBACK_URI)")
+    p.add_argument("--fallback-timeout", type=float, default=float_env("WYOMING_FLUX_FALLBACK_TIMEOUT", 10.0),
+                   help="seconds the fallback may take after the audio ended, plus 3 (default 10; "
+                        "env WYOMING_FLUX_FALLBACK_TIMEOUT)")
+    metrics_options.add_arguments(p)
+    connection_limits.add_arguments(p)
+    p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> ServerSettings:
+    """Check everything up front; raise ConfigError with one readable line."""
+    try:
+        validate_thresholds(args.eot_threshold, args.eager_eot_threshold, args.eot_timeout_ms)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    for name in ("no_speech_timeout", "max_command_seconds"):
+        try:
+            check_range(name, getattr(args, name))
+        except ValueError as err:
+            raise ConfigError(f"--{str(err).replace('_', '-')}") from None
+    try:
+        check_uri(args.uri)
+        limits = connection_limits.from_args(args)
+    except ValueError as err:
+        raise ConfigError(f"--uri {err}" if str(err).startswith(args.uri) else str(err)) from None
+    if args.zeroconf and not args.uri.startswith("tcp://"):
+        raise ConfigError("--zeroconf needs a tcp:// --uri")
+    url = flux_url(args.flux_url)
+    names = args.model or env_list("WYOMING_FLUX_MODEL") or [MODEL_EN]
+    unknown = [name for name in names if name not in FLUX_MODELS]
+    if unknown:
+        raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
+    keyterms = args.keyterm if args.keyterm is not None else (env_list("WYOMING_FLUX_KEYTERMS") or [])
+    if not 0 <= args.warm_connections <= 10:
+        raise ConfigError("--warm-connections must be between 0 and 10")
+    if not 2 <= args.warm_max_age <= 300:
+        raise ConfigError("--warm-max-age must be between 2 and 300 seconds")
+    if not 0 <= args.warm_window <= 86400:
+        raise ConfigError("--warm-window must be between 0 and 86400 seconds")
+    tags = args.tag if args.tag is not None else (env_list("WYOMING_FLUX_TAGS") or [])
+    if any(len(tag) > 128 for tag in tags):
+        raise ConfigError("--tag must be at most 128 characters")
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise ConfigError("--max-sessions must be at least 1")
+    try:
+        allow = tuple(ipaddress.ip_network(net, strict=False)
+                      for net in (args.allow if args.allow is not None else env_list("WYOMING_FLUX_ALLOW") or []))
+    except ValueError as err:
+        raise ConfigError(f"--allow: {err}") from None
+    hass_url, hass_token = read_hass(args)
+    if args.fallback_uri:
+        try:
+            check_fallback_uri(args.fallback_uri)
+        except ValueError as err:
+            raise ConfigError(str(err) if str(err).startswith("--") else f"--fallback-uri {err}") from None
+    if not 1 <= args.fallback_timeout <= 120:
+        raise ConfigError("--fallback-timeout must be between 1 and 120 seconds")
+    session = SessionConfig(
+        url=url,
+        api_key=read_api_key(args),
+        eot_threshold=args.eot_threshold,
+        eager_eot_threshold=args.eager_eot_threshold,
+        eot_timeout_ms=args.eot_timeout_ms,
+        keyterms=tuple(keyterms),
+        end_on_flux_eot=args.end_of_speech == "flux",
+        no_speech_timeout=args.no_speech_timeout,
+        max_command_seconds=args.max_command_seconds,
+        mip_opt_out=args.mip_opt_out,
+        tags=tuple(tags),
+    )
+    try:
+        metrics_host, metrics_port = metrics_options.from_args(args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return ServerSettings(
+        metrics_host=metrics_host,
+        metrics_port=metrics_port,
+        session=session,
+        models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)),
+        max_sessions=args.max_sessions,
+        allow=allow,
+        warm_connections=args.warm_connections,
+        warm_max_age=args.warm_max_age,
+        warm_window=args.warm_window or None,
+        limits=limits,
+        hass_url=hass_url,
+        hass_token=hass_token,
+        fallback_uri=args.fallback_uri or None,
+        fallback_timeout=args.fallback_timeout,
+    )
+
+
+def exposure_warning(uri: str, allow: tuple[object, ...]) -> str | None:
+    """Wyoming has no authentication: say so when anyone on the network can spend the key's credit."""
+    if not uri.startswith("tcp://") or allow:
+        return None
+    host, _ = tcp_address(uri)
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        if host == "localhost":
+            return None
+    return (f"Listening on {uri}: Wyoming has no authentication, so anyone who can reach this port can use your "
+            "Deepgram credit. Limit clients with --allow (e.g. --allow 192.168.1.0/24) or a firewall.")
+
+
+async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None, zeroconf_host: str | None = None) -> None:
+    """Listen, then advertise; on SIGTERM or SIGINT withdraw the advertisement, then stop."""
+    if (warning := exposure_warning(uri, settings.allow)) is not None:
+        _LOGGER.warning(warning)
+    server = FluxServer(settings, uri)
+    await server.start()
+    _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
+                 "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
+    if settings.fallback_uri:
+        _LOGGER.info("When Flux cannot answer, commands go to the fallback at %s", settings.fallback_uri)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    advertisement = None
+    try:
+        if zeroconf:
+            host, port = tcp_address(uri)
+            advertisement = Advertisement(zeroconf, port, advertised_host(host, zeroconf_host))
+            await advertisement.start()
+        await stop.wait()
+        _LOGGER.info("Stopping")
+    finally:
+        if advertisement is not None:
+            await advertisement.stop()
+        await server.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check"] and any(arg.split("=")[0] == "--hass-url" for arg in argv):
+        from .namecheck import main as namecheck_main
+
+        return namecheck_main(argv[1:])
+    if argv[:1] == ["check"] and "--flux" in argv:
+        from .keycheck import main as keycheck_main
+
+        return keycheck_main(argv[1:])
+    if argv and argv[0] in ("check", "transcribe"):
+        from .client import main as client_main
+
+        return client_main(argv[0], argv[1:])
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
+    try:
+        args = build_parser().parse_args(argv)
+        settings = settings_from_args(args)
+    except ValueError as err:  # a malformed number in an environment variable
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 2
+    except ConfigError as err:
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format=args.log_format)
+    if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in argv):
+        _LOGGER.warning(KEY_ON_COMMAND_LINE)
+    try:
+        asyncio.run(serve(settings, args.uri, args.zeroconf, args.zeroconf_host))
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers are in place
+        return 130
+    except MetricsListenError as err:
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"wyoming-flux: error: cannot listen on {args.uri}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

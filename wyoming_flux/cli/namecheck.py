@@ -1,0 +1,47 @@
+"""`wyoming-flux check --hass-url URL`: prove the Home Assistant address and token the server would use, and
+show how many names it would send Flux."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import aiohttp
+
+from ..server.hass_names import HassAuthError, HassNames, HassProtocolError
+from ..turn.names import keyterms_from_names
+from .config import ConfigError, env, read_hass
+
+
+async def check_names(url: str, token: str, timeout: float) -> int:
+    names = HassNames(url, token, timeout=timeout)
+    try:
+        areas, entities = await names.fetch_once()
+    except HassAuthError as err:
+        print(f"wyoming-flux check: Home Assistant at {names.url} {err}", file=sys.stderr)
+        return 1
+    except (aiohttp.ClientError, OSError, TimeoutError, HassProtocolError, ValueError) as err:
+        print(f"wyoming-flux check: Home Assistant at {names.url} is unreachable: {str(err) or type(err).__name__}",
+              file=sys.stderr)
+        return 1
+    terms = keyterms_from_names(areas, entities)
+    print(f"ok: Home Assistant at {names.url}: {len(areas)} areas, {len(entities)} entities exposed to Assist "
+          f"-> {len(terms)} keyterms")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wyoming-flux check --hass-url", description=__doc__)
+    parser.add_argument("--hass-url", required=True, help="Home Assistant's address, e.g. http://homeassistant.local:8123")
+    parser.add_argument("--hass-token-file", default=env("WYOMING_FLUX_HASS_TOKEN_FILE"),
+                        help="file holding a long-lived access token (or the token in HASS_TOKEN)")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
+    args = parser.parse_args(argv)
+    try:
+        url, token = read_hass(args)
+    except ConfigError as err:
+        print(f"wyoming-flux check: error: {err}", file=sys.stderr)
+        return 2
+    assert url is not None
+    return asyncio.run(check_names(url, token, args.timeout))

@@ -1,0 +1,322 @@
+"""Deepgram Flux (/v2/listen) WebSocket client: stream options, typed messages, typed failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+import aiohttp
+
+from ..common.bounds import check_range
+from .errors import (
+    FluxAuthError,
+    FluxBadRequestError,
+    FluxError,
+    FluxForbiddenError,
+    FluxRateLimitError,
+    FluxStreamError,
+    FluxTimeoutError,
+    FluxUnavailableError,
+    error_for_status,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+DEFAULT_URL = "wss://api.deepgram.com/v2/listen"
+EU_URL = "wss://api.eu.deepgram.com/v2/listen"
+AU_URL = "wss://api.au.deepgram.com/v2/listen"
+IN_URL = "wss://api.in.deepgram.com/v2/listen"
+REGIONS: dict[str, str] = {"us": DEFAULT_URL, "eu": EU_URL, "au": AU_URL, "in": IN_URL}  # Deepgram's regional hosts
+KEYTERM_TOKEN_BUDGET = 500
+
+
+# Failures live in errors.py (one table); re-exported here for the callers that import them with the client.
+__all__ = [
+    "FluxAuthError", "FluxBadRequestError", "FluxError", "FluxForbiddenError", "FluxRateLimitError",
+    "FluxStreamError", "FluxTimeoutError", "FluxUnavailableError", "error_for_status",
+]
+
+
+# ---------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """Everything that goes into the /v2/listen query string."""
+
+    model: str
+    sample_rate: int = 16000
+    encoding: str = "linear16"
+    eot_threshold: float | None = None
+    eager_eot_threshold: float | None = None
+    eot_timeout_ms: int | None = None
+    keyterms: tuple[str, ...] = ()
+    language_hints: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    mip_opt_out: bool = False  # opt out of Deepgram's Model Improvement Program
+
+    def validate(self) -> None:
+        """Refuse values Flux would answer with a 400, before any network use."""
+        validate_thresholds(self.eot_threshold, self.eager_eot_threshold, self.eot_timeout_ms)
+
+    def query(self) -> list[tuple[str, str]]:
+        params = [("model", self.model), ("encoding", self.encoding), ("sample_rate", str(self.sample_rate))]
+        if self.eot_threshold is not None:
+            params.append(("eot_threshold", _number(self.eot_threshold)))
+        if self.eager_eot_threshold is not None:
+            params.append(("eager_eot_threshold", _number(self.eager_eot_threshold)))
+        if self.eot_timeout_ms is not None:
+            params.append(("eot_timeout_ms", str(self.eot_timeout_ms)))
+        params += [("keyterm", term) for term in self.keyterms]
+        params += [("language_hint", hint) for hint in self.language_hints]
+        params += [("tag", tag[:128]) for tag in self.tags]
+        if self.mip_opt_out:
+            params.append(("mip_opt_out", "true"))
+        return params
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def validate_thresholds(eot: float | None, eager: float | None, timeout_ms: int | None) -> None:
+    """Raise ValueError with one readable line for any value outside Flux's documented ranges."""
+    if eot is not None:
+        check_range("eot_threshold", eot)
+    if eager is not None:
+        check_range("eager_eot_threshold", eager)
+        if eager > (eot if eot is not None else 0.7):
+            raise ValueError(f"eager_eot_threshold ({eager}) must not exceed eot_threshold")
+    if timeout_ms is not None:
+        check_range("eot_timeout_ms", timeout_ms)
+
+
+def estimate_tokens(term: str) -> int:
+    """A conservative token count: at least one per word, one per four characters of a long word."""
+    return sum(max(1, math.ceil(len(word) / 4)) for word in term.split())
+
+
+def trim_keyterms(terms: list[str], budget: int = KEYTERM_TOKEN_BUDGET) -> list[str]:
+    """Keep terms in order (first ones matter most), without duplicates, within Flux's token budget."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    used = 0
+    for raw in terms:
+        term = " ".join(raw.split())
+        key = term.casefold()
+        if not term or key in seen:
+            continue
+        cost = estimate_tokens(term)
+        if used + cost > budget:
+            continue
+        kept.append(term)
+        seen.add(key)
+        used += cost
+    return kept
+
+
+# ---------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Connected:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class TurnInfo:
+    event: str  # StartOfTurn | Update | EagerEndOfTurn | TurnResumed | EndOfTurn (or new ones)
+    turn_index: int
+    transcript: str
+    audio_window_start: float
+    audio_window_end: float
+    end_of_turn_confidence: float | None = None
+    trigger: str | None = None
+    languages: tuple[str, ...] = ()
+    words: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class FluxWarning:
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class FatalError:
+    code: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ConfigureResult:
+    success: bool
+    detail: dict[str, Any]
+
+    @property
+    def reason(self) -> str:
+        return str(self.detail.get("description") or self.detail.get("code") or "no reason given")
+
+
+@dataclass(frozen=True)
+class UnknownMessage:
+    type: str
+    raw: str
+
+
+FluxMessage = Union[Connected, TurnInfo, FluxWarning, FatalError, ConfigureResult, UnknownMessage]
+
+
+def parse_message(text: str) -> FluxMessage:
+    """Parse one server message; anything unexpected becomes UnknownMessage instead of an exception."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError("not an object")
+        kind = data.get("type")
+        if kind == "TurnInfo":
+            return TurnInfo(
+                event=str(data.get("event", "")),
+                turn_index=int(data.get("turn_index", 0)),
+                transcript=str(data.get("transcript") or ""),
+                audio_window_start=float(data.get("audio_window_start") or 0.0),
+                audio_window_end=float(data.get("audio_window_end") or 0.0),
+                end_of_turn_confidence=_optional_float(data.get("end_of_turn_confidence")),
+                trigger=data.get("trigger"),
+                languages=tuple(str(lang) for lang in data.get("languages") or ()),
+                words=tuple(w for w in data.get("words") or () if isinstance(w, dict)),
+            )
+        if kind == "Connected":
+            return Connected(request_id=str(data.get("request_id", "")))
+        if kind == "Warning":
+            return FluxWarning(str(data.get("code", "")), str(data.get("description", "")))
+        if kind == "Error":
+            return FatalError(str(data.get("code", "")), str(data.get("description", "")))
+        if kind in ("ConfigureSuccess", "ConfigureFailure"):
+            return ConfigureResult(kind == "ConfigureSuccess", data)
+        return UnknownMessage(str(kind), text[:500])
+    except (ValueError, TypeError):
+        return UnknownMessage("<malformed>", text[:500])
+
+
+def _optional_float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# ---------------------------------------------------------------- connection
+
+
+class FluxSocket:
+    """One open Flux stream. Send audio and control messages; receive typed messages until it closes."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, request_id: str | None) -> None:
+        self._ws = ws
+        self.request_id = request_id
+        self.close_reason = ""  # the close frame's payload (Deepgram puts codes like NET-0001 there)
+
+    @property
+    def closed(self) -> bool:
+        return self._ws.closed
+
+    async def send_audio(self, frame: bytes) -> None:
+        if frame:  # an empty binary frame is an error on Flux
+            try:  # not through _send: one coroutine less for every 80 ms frame
+                await self._ws.send_bytes(frame)
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
+                raise _send_failed(err) from None
+
+    async def force_end_turn(self) -> None:
+        await self._send(self._ws.send_str('{"type":"ForceEndTurn"}'))
+
+    async def close_stream(self) -> None:
+        await self._send(self._ws.send_str('{"type":"CloseStream"}'))
+
+    async def ping(self) -> None:
+        """A WebSocket ping: v2 has no KeepAlive message, so this is how an idle socket stays alive."""
+        await self._send(self._ws.ping())
+
+    async def configure(self, **config: Any) -> None:
+        await self._send(self._ws.send_str(json.dumps({"type": "Configure", **config})))
+
+    async def _send(self, sending: Any) -> None:
+        try:
+            await sending
+        except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
+            raise _send_failed(err) from None
+
+    async def receive(self) -> FluxMessage | None:
+        """The next message, or None once the stream has closed normally. Raises FluxStreamError if it broke."""
+        while True:
+            msg = await self._ws.receive()
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                return parse_message(msg.data)
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                _LOGGER.debug("Ignoring a binary message from Flux")
+                continue
+            if msg.type == aiohttp.WSMsgType.ERROR:
+                raise FluxStreamError(f"the Flux connection failed: {type(msg.data).__name__}")
+            if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str):
+                self.close_reason = msg.extra[:200]
+            return None  # CLOSE / CLOSING / CLOSED
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+def _send_failed(err: BaseException) -> FluxStreamError:
+    return FluxStreamError(f"the Flux stream closed while sending: {type(err).__name__}")
+
+
+async def connect(
+    http: aiohttp.ClientSession,
+    url: str,
+    api_key: str,
+    options: StreamOptions,
+    *,
+    timeout: float = 5.0,
+) -> FluxSocket:
+    """Open a Flux stream. Raises a FluxError subclass on any failure, within `timeout` seconds."""
+    options.validate()
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await http.ws_connect(
+                url,
+                params=options.query(),
+                headers={"Authorization": f"Token {api_key}"},
+                autoping=True,
+                max_msg_size=4 * 1024 * 1024,
+            )
+    except aiohttp.WSServerHandshakeError as err:
+        headers = err.headers or {}
+        raise error_for_status(err.status, headers.get("dg-error")) from None
+    except TimeoutError:
+        raise FluxTimeoutError(f"no answer from Flux within {timeout:g} s") from None
+    except (aiohttp.ClientError, OSError) as err:
+        # The exception text may carry the URL but never the key, which only travels in a header.
+        raise FluxUnavailableError(f"cannot reach Flux: {_describe(err)}") from None
+    response = getattr(ws, "_response", None)  # aiohttp keeps the handshake response here
+    request_id = response.headers.get("dg-request-id") if response is not None else None
+    return FluxSocket(ws, request_id)
+
+
+def _describe(err: BaseException) -> str:
+    if isinstance(err, aiohttp.ClientConnectorError):
+        return f"{err.host}:{err.port}: {err.os_error.strerror or type(err.os_error).__name__}"
+    return type(err).__name__ + (f" ({err})" if str(err) else "")
+
+
+async def verify_access(http: aiohttp.ClientSession, url: str, api_key: str, model: str, *, timeout: float = 10.0) -> str | None:
+    """Check a key, model and endpoint with one real handshake (no audio; the socket is closed at once).
+
+    Returns Deepgram's request id; raises the same typed FluxErrors as `connect`.
+    """
+    socket = await connect(http, url, api_key, StreamOptions(model=model), timeout=timeout)
+    await socket.close()
+    return socket.request_id

@@ -1,0 +1,129 @@
+"""Prometheus metrics for one server, and the small HTTP endpoint that serves them (/metrics, /healthz).
+
+Each server owns its own registry, so several servers in one process (tests, or two instances) never share or
+double-register a metric. Commands are counted once, at their end, from their TurnResult: nothing here runs
+per audio chunk. Gauges are read from the server's own state when scraped, never kept in step by hand.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from ..turn.request import TurnResult
+from .metrics_options import MetricsListenError
+
+_LOGGER = logging.getLogger(__name__)
+
+PREFIX = "wyoming_flux"
+# Seconds: a voice answer is good under 0.5 s and broken past a few; Flux handshakes take ~0.1-0.3 s.
+LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+HANDSHAKE_BUCKETS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0)
+CONFIGURE_FAILED_NOTE = "configure-failed"
+FALLBACK_OUTCOME = "fallback"  # the outcome label of a command a fallback server answered
+
+
+class ServerMetrics:
+    """The metrics of one server. `command_done` is called once per command; the rest as things happen."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.commands = Counter(f"{PREFIX}_commands", "Commands by outcome (how they ended) and Flux's end-of-turn "
+                                "trigger (none when Flux did not end the turn)", ["outcome", "trigger"], registry=r)
+        self.audio = Counter(f"{PREFIX}_audio_sent_seconds", "Seconds of client audio streamed to Flux (billed)",
+                             registry=r)
+        self.latency = Histogram(f"{PREFIX}_speech_end_to_transcript_seconds", "From the last Flux update that "
+                                 "brought new words to the transcript", buckets=LATENCY_BUCKETS, registry=r)
+        self.handshake = Histogram(f"{PREFIX}_flux_handshake_seconds", "From the command's start to its Flux "
+                                   "stream being open (socket=warm: taken from the warm pool)", ["socket"],
+                                   buckets=HANDSHAKE_BUCKETS, registry=r)
+        self.errors = Counter(f"{PREFIX}_errors", "Error events sent to clients, by code", ["code"], registry=r)
+        self.fallbacks = Counter(f"{PREFIX}_fallbacks", "Commands answered by the fallback server", registry=r)
+        self.configure_failures = Counter(f"{PREFIX}_configure_failures", "Configure messages Flux refused "
+                                          "(the command went on with the socket's first configuration)", registry=r)
+        self.sessions = Gauge(f"{PREFIX}_active_sessions", "Commands streaming to Flux now", registry=r)
+        self.connections = Gauge(f"{PREFIX}_active_connections", "Open Wyoming client connections", registry=r)
+        self.warm = Gauge(f"{PREFIX}_warm_sockets", "Flux sockets open and waiting for a command", registry=r)
+
+    def watch(self, sessions: Callable[[], float], connections: Callable[[], float],
+              warm: Callable[[], float]) -> None:
+        """Read the live counts from their owners when scraped."""
+        self.sessions.set_function(sessions)
+        self.connections.set_function(connections)
+        self.warm.set_function(warm)
+
+    def command_done(self, result: TurnResult, *, fallback: bool = False) -> None:
+        outcome = FALLBACK_OUTCOME if fallback else result.ended_by.value
+        self.commands.labels(outcome=outcome, trigger=result.trigger or "none").inc()
+        if fallback:
+            self.fallbacks.inc()
+        self.audio.inc(result.audio_seconds)
+        if result.speech_end_seconds is not None:
+            self.latency.observe(result.speech_end_seconds)
+        if result.connect_seconds is not None:
+            self.handshake.labels(socket="warm" if result.warm else "new").observe(result.connect_seconds)
+        failed = sum(1 for note in result.notes if note.startswith(CONFIGURE_FAILED_NOTE))
+        if failed:
+            self.configure_failures.inc(failed)
+
+    def error_sent(self, code: str | None) -> None:
+        self.errors.labels(code=code or "unknown").inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsEndpoint:
+    """/metrics (Prometheus text format) and /healthz (200 while the server listens) on their own port."""
+
+    def __init__(self, metrics: ServerMetrics, healthy: Callable[[], bool], host: str, port: int) -> None:
+        self._metrics, self._healthy = metrics, healthy
+        self.host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    @property
+    def port(self) -> int | None:
+        server = self._site._server if self._site is not None else None  # noqa: SLF001 - the bound port of port 0
+        sockets = getattr(server, "sockets", None)
+        return int(sockets[0].getsockname()[1]) if sockets else None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._serve_metrics)
+        app.router.add_get("/healthz", self._serve_health)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self.host, self._port)
+        try:
+            await self._site.start()
+        except OSError as err:
+            await self.stop()
+            raise MetricsListenError(f"cannot serve metrics on {self.host}:{self._port}: {err.strerror or err}") from None
+        _LOGGER.info("Metrics on http://%s:%d/metrics", self.host, self.port or self._port)
+
+    async def stop(self) -> None:
+        runner, self._runner, self._site = self._runner, None, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def _serve_metrics(self, _request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    async def _serve_health(self, _request: web.Request) -> web.Response:
+        if self._healthy():
+            return web.Response(text="ok\n")
+        return web.Response(status=503, text="not serving\n")

@@ -1,0 +1,209 @@
+"""The Wyoming server: listens, admits connections (count and --allow), keeps time for their limits, and
+shares one HTTP session for Flux sized to the commands that may run at once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from ..common.tasks import cancel
+from ..deepgram.pool import WarmPool
+from ..turn.fallback import FluxHealth
+from ..turn.session import TurnRequest, stream_options
+from .command import CommandContext, SessionGate
+from .connection import Shared, WyomingConnection
+from .fallback_client import WyomingFallback
+from .hass_names import HassNames
+from .metrics_options import MetricsListenError
+from .ratelog import RateLimitedLog
+from .settings import ServerSettings, build_info, client_allowed
+from .uri import tcp_address, unix_path
+from .wire import encode_event
+
+if TYPE_CHECKING:
+    from .metrics import MetricsEndpoint, ServerMetrics
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class FluxServer:
+    """Start, serve, stop. `port` tells where a tcp:// server with port 0 ended up."""
+
+    def __init__(self, settings: ServerSettings, uri: str) -> None:
+        self.settings = settings
+        self.uri = uri
+        self._info = encode_event(build_info(settings).event())  # once: Describe never touches the network
+        self.gate = SessionGate(settings.max_sessions)
+        self.log = RateLimitedLog(_LOGGER)
+        self._server: asyncio.Server | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._shared: Shared | None = None
+        self._clock: asyncio.Task[None] | None = None
+        self.pool: WarmPool | None = None
+        self.names: HassNames | None = None
+        self.metrics: ServerMetrics | None = None
+        self._metrics_endpoint: MetricsEndpoint | None = None
+
+    @property
+    def port(self) -> int | None:
+        if self._server is not None and self.uri.startswith("tcp://") and self._server.sockets:
+            return int(self._server.sockets[0].getsockname()[1])
+        return None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_endpoint.port if self._metrics_endpoint is not None else None
+
+    @property
+    def connections(self) -> int:
+        return len(self._shared.connections) if self._shared is not None else 0
+
+    def flux_connection_limit(self) -> int:
+        """Flux sockets that can be open at once: every command that may run and the stream of the command it
+        follows, still closing in the background, plus warm ones and their replacements. aiohttp's default of
+        100 would otherwise queue the 101st stream until it timed out."""
+        commands = self.settings.max_sessions or self.settings.limits.max_connections
+        return 2 * commands + 2 * self.settings.warm_connections + 1
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # nothing half-started is left behind (no "Unclosed client session")
+            raise
+
+    def _ensure_descriptors(self) -> None:
+        """Each connection may hold a Flux socket too: make sure the process may open that many descriptors, so a
+        full server refuses with an Error instead of failing accept() with EMFILE."""
+        needed = self.settings.limits.max_connections + self.flux_connection_limit() + 64
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                soft = target
+            if soft < needed:
+                _LOGGER.warning("The open-file limit (%d) is below what --max-connections %d may need (%d); "
+                                "lower --max-connections or raise the limit (ulimit -n)", soft,
+                                self.settings.limits.max_connections, needed)
+
+    async def _start(self) -> None:
+        self._ensure_descriptors()
+        self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.flux_connection_limit()))
+        if self.settings.warm_connections > 0:
+            self.pool = self._make_pool(self._http)
+            self.pool.start()
+        if self.settings.metrics_port is not None:
+            try:  # only when asked for: prometheus-client is not needed otherwise
+                from .metrics import ServerMetrics
+            except ImportError as err:
+                raise MetricsListenError(f"--metrics-port needs {err.name}: install 'wyoming-flux[server]'") from None
+            self.metrics = ServerMetrics()
+            self.metrics.watch(lambda: self.gate.active, lambda: self.connections,
+                               lambda: self.pool.ready if self.pool is not None else 0)
+        if self.settings.hass_url and self.names is None:  # a caller may bring its own (other bounds)
+            self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
+        if self.names is not None:
+            self.names.start()
+        fallback = None
+        if self.settings.fallback_uri:
+            fallback = WyomingFallback(self.settings.fallback_uri, self.settings.fallback_timeout)
+        context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
+                                 names=self.names.current if self.names is not None else tuple,
+                                 fallback=fallback, health=FluxHealth(), metrics=self.metrics)
+        self._shared = Shared(context, self.settings.limits, self._info, self.log)
+        loop = asyncio.get_running_loop()
+        if self.uri.startswith("unix://"):
+            path = unix_path(self.uri)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a socket file left by a previous run
+            self._server = await loop.create_unix_server(self._accept, path)
+        else:
+            host, port = tcp_address(self.uri)
+            self._server = await loop.create_server(self._accept, host, port)
+        self._clock = asyncio.create_task(self._keep_time(), name="wyoming connection limits")
+        if self.metrics is not None and self.settings.metrics_port is not None:
+            from .metrics import MetricsEndpoint
+
+            self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
+                                                     self.settings.metrics_port)
+            await self._metrics_endpoint.start()
+
+    def _serving(self) -> bool:
+        return self._server is not None and self._server.is_serving()
+
+    def _accept(self) -> WyomingConnection:
+        assert self._shared is not None
+        return Admission(self._shared, self.settings)
+
+    def _make_pool(self, http: aiohttp.ClientSession) -> WarmPool:
+        """Warm sockets for the usual command: the first model, 16 kHz (Home Assistant), configured tuning."""
+        config = self.settings.session
+        options = stream_options(config, TurnRequest(self.settings.models[0]), 16000)
+        return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
+                        max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout,
+                        window=self.settings.warm_window)
+
+    async def _keep_time(self) -> None:
+        assert self._shared is not None
+        limits = self.settings.limits
+        tick = max(0.02, min(1.0, limits.idle_timeout, limits.audio_timeout, limits.event_timeout,
+                             limits.send_timeout) / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = asyncio.get_running_loop().time()
+            for connection in list(self._shared.connections):
+                connection.check(now)
+            self.log.flush()
+
+    async def stop(self) -> None:
+        if self._metrics_endpoint is not None:
+            await self._metrics_endpoint.stop()
+        if self._server is not None:
+            self._server.close()
+        if self._clock is not None:
+            await cancel(self._clock)
+        if self._shared is not None:
+            for connection in list(self._shared.connections):
+                connection.abort()
+            await asyncio.sleep(0)  # let connection_lost run and start the teardowns
+            if self._shared.teardowns:
+                await asyncio.wait(set(self._shared.teardowns), timeout=5.0)
+            if closing := self._shared.commands.closing:  # each bounded by the session's own close timeout
+                await asyncio.wait(set(closing), timeout=5.0)
+            self._shared.batches.close()
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self.pool is not None:
+            await self.pool.stop()
+        if self.names is not None:
+            await self.names.stop()
+        if self._http is not None:
+            await self._http.close()
+        self.log.flush(force=True)
+
+
+class Admission(WyomingConnection):
+    """A connection that first checks it may be served: under --max-connections and inside --allow."""
+
+    def __init__(self, shared: Shared, settings: ServerSettings) -> None:
+        super().__init__(shared)
+        self._settings = settings
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        shared, settings = self._shared, self._settings
+        full = len(shared.connections) >= settings.limits.max_connections
+        super().connection_made(transport)
+        if full:
+            shared.log.warning("refused connections", "Refused a connection: %d are open (--max-connections)",
+                               len(shared.connections) - 1)
+            self.refuse("server-full", "The server has too many connections; try again shortly")
+        elif not client_allowed(transport.get_extra_info("peername"), settings.allow):
+            shared.log.warning("refused connections", "Refused a client that is not in --allow")
+            self.refuse("client-not-allowed", "This client is not allowed to use this server")

@@ -1,0 +1,409 @@
+"""The Flux turn session: one voice command, from its first audio to its final text.
+
+Used unchanged by the Wyoming server and by the Home Assistant entity. The I/O lives here: it takes PCM as it
+arrives, streams it to Flux in 80 ms frames (on a warm socket when one fits, replaying it if that socket turns
+out dead), and feeds what happens to the turn's state machine (turn.py), which decides. Resolves exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+
+from ..common.tasks import cancel
+from ..deepgram.endpoints import mark_no_force_end, supports_force_end
+from ..deepgram.errors import FluxError, FluxStreamError, error_for_stream
+from ..deepgram.flux import (
+    ConfigureResult,
+    Connected,
+    FatalError,
+    FluxSocket,
+    FluxWarning,
+    StreamOptions,
+    TurnInfo,
+    UnknownMessage,
+    connect,
+)
+from ..deepgram.models import language_mismatch
+from ..deepgram.pool import WarmPool
+from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
+from .request import (
+    PartialCallback,
+    SessionConfig,
+    TurnRequest,
+    TurnResult,
+    stream_options,
+)
+from .state import Bounds, Decision, Ending, ForceTurn, TurnState
+
+__all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
+
+_LOGGER = logging.getLogger(__name__)
+
+_TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
+_FORCE = "force"
+_SILENCE = "silence"
+_CLOSE = "close"
+_SILENCE_MARGIN = 0.3  # audio seconds beyond eot_timeout, so Flux's timeout surely fires
+_SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well within finalize_timeout, and
+# slow enough that Flux's model usually ends the turn before all of it is sent (and billed)
+
+
+def next_tick(now: float, tick: float = _TICK) -> float:
+    """The first point of the grid of `tick` seconds that is at least half a tick after `now`."""
+    when = (now // tick + 1) * tick
+    if when - now < tick / 2:  # just before a grid point (or float rounding put us on it): the next one
+        when += tick
+    return when
+
+
+class TurnSession:
+    """One command. Call start(), feed() audio as it comes, then wait() or finish(); always aclose()."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        config: SessionConfig,
+        request: TurnRequest,
+        sample_rate: int,
+        on_partial: PartialCallback | None = None,
+        pool: WarmPool | None = None,
+    ) -> None:
+        self._http = http
+        self._pool = pool
+        self._warm = False  # streaming on a socket the pool opened earlier
+        self._confirmed = False  # Flux has answered about our audio: the socket is good
+        self._replay: list[bytes | str] = []  # sent on a warm socket, until confirmed
+        self._config = config
+        self._request = request
+        self._on_partial = on_partial
+        self._loop = asyncio.get_running_loop()
+        self._adapter = AudioAdapter(flux_rate_for(sample_rate))
+        self._queue: asyncio.Queue[bytes | str] = asyncio.Queue()
+        self._result: asyncio.Future[TurnResult] = self._loop.create_future()
+        self._task: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.TimerHandle | None = None  # while _run runs
+        self._state = TurnState(
+            Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
+                   config.eot_timeout, config.finalize_timeout, config.stall_timeout),
+            self._loop.time(),
+        )
+        self._audio_ended_at: float | None = None
+        self._first_text_at: float | None = None
+        self._request_id: str | None = None
+        self._close_asked = False  # we sent CloseStream: a close now is the answer, not a failure
+        self._last_partial = ""
+        self._notes: list[str] = []
+        if (why := language_mismatch(request.model, request.language)) is not None:
+            _LOGGER.warning("%s", why)
+            self._notes.append(f"language: {why}")
+
+    # ------------------------------------------------------------ public
+
+    @property
+    def done(self) -> bool:
+        return self._result.done()
+
+    @property
+    def audio_seconds(self) -> float:
+        return self._adapter.seconds_in
+
+    def start(self) -> None:
+        """Open the Flux stream in the background; audio fed meanwhile is queued, none is lost."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="flux turn session")
+
+    def feed(self, audio: bytes, rate: int, width: int, channels: int) -> None:
+        """Queue client audio. Raises AudioFormatError for audio that cannot be converted."""
+        if not self._taking_audio:
+            return  # the command is decided: later audio is discarded
+        room = self._config.max_command_seconds - self._adapter.seconds_in
+        sample_frame = width * channels
+        if len(audio) > room * rate * sample_frame:  # one huge chunk must not carry audio past the bound
+            audio = audio[: max(0, int(room * rate)) * sample_frame]
+        for frame in self._adapter.push(audio, rate, width, channels):
+            self._queue_audio(frame)
+        if self._adapter.seconds_in >= self._config.max_command_seconds:
+            _LOGGER.info("Command reached the %.0f s maximum; asking Flux for its final text",
+                         self._config.max_command_seconds)
+            self._force(Ending.MAX_LENGTH)
+
+    def audio_needed(self) -> int:
+        """Client bytes that would complete the next Flux frame; 0 once the command takes no more audio."""
+        return self._adapter.input_needed() if self._taking_audio else 0
+
+    @property
+    def _taking_audio(self) -> bool:
+        """Neither decided, nor ended by the client, nor being forced to an end."""
+        return not self.done and self._audio_ended_at is None and self._state.forcing is None
+
+    async def wait(self) -> TurnResult:
+        """The outcome, whenever it is decided (EndOfTurn, a bound, an error, or finish())."""
+        return await asyncio.shield(self._result)
+
+    async def finish(self) -> TurnResult:
+        """The client's audio has ended: finalize the turn with what was heard and return the outcome."""
+        if not self.done and self._audio_ended_at is None:
+            self._audio_ended_at = self._loop.time()
+            self._force(Ending.FORCED)
+        return await self.wait()
+
+    async def aclose(self) -> None:
+        """Stop everything and close the Flux stream (bounded); safe to call at any time, more than once."""
+        self._apply(Decision(Ending.CANCELLED))
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(self._config.finalize_timeout + 1.0):
+                    await asyncio.shield(self._task)
+            if not self._task.done():
+                await cancel(self._task)
+
+    # ------------------------------------------------------------ running
+
+    def _options(self) -> StreamOptions:
+        return stream_options(self._config, self._request, self._adapter.out_rate)
+
+    async def _run(self) -> None:
+        self._schedule_watch()
+        try:
+            use_warm = True
+            while (socket := await self._open_unless_decided(use_warm)) is not None:
+                try:
+                    await self._stream(socket)
+                    return
+                except FluxError as err:
+                    if not self._warm or self._confirmed:
+                        raise
+                    # The warm socket died before Flux confirmed any audio: open a new one and send it all again.
+                    _LOGGER.info("Warm Flux connection failed before use (%s); reconnecting", err)
+                    self._warm, use_warm = False, False
+                    self._requeue_replay()
+        except FluxError as err:
+            self._apply(self._state.failed(err, str(err)))
+        except Exception as err:  # never leave a command hanging on a bug or an odd library error
+            _LOGGER.exception("Unexpected failure in the Flux session")
+            self._apply(self._state.failed(None, f"unexpected failure: {type(err).__name__}"))
+        finally:
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
+
+    async def _open_unless_decided(self, use_warm: bool) -> FluxSocket | None:
+        """A socket (warm if one fits, else a new handshake), or None if the command was decided meanwhile."""
+        opening = asyncio.create_task(self._open(use_warm))
+        await asyncio.wait([self._result, opening], return_when=asyncio.FIRST_COMPLETED)
+        if not opening.done():  # decided before the socket opened (e.g. the client left)
+            opening.cancel()
+        try:
+            socket = await opening
+        except asyncio.CancelledError:
+            return None
+        if self.done:
+            await socket.close()
+            return None
+        return socket
+
+    async def _open(self, use_warm: bool) -> FluxSocket:
+        options = self._options()
+        if use_warm and self._pool is not None and (socket := await self._pool.take(options)) is not None:
+            self._warm = True
+            return socket
+        return await connect(
+            self._http, self._config.url, self._config.api_key, options, timeout=self._config.connect_timeout
+        )
+
+    async def _stream(self, socket: FluxSocket) -> None:
+        """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
+        self._state.connected(self._loop.time())
+        self._request_id = socket.request_id or self._request_id
+        workers = [asyncio.create_task(self._send(socket)), asyncio.create_task(self._receive(socket))]
+        try:
+            await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)
+            if not self.done:  # a worker ended first: that is a failure we have not reported yet
+                for worker in workers:
+                    if worker.done() and not worker.cancelled() and worker.exception():
+                        raise worker.exception()  # type: ignore[misc]
+                raise FluxStreamError("Flux closed the stream before the turn ended")
+        finally:
+            await self._shutdown(socket, workers)
+
+    def _requeue_replay(self) -> None:
+        """Put everything sent on the dead warm socket back in front of the queue. Replay only happens on the
+        first socket, before Flux confirmed anything, so the new socket starts with nothing sent."""
+        items = [*self._replay]
+        while not self._queue.empty():
+            items.append(self._queue.get_nowait())
+        self._replay = []
+        self._close_asked = False
+        self._state.restart_stream()
+        for item in items:
+            self._queue.put_nowait(item)
+
+    async def _shutdown(self, socket: FluxSocket, workers: list[asyncio.Task[None]]) -> None:
+        """CloseStream, let Flux close (bounded), then make sure the socket and workers are gone."""
+        sender = workers[0] if workers else None
+        if sender is not None:
+            sender.cancel()
+        with contextlib.suppress(FluxError, asyncio.CancelledError, TimeoutError):
+            if not socket.closed:
+                if not self._close_asked:
+                    await socket.close_stream()
+                if len(workers) > 1:
+                    async with asyncio.timeout(1.0):
+                        await asyncio.shield(workers[1])
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await socket.close()
+
+    async def _send(self, socket: FluxSocket) -> None:
+        while True:
+            item = await self._queue.get()
+            if self._warm and not self._confirmed:
+                self._replay.append(item)
+            if item == _FORCE:
+                await socket.force_end_turn()
+                self._state.force_sent(self._loop.time())
+            elif item == _SILENCE:
+                await self._send_silence(socket)
+            elif item == _CLOSE:
+                self._close_asked = True
+                await socket.close_stream()
+                self._state.force_sent(self._loop.time())
+            elif isinstance(item, bytes):
+                await socket.send_audio(item)
+                self._state.audio_sent(len(item) / (2 * self._adapter.out_rate))
+
+    def _silence_frames(self) -> int:
+        return round((self._config.eot_timeout + _SILENCE_MARGIN) / FRAME_SECONDS)
+
+    async def _send_silence(self, socket: FluxSocket) -> None:
+        """Flux's eot_timeout in silence, faster than real time; cancelled with the sender once the turn ends."""
+        frame = bytes(self._adapter.frame_bytes)
+        count = self._silence_frames()
+        for _ in range(count):
+            await socket.send_audio(frame)
+            self._state.audio_sent(FRAME_SECONDS)
+            await asyncio.sleep(_SILENCE_WALL / count)
+
+    async def _receive(self, socket: FluxSocket) -> None:
+        while (message := await socket.receive()) is not None:
+            self._state.message(self._loop.time())
+            if self.done:
+                continue  # draining after CloseStream: the outcome is already decided
+            if isinstance(message, TurnInfo):
+                if not self._confirmed:
+                    self._confirmed = True
+                    self._replay.clear()
+                self._apply(self._state.turn_info(message, self._loop.time()))
+                self._report_partial()
+            elif isinstance(message, FatalError):
+                raise self._fatal(message)
+            elif isinstance(message, FluxWarning):
+                _LOGGER.warning("Flux warning %s: %s", message.code, message.description)
+                self._apply(self._state.warning(message.code))
+            elif isinstance(message, ConfigureResult):
+                if not message.success:  # Flux keeps the configuration it had; say so once
+                    _LOGGER.warning("Flux refused the new keyterms or language hints (%s); the command goes on "
+                                    "with the configuration the connection opened with", message.reason)
+                    self._notes.append(f"configure-failed: {message.reason}")
+            elif isinstance(message, UnknownMessage):
+                _LOGGER.debug("Ignoring Flux message of type %s", message.type)
+            elif isinstance(message, Connected):
+                self._request_id = message.request_id or self._request_id
+        if not self.done:
+            if self._close_asked:
+                self._apply(self._state.stream_closed(True))
+            else:
+                raise error_for_stream(socket.close_reason, "Flux closed the stream before the turn ended")
+
+    def _fatal(self, message: FatalError) -> FluxError:
+        error = error_for_stream(message.code, message.description)
+        if (error.code == "flux-unsupported-message" and self._state.force_sent_at is not None
+                and not self._state.ending_by_silence):
+            mark_no_force_end(self._config.url)
+            self._notes.append("force-end-unsupported")
+        return error
+
+    def _report_partial(self) -> None:
+        text = self._state.text
+        if text and text != self._last_partial:
+            self._last_partial = text
+            if self._first_text_at is None:
+                self._first_text_at = self._loop.time()
+            if self._on_partial is not None:
+                self._on_partial(text)
+
+    def _queue_audio(self, frame: bytes) -> None:
+        self._queue.put_nowait(frame)
+        self._state.audio_queued(len(frame) / (2 * self._adapter.out_rate))
+
+    def _force(self, reason: Ending) -> None:
+        """Ask Flux to end the turn on what it heard (after the audio already queued): ForceEndTurn, or on an
+        endpoint that lacks it, Flux's own eot_timeout in silence (sent faster than real time), then CloseStream."""
+        if self._state.forcing is not None:
+            return
+        if last := self._adapter.flush():
+            self._queue_audio(last)
+        by_silence = not supports_force_end(self._config.url)
+        self._state.force(reason, self._loop.time(), by_silence=by_silence)
+        if not by_silence:
+            self._queue.put_nowait(_FORCE)
+            return
+        self._state.audio_queued(self._silence_frames() * FRAME_SECONDS)
+        self._queue.put_nowait(_SILENCE)
+        self._queue.put_nowait(_CLOSE)
+
+    def _schedule_watch(self) -> None:
+        """The next watchdog tick, on a grid of _TICK shared by every command, so all their ticks run in one
+        wakeup of the event loop instead of one wakeup each. A timer callback rather than a sleeping task: it
+        runs ten times a second per command."""
+        self._watchdog = self._loop.call_at(next_tick(self._loop.time()), self._watch)
+
+    def _watch(self) -> None:
+        """The wall-clock bounds, every tick until decided."""
+        if self.done:
+            return
+        try:
+            self._apply(self._state.tick(self._loop.time()))
+        finally:
+            if not self.done and self._watchdog is not None:
+                self._schedule_watch()
+
+    # ------------------------------------------------------------ outcome
+
+    def _apply(self, step: Decision | ForceTurn | None) -> None:
+        if isinstance(step, ForceTurn):
+            self._force(step.reason)
+        elif step is not None and not self.done:
+            self._result.set_result(self._outcome(step))
+
+    def _outcome(self, decision: Decision) -> TurnResult:
+        now = self._loop.time()
+        if decision.degraded:
+            _LOGGER.warning("%s; answering with the text heard so far", decision.reason)
+            self._notes.append(f"degraded: {decision.reason}")
+        ended_at = self._audio_ended_at if decision.ended_by is Ending.FORCED else None
+        started = self._state.started_at
+        connected = self._state.connected_at
+        return TurnResult(
+            text=decision.text,
+            ended_by=decision.ended_by,
+            language=self._state.language,
+            trigger=decision.trigger,
+            degraded=decision.degraded,
+            error=decision.error,
+            audio_seconds=round(self._adapter.seconds_in, 3),
+            request_id=self._request_id,
+            connect_seconds=None if connected is None else connected - started,
+            first_text_seconds=None if self._first_text_at is None else self._first_text_at - started,
+            finalize_seconds=None if ended_at is None else now - ended_at,
+            elapsed_seconds=now - started,
+            speech_end_seconds=(None if not decision.text or (seen := self._state.words_seen_at) is None
+                                else now - seen),
+            warm=self._warm,
+            notes=tuple(self._notes),
+        )
