@@ -118,8 +118,9 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         try:
             result = await session.wait() if session is not None else None
             if fallback_id and buffer is not None:
-                result = await answer_with_fallback(result, buffer, EntityFallback(self.hass, fallback_id, metadata).replay,
-                                      fallback_timeout=FALLBACK_TIMEOUT, health=runtime.health, started=started)
+                replay = EntityFallback(self.hass, fallback_id, metadata).replay
+                result = await answer_with_fallback(result, buffer, replay, fallback_timeout=FALLBACK_TIMEOUT,
+                                                    health=runtime.health, started=started)
             assert result is not None
         finally:
             # The turn is decided: stop reading the pipeline's stream (HA does not close it for us).

@@ -272,8 +272,8 @@ class Commands:
         if (fallback := self._ctx.fallback) is not None and self._buffer is not None and self._ctx.health:
             buffer, language = self._buffer, request.language
             result = await answer_with_fallback(result, buffer, lambda audio: fallback.replay(audio, language),
-                                  fallback_timeout=fallback.timeout, health=self._ctx.health,
-                                  started=self._started)
+                                                fallback_timeout=fallback.timeout, health=self._ctx.health,
+                                                started=self._started)
         assert result is not None
         if self._ctx.metrics is not None:
             self._ctx.metrics.command_done(result, fallback=result.fallback)
