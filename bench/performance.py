@@ -1,4 +1,4 @@
-"""Regenerate the connection-layer figures of the README's Performance section with one command: runs
+"""Regenerate the connection-layer figures of docs/performance.md with one command: runs
 bench/connection.py (CPU against the Protocol floor, Describe fairness) and bench/latency.py (added latency),
 then prints the table rows, naming the machine.
 

@@ -1,4 +1,4 @@
-"""Plots for the README from bench/results/*.json: the added-latency distribution, and when the command
+"""Plots for docs/performance.md from bench/results/*.json: the added-latency distribution, and when the command
 closes with Flux vs Home Assistant's VAD.    .venv/bin/python bench/plot.py"""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The fault matrix: what Flux can do wrong, and what each entry point must answer, within what bound.
 
-Shared by the Wyoming server tests and the Home Assistant entity tests; the README's table is this one.
+Shared by the Wyoming server tests and the Home Assistant entity tests; docs/reliability-and-security.md's table is this one.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ CONF_FALLBACK_ENTITY: Final = "fallback_entity"
 CONF_PRICE_PER_MINUTE: Final = "price_per_minute"  # empty: the model's pay-as-you-go rate below
 CONF_MONTHLY_CAP_MINUTES: Final = "monthly_cap_minutes"  # empty: no cap
 
-# Deepgram's pay-as-you-go Flux rates in USD per audio minute (see the README's usage section for the source).
+# Deepgram's pay-as-you-go Flux rates in USD per audio minute (source and date: docs/languages.md).
 DEFAULT_PRICES: Final = {MODEL_EN: 0.0065, MODEL_MULTI: 0.0078}
 
 END_OF_SPEECH_FLUX: Final = "flux"

@@ -1,5 +1,5 @@
 """One table of Flux failures: every handshake status and stream code maps to its own stable code, retries
-only where a retry helps, and the README shows the same table."""
+only where a retry helps, and docs/how-it-works.md shows the same table."""
 
 from __future__ import annotations
 
@@ -66,12 +66,12 @@ async def test_an_idle_close_is_read_as_flux_idle_timeout(fake_flux: FakeFlux, r
         assert error_for_stream(socket.close_reason, "").code == "flux-idle-timeout"
 
 
-def test_the_readme_error_table_is_the_code_table() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+def test_the_documented_error_table_is_the_code_table() -> None:
+    page = (Path(__file__).parents[2] / "docs" / "how-it-works.md").read_text(encoding="utf-8")
     for kind in KINDS.values():
         row = f"| `{kind.code}` | {kind.cause} | {'yes' if kind.retry else 'no'} | "
-        assert row in readme, row
-        line = readme[readme.index(row):].split("\n", 1)[0]
+        assert row in page, row
+        line = page[page.index(row):].split("\n", 1)[0]
         assert line.endswith("| |") != kind.user_action, line  # rows the user must act on say what to do
 
 

@@ -1,5 +1,5 @@
 """Flux failures: one table of stable error codes, what causes each, whether a retry can fix it, and whether
-the user must act. The README's error table is this one (a test compares them)."""
+the user must act. docs/how-it-works.md shows this table (a test compares them)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ErrorKind:
     code: str
-    cause: str  # what Flux did (status, close or error code), as the README shows it
+    cause: str  # what Flux did (status, close or error code), as docs/how-it-works.md shows it
     message: str  # what we tell the user
     retry: bool  # a later attempt with the same settings can succeed
     user_action: bool  # only the user can fix it (Home Assistant raises a repair issue)
