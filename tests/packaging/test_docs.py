@@ -263,6 +263,8 @@ async def test_trying_it_without_a_key_works_as_written(tmp_path: Path) -> None:
             if await asyncio.wait_for(check.wait(), 10) == 0:
                 break
             await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the server never answered Describe")
         transcribe = await asyncio.create_subprocess_exec(*run_as(lines[2], str(bin_dir / "wyoming-flux")), cwd=ROOT,
                                                           stdout=asyncio.subprocess.PIPE,
                                                           stderr=asyncio.subprocess.PIPE)
