@@ -58,6 +58,7 @@ class Script:
     drop_streams: set[int] = field(default_factory=set)  # these streams (0-based) drop on their first audio
     timing_log: str | None = None  # append {"tag", "event", "t"} JSON lines (monotonic clock) for benchmarks
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
+    words_after_eot: str | None = None  # the first Update after an EndOfTurn has these words, but no turn starts
     # what real deployments do differently
     force_end_supported: bool = True  # False: ForceEndTurn is an unknown message (fatal, then close)
     configure_failure: str | None = None  # answer every Configure with ConfigureFailure and this description
@@ -105,6 +106,7 @@ class TurnEngine:
         self.speech = 0.0
         self.silence = 0.0
         self.eager_sent = False
+        self.words_after_sent = False
         self.pending = bytearray()
 
     def _words(self) -> list[str]:
@@ -156,7 +158,12 @@ class TurnEngine:
             self.silence += WINDOW_SECONDS
         if self.t + 1e-9 >= self.next_update:
             self.next_update += UPDATE_SECONDS
-            out.append(self._info("Update"))
+            update = self._info("Update")
+            if not self.in_turn and self.turn_index and self.script.words_after_eot and not self.words_after_sent:
+                self.words_after_sent = True
+                update["transcript"] = self.script.words_after_eot
+                update["words"] = [{"word": w, "confidence": 0.5} for w in self.script.words_after_eot.split()]
+            out.append(update)
         if self.in_turn and not speech and not self.script.no_eot:
             if self.eager_silence is not None and not self.eager_sent and self.silence >= self.eager_silence:
                 self.eager_sent = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 
 import aiohttp
 import pytest
@@ -248,3 +249,25 @@ async def test_a_language_the_model_lacks_is_said_once_and_noted(
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "does not support language de" in r.message]
     assert len(warnings) == 1
     assert "language_hint" not in fake_flux.streams[0].query
+
+
+async def test_client_mode_ends_at_no_active_turn_quietly_with_the_ended_turns_text(
+    session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Flux answers our ForceEndTurn with "no active turn" after words that started no turn: the command is
+    decided then, on the turn that ended, and that expected answer is not a warning."""
+    fake_flux.script.transcripts = ["what time is it"]
+    fake_flux.script.words_after_eot = "uh huh"
+    caplog.set_level(logging.DEBUG, "wyoming_flux")
+    config = dataclasses.replace(session_config, end_on_flux_eot=False)
+    result, _ = await command(config, load_wav("what_time_is_it") + silence(1), pace=1e9)
+    assert any(m["transcript"] == "uh huh" for m in fake_flux.streams[0].events("Update"))  # the case at hand
+    assert (result.text, result.ended_by, result.degraded) == ("what time is it", Ending.FORCED, False)
+    assert result.finalize_seconds is not None and result.finalize_seconds < 1.0  # not the 2 s finalize bound
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+    fake_flux.script.words_after_eot = None
+    caplog.clear()
+    result, _ = await command(config, load_wav("what_time_is_it") + silence(1))  # the usual client-mode command
+    assert result.text == "what time is it"
+    assert "FORCE_END_TURN_NO_ACTIVE_TURN" in caplog.text  # said, at debug level
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text

@@ -140,3 +140,13 @@ def test_bounds() -> None:
     stalled.turn_info(info("Update", 0.72, "turn on"), 0.7)
     decision = stalled.tick(3.8)
     assert isinstance(decision, Decision) and decision.degraded and decision.text == "turn on"
+
+
+def test_no_active_turn_after_words_that_started_no_turn_is_the_end_with_the_ended_turns() -> None:
+    state = started(end_on_flux_eot=False)  # client mode: an EndOfTurn does not end the command
+    state.turn_info(info("StartOfTurn", 0.5), 0.5)
+    state.turn_info(info("EndOfTurn", 1.5, "what time is it"), 1.5)
+    state.turn_info(info("Update", 1.8, "uh huh"), 1.8)  # words, but Flux starts no turn
+    state.force(Ending.FORCED, 2.0)
+    decision = state.warning(NO_ACTIVE_TURN)
+    assert decision is not None and (decision.ended_by, decision.text) == (Ending.FORCED, "what time is it")

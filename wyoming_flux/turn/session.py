@@ -37,7 +37,7 @@ from .request import (
     TurnResult,
     stream_options,
 )
-from .state import Bounds, Decision, Ending, ForceTurn, TurnState
+from .state import NO_ACTIVE_TURN, Bounds, Decision, Ending, ForceTurn, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
 
@@ -303,7 +303,11 @@ class TurnSession:
             elif isinstance(message, FatalError):
                 raise self._fatal(message)
             elif isinstance(message, FluxWarning):
-                _LOGGER.warning("Flux warning %s: %s", message.code, message.description)
+                # "No active turn" is how Flux answers our ForceEndTurn when the turn already ended: in client
+                # mode, the usual end of a command
+                expected = message.code == NO_ACTIVE_TURN and self._state.forcing is not None
+                _LOGGER.log(logging.DEBUG if expected else logging.WARNING, "Flux warning %s: %s", message.code,
+                            message.description)
                 self._apply(self._state.warning(message.code))
             elif isinstance(message, ConfigureResult):
                 if not message.success:  # Flux keeps the configuration it had; say so once

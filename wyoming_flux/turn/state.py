@@ -86,6 +86,7 @@ class TurnState:
         self.completed: list[str] = []  # finished turns (only more than one in client mode)
         self.turn_text = ""
         self.turn_active = False
+        self.turn_started = False  # Flux said StartOfTurn for the current turn (words alone do not start one)
         self.words_at = 0.0  # Flux's audio clock when the current turn last gained or changed words
         self.language: str | None = None
         self.first_text_at: float | None = None
@@ -145,6 +146,8 @@ class TurnState:
             return self._end_of_turn(info)
         if info.event == "StartOfTurn" or info.transcript:
             self.turn_active = True  # an Update with text can come before any StartOfTurn
+        if info.event == "StartOfTurn":
+            self.turn_started = True
         text = info.transcript.strip()
         if info.event == "StartOfTurn" or text != self.turn_text:
             self.words_at = info.audio_window_end
@@ -156,7 +159,7 @@ class TurnState:
         return None
 
     def _end_of_turn(self, info: TurnInfo) -> Decision | None:
-        self.turn_active = False
+        self.turn_active = self.turn_started = False
         text = info.transcript.strip()
         if text:
             self.completed.append(text)
@@ -173,8 +176,16 @@ class TurnState:
         return None
 
     def warning(self, code: str) -> Decision | None:
-        """Only "no active turn" answers a ForceEndTurn; any other Warning leaves the turn as it is."""
-        if code == NO_ACTIVE_TURN and self.forcing is not None and not self.turn_active:
+        """Only "no active turn" answers a ForceEndTurn; any other Warning leaves the turn as it is.
+
+        Flux answers it after all the audio before our ForceEndTurn, so every turn that ended has been reported:
+        the command is decided now, on their text. Words of an Update after the last EndOfTurn with no turn
+        started are not a turn Flux will finalize; they are kept only when no turn ended (better than nothing).
+        After a StartOfTurn the warning is not taken as the end: that turn's EndOfTurn is still to come."""
+        if code == NO_ACTIVE_TURN and self.forcing is not None and not self.turn_started:
+            if self.completed:
+                self.turn_text = ""
+            self.turn_active = False
             return self.decide(self.forcing)
         return None
 
