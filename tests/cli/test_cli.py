@@ -25,9 +25,9 @@ ROOT = Path(__file__).parents[2]
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--api-key", "k", "--eot-threshold", "1.5"], "eot_threshold must be between 0.5 and 1.0"),
+        (["--api-key", "k", "--eot-threshold", "1.5"], "--eot-threshold must be between 0.5 and 1.0, not 1.5"),
         (["--api-key", "k", "--eager-eot-threshold", "0.8", "--eot-threshold", "0.6"], "must not exceed"),
-        (["--api-key", "k", "--eot-timeout-ms", "100"], "eot_timeout_ms must be between 500 and 60000"),
+        (["--api-key", "k", "--eot-timeout-ms", "100"], "--eot-timeout-ms must be between 500 and 60000, not 100"),
         (["--api-key", "k", "--max-command-seconds", "0"], "--max-command-seconds must be between 5 and 300, not 0"),
         (["--api-key", "k", "--no-speech-timeout", "90"], "--no-speech-timeout must be between 1 and 60, not 90"),
         (["--api-key", "k", "--uri", "http://x"], "--uri must be"),
@@ -39,7 +39,7 @@ ROOT = Path(__file__).parents[2]
 def test_bad_configuration_is_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
-    assert main(argv) == 2
+    assert _exit_code(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and "Traceback" not in err
 
@@ -144,11 +144,11 @@ def test_uris_the_server_cannot_listen_on_are_one_clear_line(uri: str, message: 
     (["--max-connections", "0"], "--max-connections must be at least"),
     (["--max-queued-bytes", "10"], "--max-queued-bytes must be at least"),
     (["--read-window", "-0.01"], "--read-window must be at least 0.0, not -0.01"),
-    (["--read-window", "inf"], "--read-window must be a finite number, not inf"),
-    (["--idle-timeout", "nan"], "--idle-timeout must be a finite number, not nan"),
+    (["--read-window", "inf"], "--read-window must be a finite number at least 0.0, not inf"),
+    (["--idle-timeout", "nan"], "--idle-timeout must be a finite number at least 0.01, not nan"),
 ])
 def test_bad_connection_limits_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--api-key", "k", *argv]) == 2
+    assert _exit_code(["--api-key", "k", *argv]) == 2
     assert message in capsys.readouterr().err
 
 
@@ -236,3 +236,57 @@ async def test_a_port_in_use_is_one_line_and_leaves_nothing_unclosed(fake_flux: 
     code, text, port = await serve_with_a_port_taken(fake_flux, "--uri", "tcp://127.0.0.1:{taken}")
     assert code == 1 and f"cannot listen on tcp://127.0.0.1:{port}" in text
     assert "Traceback" not in text and "Unclosed" not in text
+
+
+def _exit_code(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except SystemExit as stop:  # argparse's own exits (--help, a bad flag)
+        return int(stop.code or 0)
+
+
+def test_help_lists_every_command_and_every_mode_of_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert _exit_code(["--help"]) == 0
+    out = capsys.readouterr().out
+    for command in ("check ", "check --flux", "check --hass-url", "transcribe WAV"):
+        assert command in out, command
+    assert _exit_code(["check", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--flux" in out and "--hass-url" in out and "--uri" in out
+
+
+@pytest.mark.parametrize(("argv", "env", "message"), [
+    ([], {"WYOMING_FLUX_EOT_THRESHOLD": "abc"}, "WYOMING_FLUX_EOT_THRESHOLD must be a number between 0.5 and 1.0, not abc"),
+    (["--eot-threshold", "abc"], {}, "--eot-threshold must be a number between 0.5 and 1.0, not abc"),
+    ([], {"WYOMING_FLUX_EOT_THRESHOLD": "1.5"}, "WYOMING_FLUX_EOT_THRESHOLD must be between 0.5 and 1.0, not 1.5"),
+    ([], {"WYOMING_FLUX_EOT_TIMEOUT_MS": "2.5"},
+     "WYOMING_FLUX_EOT_TIMEOUT_MS must be a whole number between 500 and 60000, not 2.5"),
+    (["--warm-connections", "11"], {}, "--warm-connections must be between 0 and 10, not 11"),
+    ([], {"WYOMING_FLUX_WARM_MAX_AGE": "1"}, "WYOMING_FLUX_WARM_MAX_AGE must be between 2 and 300, not 1"),
+    ([], {"WYOMING_FLUX_MAX_SESSIONS": "0"}, "WYOMING_FLUX_MAX_SESSIONS must be at least 1, not 0"),
+    ([], {"WYOMING_FLUX_FALLBACK_TIMEOUT": "soon"},
+     "WYOMING_FLUX_FALLBACK_TIMEOUT must be a number between 1 and 120, not soon"),
+    ([], {"WYOMING_FLUX_IDLE_TIMEOUT": "x"}, "WYOMING_FLUX_IDLE_TIMEOUT must be a number at least 0.01, not x"),
+    ([], {"WYOMING_FLUX_METRICS_PORT": "http"},
+     "WYOMING_FLUX_METRICS_PORT must be a whole number between 1 and 65535, not http"),
+    (["--metrics-port", "x"], {}, "--metrics-port must be a whole number between 1 and 65535, not x"),
+    (["check", "--timeout", "soon"], {}, "wyoming-flux check: error: --timeout must be a number between 0.1 and 300"),
+])
+def test_a_bad_number_names_its_flag_or_variable_and_the_range(
+    argv: list[str], env: dict[str, str], message: str, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert _exit_code([*argv, "--api-key", "k"] if argv[:1] != ["check"] else argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err and "Traceback" not in err, err
+
+
+def test_an_empty_key_file_says_it_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    key = tmp_path / "deepgram.key"
+    key.write_text("\n")
+    assert main(["--api-key-file", str(key)]) == 2
+    assert capsys.readouterr().err.strip() == f"wyoming-flux: error: --api-key-file {key} is empty"

@@ -250,7 +250,7 @@ async def test_check_proves_the_address_and_token(
     ha_api: HomeAssistantApi, token: str, home: er.RegistryEntry, capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert await check_names(ha_api.url, token, timeout=10) == 0
-    assert "1 entities exposed to Assist" in capsys.readouterr().out
+    assert "1 entity exposed to Assist" in capsys.readouterr().out
     assert await check_names(ha_api.url, "not-a-token", timeout=10) == 1
     assert "rejected the token" in capsys.readouterr().err
     assert await check_names(f"http://127.0.0.1:{free_port()}", token, timeout=10) == 1

@@ -19,8 +19,9 @@ from tests.conftest import make_settings
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
 from tests.faults import FAULTS, Fault, heal
-from tests.helpers import fixture_text, load_wav, silence
+from tests.helpers import fixture_text, free_port, load_wav, silence
 from tests.wyoming_io import audio_events, one_command
+from wyoming_flux.cli.config import ConfigError
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
 from wyoming_flux.deepgram.errors import FluxError, FluxUnavailableError
 from wyoming_flux.server.server import FluxServer
@@ -230,3 +231,64 @@ async def test_a_client_that_leaves_while_the_fallback_works_leaves_nothing_behi
                 break
             await asyncio.sleep(0.05)
         assert server.connections == 0 and server.gate.active == 0
+
+
+def test_a_fallback_that_is_this_server_is_refused() -> None:
+    for uri, fallback in [("tcp://0.0.0.0:10300", "tcp://127.0.0.1:10300"), ("tcp://127.0.0.1:10300", "tcp://localhost:10300"),
+                          ("tcp://192.168.1.5:10300", "tcp://192.168.1.5:10300")]:
+        with pytest.raises(ConfigError, match=f"--fallback-uri {fallback} is this server"):
+            settings_from_args(build_parser().parse_args(["--api-key", "k", "--uri", uri, "--fallback-uri", fallback]))
+    # Another port on this machine is another server.
+    settings_from_args(build_parser().parse_args(["--api-key", "k", "--uri", "tcp://0.0.0.0:10300",
+                                                  "--fallback-uri", "tcp://127.0.0.1:10301"]))
+
+
+async def test_a_fallback_that_leads_back_here_stops_the_start(session_config: SessionConfig) -> None:
+    from wyoming_flux.server.fallback_client import FallbackLoopError
+
+    # The server itself has no address check (that is the command line's): the Describe probe arrives here.
+    port = free_port()
+    settings = dataclasses.replace(make_settings(session_config), fallback_uri=f"tcp://127.0.0.1:{port}")
+    server = FluxServer(settings, f"tcp://127.0.0.1:{port}")
+    with pytest.raises(FallbackLoopError, match="is this server"):
+        await server.start()
+
+
+async def test_an_unreachable_fallback_is_one_warning_at_start(session_config: SessionConfig,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    async with serving(session_config, "tcp://127.0.0.1:1", 2.0):
+        pass
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "fallback" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith("The fallback at tcp://127.0.0.1:1 does not answer")
+
+
+async def test_a_reachable_fallback_is_not_warned_about(server: FluxServer, caplog: pytest.LogCaptureFixture) -> None:
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+async def test_a_command_that_is_another_servers_fallback_never_goes_to_a_fallback(
+    fake_flux: FakeFlux, session_config: SessionConfig, peer: Peer
+) -> None:
+    """A -> B -> peer: with Flux down, A's fallback (B) must answer from Flux or fail, never pass the command on
+    to its own fallback: two servers that are each other's fallback would pass a command around forever."""
+    fake_flux.script.handshake_status = 503
+    async with serving(session_config, peer.uri) as second:
+        async with serving(session_config, f"tcp://127.0.0.1:{second.port}") as first:
+            assert first.port is not None
+            event, _ = await one_command(first.port, load_wav(KITCHEN))
+    assert Error.is_type(event.type)
+    error = Error.from_event(event)
+    assert error.code == "flux-unavailable"
+    # One sentence for both failures: Flux's, and the fallback's (B's own Flux error).
+    assert "Flux is unavailable" in error.text and "and the fallback failed" in error.text
+    assert error.text.count("the fallback failed") == 1
+
+
+async def test_when_the_fallback_fails_too_the_client_is_told(fake_flux: FakeFlux, session_config: SessionConfig) -> None:
+    async with serving(session_config, "tcp://127.0.0.1:1", 2.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 429
+        event, _ = await one_command(server.port, load_wav(KITCHEN))
+    error = Error.from_event(event)
+    assert error.code == "flux-rate-limited"
+    assert "and the fallback failed: cannot reach the fallback at tcp://127.0.0.1:1" in error.text

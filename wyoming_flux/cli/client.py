@@ -5,15 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import wave
-from dataclasses import dataclass
 
-import numpy as np
 from wyoming.asr import Transcribe, Transcript, TranscriptChunk
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncClient
 from wyoming.error import Error
 from wyoming.info import Describe, Info
+
+from ..common.bounds import Number
+from .config import Parser
+from .wav import Recording, WavError, read_wav, speech_end
+
+__all__ = ["Recording", "check", "read_wav", "speech_end", "transcribe"]
 
 DEFAULT_URI = "tcp://127.0.0.1:10300"
 
@@ -28,6 +31,11 @@ async def check(uri: str, timeout: float) -> int:
                     if Info.is_type(event.type):
                         info = Info.from_event(event)
                         break
+                    if Error.is_type(event.type):  # e.g. client-not-allowed, server-full
+                        error = Error.from_event(event)
+                        print(f"wyoming-flux check: {uri} refused: error ({error.code}): {error.text}",
+                              file=sys.stderr)
+                        return 1
                 else:
                     raise ConnectionError("connection closed before Info")
     except (OSError, TimeoutError, ValueError, KeyError, TypeError, AttributeError) as err:
@@ -39,37 +47,6 @@ async def check(uri: str, timeout: float) -> int:
     asr = info.asr[0]
     print(f"ok: {asr.name} {asr.version or ''} at {uri} ({', '.join(m.name for m in asr.models)})")
     return 0
-
-
-@dataclass
-class Recording:
-    pcm: bytes
-    rate: int
-    width: int
-    channels: int
-    speech_end: float  # seconds: the end of the last loud stretch
-
-
-def read_wav(path: str) -> Recording:
-    with wave.open(path, "rb") as wav:
-        rate, width, channels = wav.getframerate(), wav.getsampwidth(), wav.getnchannels()
-        pcm = wav.readframes(wav.getnframes())
-    return Recording(pcm, rate, width, channels, speech_end(pcm, rate, width, channels))
-
-
-def speech_end(pcm: bytes, rate: int, width: int, channels: int) -> float:
-    """Where speech ends: the last 20 ms window louder than a tenth of the loudest one."""
-    if width != 2:
-        return len(pcm) / (rate * width * channels)
-    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % (2 * channels)], dtype="<i2").astype(np.float64)
-    mono = samples.reshape(-1, channels).mean(axis=1)
-    window = max(1, rate // 50)
-    count = len(mono) // window
-    if count == 0:
-        return 0.0
-    rms = np.sqrt((mono[: count * window].reshape(count, window) ** 2).mean(axis=1))
-    loud = np.nonzero(rms > max(rms.max() / 10, 100))[0]
-    return float((loud[-1] + 1) * window / rate) if len(loud) else 0.0
 
 
 async def transcribe(path: str, uri: str, *, fast: bool, language: str | None, model: str | None) -> int:
@@ -100,18 +77,25 @@ async def transcribe(path: str, uri: str, *, fast: bool, language: str | None, m
         await client.write_event(AudioStart(rate=recording.rate, width=recording.width, channels=recording.channels).event())
         marks["start"] = loop.time()
         answer = asyncio.create_task(read_answer())
+        sent = 0
         try:
-            sent = 0
-            while sent < len(recording.pcm) and not answer.done():
-                piece = recording.pcm[sent : sent + chunk]
-                await client.write_event(AudioChunk(rate=recording.rate, width=recording.width, channels=recording.channels, audio=piece).event())
-                sent += len(piece)
-                if "speech_end" not in marks and sent / bytes_per_second >= recording.speech_end:
-                    marks["speech_end"] = loop.time()
-                if not fast:
-                    await asyncio.sleep(max(0.0, marks["start"] + sent / bytes_per_second - loop.time()))
-            await client.write_event(AudioStop().event())
-            result = await asyncio.wait_for(answer, 30)
+            try:
+                while sent < len(recording.pcm) and not answer.done():
+                    piece = recording.pcm[sent : sent + chunk]
+                    await client.write_event(AudioChunk(rate=recording.rate, width=recording.width, channels=recording.channels, audio=piece).event())
+                    sent += len(piece)
+                    if "speech_end" not in marks and sent / bytes_per_second >= recording.speech_end:
+                        marks["speech_end"] = loop.time()
+                    if not fast:
+                        await asyncio.sleep(max(0.0, marks["start"] + sent / bytes_per_second - loop.time()))
+                await client.write_event(AudioStop().event())
+            except ConnectionError:
+                # The server refused us and closed (client-not-allowed, server-full): its Error says why.
+                if (refusal := await _error_read(answer)) is None:
+                    raise
+                result: Transcript | Error = refusal
+            else:
+                result = await asyncio.wait_for(answer, 30)
         finally:
             answer.cancel()  # on any failure: its own error must not be printed as a stray traceback
             await asyncio.gather(answer, return_exceptions=True)
@@ -130,11 +114,32 @@ async def transcribe(path: str, uri: str, *, fast: bool, language: str | None, m
     return 0
 
 
+async def _error_read(answer: asyncio.Task[Transcript | Error]) -> Error | None:
+    """The Error the server sent before closing, if the answer reader got one (bounded: it was already sent)."""
+    try:
+        result = await asyncio.wait_for(asyncio.shield(answer), 1.0)
+    except (ConnectionError, OSError, TimeoutError, ValueError):
+        return None
+    return result if isinstance(result, Error) else None
+
+
+CHECK_MODES = """modes:
+  wyoming-flux check [--uri URI]              a Wyoming server answers Describe (health checks)
+  wyoming-flux check --flux [options]         Flux accepts the API key, model and endpoint (see check --flux --help)
+  wyoming-flux check --hass-url URL [options] the server can read names from Home Assistant (see check --hass-url URL --help)"""
+
+
 def main(command: str, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"wyoming-flux {command}")
+    parser = Parser(prog=f"wyoming-flux {command}", formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog=CHECK_MODES if command == "check" else None)
     parser.add_argument("--uri", default=DEFAULT_URI, help=f"the Wyoming server (default {DEFAULT_URI})")
     if command == "check":
-        parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the answer")
+        parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=5.0,
+                            help="seconds to wait for the answer (0.1-300)")
+        parser.add_argument("--flux", action="store_true", help="check Flux itself instead (its own options: "
+                            "wyoming-flux check --flux --help)")
+        parser.add_argument("--hass-url", metavar="URL", help="check Home Assistant's names instead (its own "
+                            "options: wyoming-flux check --hass-url URL --help)")
         args = parser.parse_args(argv)
         try:
             return asyncio.run(check(args.uri, args.timeout))
@@ -152,7 +157,7 @@ def main(command: str, argv: list[str]) -> int:
     except TimeoutError:
         print(f"wyoming-flux transcribe: no answer from {args.uri} within 30 s", file=sys.stderr)
         return 1
-    except (OSError, wave.Error, EOFError) as err:
+    except (OSError, WavError, EOFError) as err:
         print(f"wyoming-flux transcribe: {err or type(err).__name__}", file=sys.stderr)
         return 1
     except (ValueError, KeyError, TypeError, AttributeError) as err:  # bytes that are not Wyoming events

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
+from typing import Any, NoReturn
 
+from ..common.bounds import Number, env_default
 from ..deepgram.flux import REGIONS
 from ..server.hass_names import websocket_url
 
@@ -24,23 +27,31 @@ def env_list(name: str) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()] if value else None
 
 
-def float_env(name: str, default: float | None = None) -> float | None:
-    value = os.environ.get(name)
-    return default if value in (None, "") else float(value)
+def numeric(option: str, kind: type[int] | type[float], variable: str, default: float | None = None) -> dict[str, Any]:
+    """type= and default= of the flag of a ranged option (bounds.py): a bad value from the flag or from its
+    environment variable is one line naming the flag or the variable, and the range."""
+    parse = Number.option(option, kind)
+    return {"type": parse, "default": env_default(variable, parse, default)}
 
 
-def int_env(name: str, default: int | None = None) -> int | None:
-    value = os.environ.get(name)
-    return default if value in (None, "") else int(value)
+class Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line ("--flag must be …, not …"), without the usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        message = re.sub(r"^argument (--[\w-]+)(?:/\S+)?: must ", r"\1 must ", message)
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def read_secret(path: str | None, value: str | None, flag: str) -> str:
     """A secret from its file (e.g. a Docker secret) when one is named, else the value given; stripped."""
     if path:
         try:
-            return Path(path).read_text(encoding="utf-8").strip()
+            secret = Path(path).read_text(encoding="utf-8").strip()
         except OSError as err:
             raise ConfigError(f"cannot read {flag} {path}: {err.strerror}") from None
+        if not secret:
+            raise ConfigError(f"{flag} {path} is empty")
+        return secret
     return (value or "").strip()
 
 

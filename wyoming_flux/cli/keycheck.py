@@ -6,16 +6,16 @@ credit or a model the key may not use fail here with the same error codes a comm
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
 import aiohttp
 
+from ..common.bounds import Number
 from ..deepgram.errors import FluxError
 from ..deepgram.flux import DEFAULT_URL, verify_access
 from ..deepgram.models import FLUX_MODELS, MODEL_EN
-from .config import ConfigError, env, flux_url, read_api_key
+from .config import ConfigError, Parser, env, flux_url, read_api_key
 
 
 async def check_flux(url: str, api_key: str, model: str, timeout: float) -> int:
@@ -30,7 +30,7 @@ async def check_flux(url: str, api_key: str, model: str, timeout: float) -> int:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wyoming-flux check --flux", description=__doc__)
+    parser = Parser(prog="wyoming-flux check --flux", description=__doc__)
     parser.add_argument("--flux", action="store_true", help="check against Flux (this mode)")
     parser.add_argument("--api-key", default=env("DEEPGRAM_API_KEY"), help="Deepgram API key (env DEEPGRAM_API_KEY)")
     parser.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--model", choices=sorted(FLUX_MODELS), default=MODEL_EN)
     parser.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
                         help="us, eu, au, in, or a ws:// / wss:// URL (env WYOMING_FLUX_URL)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the handshake")
+    parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=10.0, help="seconds to wait for the handshake")
     args = parser.parse_args(argv)
     try:
         key, url = read_api_key(args), flux_url(args.flux_url)

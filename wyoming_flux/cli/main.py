@@ -10,13 +10,13 @@ import signal
 import sys
 
 from .. import __version__
-from ..common.bounds import check_range
+from ..common.bounds import check_range, resolve_environment
 from ..deepgram.flux import DEFAULT_URL, validate_thresholds
 from ..deepgram.models import FLUX_MODELS, MODEL_EN
 from ..server import limits as connection_limits
 from ..server import metrics_options
 from ..server.discovery import DEFAULT_NAME, Advertisement, advertised_host
-from ..server.fallback_client import check_fallback_uri
+from ..server.fallback_client import FallbackLoopError, check_fallback_uri
 from ..server.metrics_options import MetricsListenError
 from ..server.server import FluxServer
 from ..server.settings import ServerSettings
@@ -24,11 +24,11 @@ from ..server.uri import check_uri, tcp_address
 from ..turn.session import SessionConfig
 from .config import (
     ConfigError,
+    Parser,
     env,
     env_list,
-    float_env,
     flux_url,
-    int_env,
+    numeric,
     read_api_key,
     read_hass,
 )
@@ -39,10 +39,21 @@ KEY_ON_COMMAND_LINE = ("--api-key on the command line can be read by other users
                        "use --api-key-file or the DEEPGRAM_API_KEY environment variable")
 
 
+COMMANDS = """commands:
+  serve (default)       run the server with the options above
+  check                 is a Wyoming server answering? (Describe round trip; exit 1 if not)
+  check --flux          does Flux accept the API key, model and endpoint? (one handshake, nothing billed)
+  check --hass-url URL  can the server read names from this Home Assistant, and how many?
+  transcribe WAV        stream a WAV file to a Wyoming server, print the text and the timings
+each has its own --help, e.g. wyoming-flux check --help"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every flag can also come from an environment variable (named in its help), for containers."""
-    p = argparse.ArgumentParser(
-        prog="wyoming-flux", description="Wyoming speech-to-text server backed by Deepgram Flux"
+    p = Parser(
+        prog="wyoming-flux", description="Wyoming speech-to-text server backed by Deepgram Flux",
+        usage="wyoming-flux [serve] [options] | wyoming-flux {check,transcribe} ... (see below)",
+        epilog=COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--uri", default=env("WYOMING_FLUX_URI", "tcp://0.0.0.0:10300"),
                    help="where to listen: tcp://HOST:PORT or unix://PATH (env WYOMING_FLUX_URI)")
@@ -57,31 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
                    help="Flux endpoint: a Deepgram region (us (default), eu, au, in) or a ws(s):// URL, e.g. self-hosted "
                         "(env WYOMING_FLUX_URL)")
-    p.add_argument("--eot-threshold", type=float, default=float_env("WYOMING_FLUX_EOT_THRESHOLD"),
+    p.add_argument("--eot-threshold", **numeric("eot_threshold", float, "WYOMING_FLUX_EOT_THRESHOLD"),
                    help="confidence Flux needs to end a turn, 0.5-1.0 (Flux default 0.7; env WYOMING_FLUX_EOT_THRESHOLD)")
-    p.add_argument("--eager-eot-threshold", type=float, default=float_env("WYOMING_FLUX_EAGER_EOT_THRESHOLD"),
+    p.add_argument("--eager-eot-threshold", **numeric("eager_eot_threshold", float, "WYOMING_FLUX_EAGER_EOT_THRESHOLD"),
                    help="enable eager end-of-turn events at this confidence, 0.3-0.9 (env WYOMING_FLUX_EAGER_EOT_THRESHOLD)")
-    p.add_argument("--eot-timeout-ms", type=int, default=int_env("WYOMING_FLUX_EOT_TIMEOUT_MS"),
+    p.add_argument("--eot-timeout-ms", **numeric("eot_timeout_ms", int, "WYOMING_FLUX_EOT_TIMEOUT_MS"),
                    help="silence after speech that always ends a turn, 500-60000 ms (Flux default 5000; env WYOMING_FLUX_EOT_TIMEOUT_MS)")
     p.add_argument("--keyterm", action="append", default=None,
                    help="a word or phrase Flux should expect; repeatable (env WYOMING_FLUX_KEYTERMS, comma-separated)")
     p.add_argument("--end-of-speech", choices=("flux", "client"), default=env("WYOMING_FLUX_END_OF_SPEECH", "flux"),
                    help="flux: Flux's EndOfTurn ends the command; client: the client's VAD does (env WYOMING_FLUX_END_OF_SPEECH)")
-    p.add_argument("--no-speech-timeout", type=float, default=float_env("WYOMING_FLUX_NO_SPEECH_TIMEOUT", 8.0),
+    p.add_argument("--no-speech-timeout", **numeric("no_speech_timeout", float, "WYOMING_FLUX_NO_SPEECH_TIMEOUT", 8.0),
                    help="seconds without any speech before answering with empty text (default 8; env WYOMING_FLUX_NO_SPEECH_TIMEOUT)")
-    p.add_argument("--max-command-seconds", type=float, default=float_env("WYOMING_FLUX_MAX_COMMAND_SECONDS", 30.0),
+    p.add_argument("--max-command-seconds", **numeric("max_command_seconds", float, "WYOMING_FLUX_MAX_COMMAND_SECONDS", 30.0),
                    help="longest command; then the turn is ended on what was heard (default 30; env WYOMING_FLUX_MAX_COMMAND_SECONDS)")
-    p.add_argument("--max-sessions", type=int, default=int_env("WYOMING_FLUX_MAX_SESSIONS"),
+    p.add_argument("--max-sessions", **numeric("max_sessions", int, "WYOMING_FLUX_MAX_SESSIONS"),
                    help="most commands streaming to Flux at once; more get a server-busy Error (env WYOMING_FLUX_MAX_SESSIONS)")
     p.add_argument("--allow", action="append", default=None,
                    help="client network allowed to connect, e.g. 192.168.1.0/24; repeatable; default everyone "
                         "(env WYOMING_FLUX_ALLOW, comma-separated)")
-    p.add_argument("--warm-connections", type=int, default=int_env("WYOMING_FLUX_WARM_CONNECTIONS", 0),
+    p.add_argument("--warm-connections", **numeric("warm_connections", int, "WYOMING_FLUX_WARM_CONNECTIONS", 0),
                    help="Flux connections kept open so a command skips the handshake (default 0: off; "
                         "env WYOMING_FLUX_WARM_CONNECTIONS)")
-    p.add_argument("--warm-max-age", type=float, default=float_env("WYOMING_FLUX_WARM_MAX_AGE", 8.0),
+    p.add_argument("--warm-max-age", **numeric("warm_max_age", float, "WYOMING_FLUX_WARM_MAX_AGE", 8.0),
                    help="seconds before a waiting connection is replaced (default 8; env WYOMING_FLUX_WARM_MAX_AGE)")
-    p.add_argument("--warm-window", type=float, default=float_env("WYOMING_FLUX_WARM_WINDOW", 120.0),
+    p.add_argument("--warm-window", **numeric("warm_window", float, "WYOMING_FLUX_WARM_WINDOW", 120.0),
                    help="keep warm connections only this many seconds after a command; 0 = always "
                         "(default 120; env WYOMING_FLUX_WARM_WINDOW)")
     p.add_argument("--mip-opt-out", action="store_true",
@@ -107,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-uri", default=env("WYOMING_FLUX_FALLBACK_URI"), metavar="tcp://HOST:PORT",
                    help="a Wyoming speech-to-text server (e.g. a local wyoming-faster-whisper) that answers when Flux "
                         "cannot (env WYOMING_FLUX_FALLBACK_URI)")
-    p.add_argument("--fallback-timeout", type=float, default=float_env("WYOMING_FLUX_FALLBACK_TIMEOUT", 10.0),
+    p.add_argument("--fallback-timeout", **numeric("fallback_timeout", float, "WYOMING_FLUX_FALLBACK_TIMEOUT", 10.0),
                    help="seconds the fallback may take after the audio ended, plus 3 (default 10; "
                         "env WYOMING_FLUX_FALLBACK_TIMEOUT)")
     metrics_options.add_arguments(p)
@@ -118,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Check everything up front; raise ConfigError with one readable line."""
+    try:
+        resolve_environment(args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     try:
         validate_thresholds(args.eot_threshold, args.eager_eot_threshold, args.eot_timeout_ms)
     except ValueError as err:
@@ -140,17 +155,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
     keyterms = args.keyterm if args.keyterm is not None else (env_list("WYOMING_FLUX_KEYTERMS") or [])
-    if not 0 <= args.warm_connections <= 10:
-        raise ConfigError("--warm-connections must be between 0 and 10")
-    if not 2 <= args.warm_max_age <= 300:
-        raise ConfigError("--warm-max-age must be between 2 and 300 seconds")
-    if not 0 <= args.warm_window <= 86400:
-        raise ConfigError("--warm-window must be between 0 and 86400 seconds")
     tags = args.tag if args.tag is not None else (env_list("WYOMING_FLUX_TAGS") or [])
     if any(len(tag) > 128 for tag in tags):
         raise ConfigError("--tag must be at most 128 characters")
-    if args.max_sessions is not None and args.max_sessions < 1:
-        raise ConfigError("--max-sessions must be at least 1")
     try:
         allow = tuple(ipaddress.ip_network(net, strict=False)
                       for net in (args.allow if args.allow is not None else env_list("WYOMING_FLUX_ALLOW") or []))
@@ -159,11 +166,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     hass_url, hass_token = read_hass(args)
     if args.fallback_uri:
         try:
-            check_fallback_uri(args.fallback_uri)
+            check_fallback_uri(args.fallback_uri, args.uri)
         except ValueError as err:
             raise ConfigError(str(err) if str(err).startswith("--") else f"--fallback-uri {err}") from None
-    if not 1 <= args.fallback_timeout <= 120:
-        raise ConfigError("--fallback-timeout must be between 1 and 120 seconds")
     session = SessionConfig(
         url=url,
         api_key=read_api_key(args),
@@ -261,9 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         settings = settings_from_args(args)
-    except ValueError as err:  # a malformed number in an environment variable
-        print(f"wyoming-flux: error: {err}", file=sys.stderr)
-        return 2
+    except SystemExit as stop:  # --help, --version, or a bad flag argparse has already explained
+        return int(stop.code or 0)
     except ConfigError as err:
         print(f"wyoming-flux: error: {err}", file=sys.stderr)
         return 2
@@ -277,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     except MetricsListenError as err:
         print(f"wyoming-flux: error: {err}", file=sys.stderr)
         return 1
+    except FallbackLoopError as err:
+        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"wyoming-flux: error: cannot listen on {args.uri}: {err.strerror or err}", file=sys.stderr)
         return 1

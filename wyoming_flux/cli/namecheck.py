@@ -3,15 +3,16 @@ show how many names it would send Flux."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
 import aiohttp
 
+from ..common.bounds import Number
+from ..common.wording import count
 from ..server.hass_names import HassAuthError, HassNames, HassProtocolError
 from ..turn.names import keyterms_from_names
-from .config import ConfigError, env, read_hass
+from .config import ConfigError, Parser, env, read_hass
 
 
 async def check_names(url: str, token: str, timeout: float) -> int:
@@ -26,17 +27,17 @@ async def check_names(url: str, token: str, timeout: float) -> int:
               file=sys.stderr)
         return 1
     terms = keyterms_from_names(areas, entities)
-    print(f"ok: Home Assistant at {names.url}: {len(areas)} areas, {len(entities)} entities exposed to Assist "
-          f"-> {len(terms)} keyterms")
+    print(f"ok: Home Assistant at {names.url}: {count(len(areas), 'area')}, {count(len(entities), 'entity', 'entities')} "
+          f"exposed to Assist -> {count(len(terms), 'keyterm')}")
     return 0
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="wyoming-flux check --hass-url", description=__doc__)
+    parser = Parser(prog="wyoming-flux check --hass-url", description=__doc__)
     parser.add_argument("--hass-url", required=True, help="Home Assistant's address, e.g. http://homeassistant.local:8123")
     parser.add_argument("--hass-token-file", default=env("WYOMING_FLUX_HASS_TOKEN_FILE"),
                         help="file holding a long-lived access token (or the token in HASS_TOKEN)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each step")
+    parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=10.0, help="seconds to wait for each step")
     args = parser.parse_args(argv)
     try:
         url, token = read_hass(args)

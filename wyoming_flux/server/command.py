@@ -18,13 +18,14 @@ from wyoming.error import Error
 from wyoming.event import Event
 
 from ..common.tasks import keep
+from ..common.wording import count
 from ..deepgram.models import FluxModel, pick_model
 from ..deepgram.pool import WarmPool
 from ..turn.audio import AudioFormatError, check_format
 from ..turn.fallback import AudioBuffer, FluxHealth, answer_with_fallback
 from ..turn.session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
 from . import fields
-from .fallback_client import WyomingFallback
+from .fallback_client import WyomingFallback, from_fallback
 from .fields import AudioFormat, MalformedEvent
 from .partials import ChunkStream
 from .ratelog import RateLimitedLog
@@ -94,6 +95,7 @@ class Commands:
         self._started = 0.0  # loop time the command started
         self._answer_task: asyncio.Task[None] | None = None
         self._chunks = ChunkStream()
+        self._from_fallback = False  # the next command is another wyoming-flux's fallback: no fallback of ours
 
     @property
     def open(self) -> bool:
@@ -104,6 +106,7 @@ class Commands:
         keyterms = (*fields.texts(data, "transcript_names"), *fields.texts(data, "transcript_terms"))
         model = pick_model(list(self._ctx.models), name, language)
         self._request = TurnRequest(model=model, language=language, keyterms=keyterms)  # for the next command
+        self._from_fallback = from_fallback(data)
         return None
 
     def audio_start(self, data: dict[str, Any]) -> Step:
@@ -189,6 +192,7 @@ class Commands:
         await self._end_command()  # a new stream replaces one the client abandoned
         self._open, self._answered, self._format, self._chunk_format = True, False, fmt, None
         request, self._request = self._request, None
+        to_fallback, self._from_fallback = self._ctx.fallback is not None and not self._from_fallback, False
         try:
             check_format(fmt.rate, fmt.width, fmt.channels)
         except AudioFormatError as err:
@@ -198,8 +202,9 @@ class Commands:
         if names := self._ctx.names():  # after configured and client terms; the budget trims the rest
             request = replace(request, keyterms=(*request.keyterms, *names))
         if not self._ctx.gate.enter():
-            self._ctx.log.warning("refused commands", "Refused a command: %d commands are already running "
-                                  "(--max-sessions)", self._ctx.gate.active)
+            active = self._ctx.gate.active
+            self._ctx.log.warning("refused commands", "Refused a command: %s already running (--max-sessions)",
+                                  f"{count(active, 'command')} {'is' if active == 1 else 'are'}")
             self._answer_error("The server is at its limit of concurrent commands; try again shortly", "server-busy")
             return
         self._holds_gate = True
@@ -208,7 +213,7 @@ class Commands:
             self._language = request.language
             self._started = asyncio.get_running_loop().time()
             health = self._ctx.health
-            if self._ctx.fallback is not None:
+            if to_fallback:
                 self._buffer = AudioBuffer(self._ctx.config.max_command_seconds)
             if self._buffer is not None and health is not None and health.skip_flux():
                 _LOGGER.info("Flux is down (%s): the command goes to the fallback", health.last_error)

@@ -28,6 +28,7 @@ from .wire import BadEvent, EventParser, encode_event
 
 _LOGGER = logging.getLogger(__name__)
 
+REFUSE_LINGER = 1.0  # seconds a refused client has to read its Error and close
 EVENTS_PER_TURN = 32  # then let other connections run: no client can delay another's Describe
 
 
@@ -60,21 +61,31 @@ class WyomingConnection(asyncio.Protocol):
         self._event_started: float | None = None  # part of an event has come, the rest not yet
         self._streaming = False  # the last event was an audio chunk its command took: repeats may follow
         self._reads: ReadBatching | None = None
+        self._refused = False
+        self.peer: object = None  # the client's address (a tuple for TCP)
 
     # ------------------------------------------------------------ transport callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        self.peer = transport.get_extra_info("peername")
         transport.set_write_buffer_limits(high=self._limits.max_queued_bytes)
         if self._limits.read_window > 0:
             self._reads = ReadBatching(transport, self._shared.batches)
         self._shared.connections.add(self)
 
     def refuse(self, code: str, text: str) -> None:
-        """Answer a connection the server will not serve, and close it."""
+        """Answer a connection the server will not serve, and close it: our side at once, theirs when the client
+        closes or after REFUSE_LINGER. Until then what the client sends is read and dropped: a close with unread
+        data would reset the connection, and the client would see the reset instead of the Error."""
         self.send(Error(text=text, code=code).event())
-        self._close()
+        self._refused = True
+        if self._transport is not None and self._transport.can_write_eof():
+            self._closed_at = self._loop.time()
+            self._transport.write_eof()
+        else:
+            self._close()
 
     def data_received(self, data: bytes) -> None:
         if self._closed_at is not None:
@@ -263,8 +274,8 @@ class WyomingConnection(asyncio.Protocol):
         """Called about every second by the server: enforce the time limits."""
         limits = self._limits
         if self._closed_at is not None:
-            if now - self._closed_at > limits.send_timeout:
-                self.abort()  # closed, but the client never read what was queued
+            if now - self._closed_at > (min(REFUSE_LINGER, limits.send_timeout) if self._refused else limits.send_timeout):
+                self.abort()  # closed, but the client never read what was queued (or, refused, never closed)
         elif self._write_paused_at is not None and now - self._write_paused_at > limits.send_timeout:
             self._shared.log.warning("unread connections", "Dropping a client that does not read its answers")
             self._closed_at = now

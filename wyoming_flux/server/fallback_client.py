@@ -5,23 +5,99 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import socket
+from collections.abc import Callable
+from typing import Any
 
 from wyoming.asr import Transcribe, Transcript
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncClient
 from wyoming.error import Error
+from wyoming.event import async_read_event, async_write_event
+from wyoming.info import Describe, Info
 
 from ..turn.fallback import AudioBuffer, FallbackError
 from .uri import tcp_address
 
 _CONNECT_TIMEOUT = 3.0
+_PROBE_TIMEOUT = 2.0  # the start-up Describe: a fallback that takes longer is said to be unreachable
+# In the Transcribe we send: a wyoming-flux that gets this command must not hand it to its own fallback, so
+# two servers that are each other's fallback (or one that is its own) cannot pass a command around forever.
+CONTEXT_KEY, FROM_FALLBACK = "wyoming-flux", "fallback"
 
 
-def check_fallback_uri(uri: str) -> None:
-    """ValueError with one line for a fallback address the server cannot use."""
+def check_fallback_uri(uri: str, listen_uri: str | None = None) -> None:
+    """ValueError with one line for a fallback address the server cannot use, or that is the server itself."""
     if not uri.startswith("tcp://"):
         raise ValueError(f"--fallback-uri must be tcp://HOST:PORT, not {uri}")
-    tcp_address(uri)
+    host, port = tcp_address(uri)
+    if listen_uri is not None and listen_uri.startswith("tcp://") and _same_server(host, port, listen_uri):
+        raise ValueError(f"--fallback-uri {uri} is this server (--uri {listen_uri}): name another Wyoming "
+                         "speech-to-text server")
+
+
+def _same_server(host: str, port: int, listen_uri: str) -> bool:
+    listen_host, listen_port = tcp_address(listen_uri)
+    if port != listen_port:
+        return False
+    local = {"localhost", socket.gethostname().lower()}
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        reaches_us = host.lower() in local
+    else:
+        reaches_us = address.is_loopback or address.is_unspecified
+    return host == listen_host or (reaches_us and (listen_host in ("0.0.0.0", "::") or _loopback(listen_host)))
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host.lower() == "localhost"
+
+
+def from_fallback(data: dict[str, Any]) -> bool:
+    """The Transcribe of a command another wyoming-flux sends as its fallback."""
+    context = data.get("context")
+    return isinstance(context, dict) and context.get(CONTEXT_KEY) == FROM_FALLBACK
+
+
+class FallbackLoopError(Exception):
+    """The fallback address leads back to this server: one line for the user."""
+
+
+async def probe(uri: str, is_self: Callable[[tuple[Any, ...]], bool]) -> str | None:
+    """Describe the fallback once at start: None if it answers with speech-to-text, else why not (for one
+    warning). FallbackLoopError if the connection arrives at this very server (`is_self` of our local address)."""
+    host, port = tcp_address(uri)
+    writer: asyncio.StreamWriter | None = None
+    try:
+        async with asyncio.timeout(_PROBE_TIMEOUT):
+            reader, writer = await asyncio.open_connection(host, port)
+            await async_write_event(Describe().event(), writer)
+            while (event := await async_read_event(reader)) is not None:
+                if is_self(writer.get_extra_info("sockname")):  # whatever we answered ourselves
+                    raise FallbackLoopError(f"--fallback-uri {uri} is this server: name another Wyoming "
+                                            "speech-to-text server")
+                if Info.is_type(event.type):
+                    return None if Info.from_event(event).asr else "it offers no speech-to-text"
+                if Error.is_type(event.type):
+                    error = Error.from_event(event)
+                    return f"it refused us: {error.code}: {error.text}"
+            return "it closed the connection without answering Describe"
+    except TimeoutError:
+        return f"no answer to Describe within {_PROBE_TIMEOUT:g} s"
+    except OSError as err:
+        return err.strerror or str(err) or type(err).__name__
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        return f"it does not speak Wyoming ({type(err).__name__})"
+    finally:
+        if writer is not None:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 class WyomingFallback:
@@ -60,7 +136,7 @@ class WyomingFallback:
 
 
 async def _upload(client: AsyncClient, buffer: AudioBuffer, language: str | None) -> None:
-    await client.write_event(Transcribe(language=language).event())
+    await client.write_event(Transcribe(language=language, context={CONTEXT_KEY: FROM_FALLBACK}).event())
     started = False
     async for chunk in buffer.stream():
         if not started:

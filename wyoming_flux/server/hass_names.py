@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from ..common.tasks import cancel
+from ..common.wording import count
 from ..turn.names import Named, keyterms_from_names
 
 _LOGGER = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ class HassNames:
                     await self._call(ws, "subscribe_events", event_type=event_type)
                 await self._refresh(ws)
                 if not self.connected:
-                    _LOGGER.info("Home Assistant names: %d keyterms from %s", len(self.terms), self.url)
+                    _LOGGER.info("Home Assistant names: %s from %s", count(len(self.terms), "keyterm"), self.url)
                 self.connected, self._warned, self.status = True, False, "connected"
                 while not reader.done():
                     with contextlib.suppress(TimeoutError):
@@ -200,8 +201,8 @@ class HassNames:
         areas, entities = await self._fetch(ws)
         self.terms = tuple(keyterms_from_names(areas, entities))
         self.fetches += 1
-        _LOGGER.debug("Home Assistant names: %d areas, %d exposed entities -> %d keyterms", len(areas),
-                      len(entities), len(self.terms))
+        _LOGGER.debug("Home Assistant names: %s, %s -> %s", count(len(areas), "area"),
+                      count(len(entities), "exposed entity", "exposed entities"), count(len(self.terms), "keyterm"))
 
     async def _fetch(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Named], list[Named]]:
         areas = await self._call(ws, "config/area_registry/list")

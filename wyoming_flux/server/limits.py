@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from dataclasses import dataclass, field, fields
 
+from ..common.bounds import Number, env_default
 from .wire import WireLimits
 
 
@@ -56,10 +56,10 @@ def env_name(flag: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("connection limits")
-    for flag, attribute, kind, _, text in _FLAGS:
+    for flag, attribute, kind, low, text in _FLAGS:
         default = _default(attribute)
-        value = os.environ.get(env_name(flag))
-        group.add_argument(flag, type=kind, default=kind(value) if value else default,
+        parse = Number(kind, low)
+        group.add_argument(flag, type=parse, default=env_default(env_name(flag), parse, default),
                            help=f"{text} (default {default}; env {env_name(flag)})")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from ..common.bounds import Number, env_default
 from .uri import tcp_address
 
 
@@ -14,8 +15,8 @@ class MetricsListenError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("metrics")
-    port = os.environ.get("WYOMING_FLUX_METRICS_PORT")
-    group.add_argument("--metrics-port", type=int, default=int(port) if port else None,
+    port = Number.option("metrics_port", int)
+    group.add_argument("--metrics-port", type=port, default=env_default("WYOMING_FLUX_METRICS_PORT", port),
                        help="serve Prometheus /metrics and /healthz on this port (default off; "
                             "env WYOMING_FLUX_METRICS_PORT)")
     group.add_argument("--metrics-host", default=os.environ.get("WYOMING_FLUX_METRICS_HOST"),

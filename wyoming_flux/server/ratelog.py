@@ -32,4 +32,5 @@ class RateLimitedLog:
 
     def _flush(self, kind: str, held: int) -> None:
         if held:
-            self._logger.warning("%d more %s in the last minute", held, kind)
+            # kinds are plural nouns ("refused connections"): one held back is singular
+            self._logger.warning("%d more %s in the last minute", held, kind if held > 1 else kind.removesuffix("s"))

@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING
 import aiohttp
 
 from ..common.tasks import cancel
+from ..common.wording import count
 from ..deepgram.pool import WarmPool
 from ..turn.fallback import FluxHealth
 from ..turn.session import TurnRequest, stream_options
 from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
-from .fallback_client import WyomingFallback
+from .fallback_client import WyomingFallback, probe
 from .hass_names import HassNames
 from .metrics_options import MetricsListenError
 from .ratelog import RateLimitedLog
@@ -128,12 +129,27 @@ class FluxServer:
             host, port = tcp_address(self.uri)
             self._server = await loop.create_server(self._accept, host, port)
         self._clock = asyncio.create_task(self._keep_time(), name="wyoming connection limits")
+        if fallback is not None:
+            await self._probe_fallback(fallback.uri)
         if self.metrics is not None and self.settings.metrics_port is not None:
             from .metrics import MetricsEndpoint
 
             self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
                                                      self.settings.metrics_port)
             await self._metrics_endpoint.start()
+
+    async def _probe_fallback(self, uri: str) -> None:
+        """One Describe to the fallback once we listen: a fallback that is down is one warning now rather than a
+        surprise in an outage, and one that leads back here (FallbackLoopError) stops the start."""
+        shared = self._shared
+        assert shared is not None
+
+        def is_self(sockname: tuple[object, ...]) -> bool:
+            return any(isinstance(c.peer, tuple) and c.peer[:2] == tuple(sockname[:2]) for c in shared.connections)
+
+        if (why := await probe(uri, is_self)) is not None:
+            _LOGGER.warning("The fallback at %s does not answer (%s); commands go to it when Flux cannot answer, "
+                            "so start it before Flux has an outage", uri, why)
 
     def _serving(self) -> bool:
         return self._server is not None and self._server.is_serving()
@@ -200,10 +216,20 @@ class Admission(WyomingConnection):
         shared, settings = self._shared, self._settings
         full = len(shared.connections) >= settings.limits.max_connections
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
         if full:
-            shared.log.warning("refused connections", "Refused a connection: %d are open (--max-connections)",
-                               len(shared.connections) - 1)
+            open_now = len(shared.connections) - 1
+            shared.log.warning("refused connections", "Refused a connection from %s: %s open (--max-connections)",
+                               peer_address(peer), f"{count(open_now, 'connection is', 'connections are')}")
             self.refuse("server-full", "The server has too many connections; try again shortly")
-        elif not client_allowed(transport.get_extra_info("peername"), settings.allow):
-            shared.log.warning("refused connections", "Refused a client that is not in --allow")
+        elif not client_allowed(peer, settings.allow):
+            shared.log.warning("refused connections", "Refused a connection from %s: not in --allow",
+                               peer_address(peer))
             self.refuse("client-not-allowed", "This client is not allowed to use this server")
+
+
+def peer_address(peer: object) -> str:
+    """The client's address for a log line: 192.168.1.5, 2001:db8::5, or "a local socket"."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return "a local socket"

@@ -31,7 +31,7 @@ def check_format(rate: int, width: int, channels: int) -> None:
         raise AudioFormatError(f"unsupported sample rate {rate} Hz (use {MIN_RATE} to {MAX_RATE})")
 
 
-def _to_int16_mono(data: bytes, width: int, channels: int) -> np.ndarray:
+def to_int16_mono(data: bytes, width: int, channels: int) -> np.ndarray:
     """Decode little-endian PCM of any width and downmix to mono, as int16."""
     if width == 2:
         samples = np.frombuffer(data, dtype="<i2").astype(np.int32)
@@ -126,7 +126,7 @@ class AudioAdapter:
         if width == 2 and channels == 1 and self._resampler is None:
             self._pending += self._raw[:usable]
         else:
-            samples = _to_int16_mono(bytes(self._raw[:usable]), width, channels)
+            samples = to_int16_mono(bytes(self._raw[:usable]), width, channels)
             if self._resampler is not None:
                 samples = self._resampler.process(samples)
             self._pending += samples.astype("<i2").tobytes()

@@ -8,6 +8,7 @@ let `answer_with_fallback()` decide between Flux's result and the fallback's tra
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -160,6 +161,10 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
         _LOGGER.warning("The fallback failed (%s) after Flux failed (%s)", reason, why)
         note = f"fallback-failed: {reason}"
         if flux is not None:
+            if flux.ended_by is Ending.ERROR and flux.error is not None:  # the client hears of both failures
+                error = copy.copy(flux.error)
+                error.args = (f"{flux.error} and the fallback failed: {reason}",)
+                return replace(flux, error=error, notes=(*flux.notes, note))
             return replace(flux, notes=(*flux.notes, note))
         error = FluxUnavailableError(f"Flux is unavailable (tried again in {health.retry_in():.0f} s) and the "
                                      f"fallback failed: {reason}")
