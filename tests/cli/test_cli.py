@@ -290,3 +290,23 @@ def test_an_empty_key_file_says_it_is_empty(tmp_path: Path, capsys: pytest.Captu
     key.write_text("\n")
     assert main(["--api-key-file", str(key)]) == 2
     assert capsys.readouterr().err.strip() == f"wyoming-flux: error: --api-key-file {key} is empty"
+
+
+@pytest.mark.parametrize("content", ["test-key\nsecond\n", "test key", "test-\x07key"])
+def test_a_key_that_is_not_one_clean_line_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch, content: str) -> None:
+    # Sent as it is, such a key fails inside the HTTP client at the first command ("header injection").
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    key = tmp_path / "deepgram.key"
+    key.write_text(content)
+    assert main(["--api-key-file", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--api-key-file {key} must hold one line without spaces" in err, err
+    monkeypatch.setenv("DEEPGRAM_API_KEY", content.strip())
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--api-key or DEEPGRAM_API_KEY must hold one line" in err, err
+    # check --flux reads the key the same way: one line, no traceback
+    assert main(["check", "--flux", "--api-key-file", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "must hold one line" in err, err

@@ -201,3 +201,57 @@ async def test_a_refused_command_is_logged_in_words(session_config: SessionConfi
             await holder.close()
             await second.close()
     assert "Refused a command: 1 command is already running (--max-sessions)" in caplog.text
+
+
+async def test_silence_is_said_to_be_no_speech_not_a_blank_line(wyoming_server: FluxServer, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "silence.wav"
+    write_wav(path, silence(1.5), 16000, 2, 1, False)
+    code = await transcribe(str(path), f"tcp://127.0.0.1:{wyoming_server.port}", fast=True, language=None, model=None)
+    out, err = capsys.readouterr()
+    assert code == 1 and out == ""
+    assert "no speech recognized" in err and "speech ends at - : no speech found" in err
+    assert "end of speech -> transcript: -" in err  # no made-up figure
+
+
+def test_a_wav_without_audio_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wyoming_flux.cli.main import main
+
+    import wave
+
+    path = tmp_path / "empty.wav"
+    with wave.open(str(path), "wb") as out:  # a header and an empty data chunk
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+    assert main(["transcribe", str(path), "--uri", "tcp://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"wyoming-flux transcribe: {path} holds no audio (its data chunk is empty)"
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("127.0.0.1:10300", "--uri must be tcp://HOST:PORT or unix://PATH, not 127.0.0.1:10300"),
+    ("stdio://", "--uri stdio:// is not supported"),
+    ("tcp://127.0.0.1", "--uri tcp://127.0.0.1 needs a host and a port"),
+])
+@pytest.mark.parametrize("command", ["check", "transcribe"])
+def test_a_uri_no_server_can_have_is_one_line(command: str, uri: str, message: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    from wyoming_flux.cli.main import main
+
+    argv = [command, "--uri", uri] + ([str(FIXTURES / f"{KITCHEN}.wav")] if command == "transcribe" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "stdio://', 'unix://'" not in err, err
+
+
+async def test_a_server_that_never_answers_is_said_in_words(capsys: pytest.CaptureFixture[str]) -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    try:
+        port = silent.sockets[0].getsockname()[1]
+        assert await check(f"tcp://127.0.0.1:{port}", 0.5) == 1
+    finally:
+        silent.close()
+        await silent.wait_closed()
+    assert capsys.readouterr().err.strip() == f"wyoming-flux check: tcp://127.0.0.1:{port} is not answering: no " \
+                                              "answer within 0.5 s"

@@ -236,25 +236,35 @@ def test_systemd_verifies_the_unit(tmp_path: Path) -> None:
 
 
 async def test_trying_it_without_a_key_works_as_written(tmp_path: Path) -> None:
+    """The three commands of the page, as written: the server (this venv's, as script/server would start it), the
+    fake Flux in the Python uv makes for it, and transcribe. Only the ports are changed, to free ones."""
     from tests.helpers import free_port
 
     block = re.search(r"```sh\n(.+?)```", text(DOCS / "try-without-a-key.md"), re.S).group(1)  # type: ignore[union-attr]
-    lines = [shlex.split(line) for line in block.splitlines() if line and not line.startswith("#")]
-    assert [line[0] for line in lines] == [".venv/bin/python", "script/server", "wyoming-flux"]
+    block = block.replace("\\\n", " ")
+    shells = [[shlex.split(line) for line in shell.splitlines() if line and not line.startswith("#")]
+              for shell in re.split(r"\n(?=# \d\. )", block.strip())]
+    assert [shell[-1][0] for shell in shells] == ["DEEPGRAM_API_KEY=test-key", "uv", "wyoming-flux"]
+    for shell in shells[1:]:  # a new shell finds what script/server installed only with ~/.local/bin on PATH
+        assert shell[0] == ["export", "PATH=$HOME/.local/bin:$PATH"]
+    server_line, fake_line, transcribe_line = (shell[-1] for shell in shells)
     flux_port, wyoming_port = str(free_port()), str(free_port())
     bin_dir = Path(sys.executable).parent
+    uv = str(bin_dir / "uv") if (bin_dir / "uv").exists() else shutil.which("uv") or str(Path.home() / ".local/bin/uv")
 
     def run_as(line: list[str], program: str) -> list[str]:  # this venv's programs, free ports
         return [program, *(arg.replace("8765", flux_port).replace("10300", wyoming_port) for arg in line[1:])]
 
-    fake = await asyncio.create_subprocess_exec(*run_as(lines[0], sys.executable), cwd=ROOT,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    server = None
+    assert server_line[1] == "script/server"
+    server = await asyncio.create_subprocess_exec(*run_as(server_line[1:], str(bin_dir / "wyoming-flux")), cwd=ROOT,
+                                                  env={**os.environ, "DEEPGRAM_API_KEY": "test-key"},
+                                                  stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    fake = None
     try:
+        fake = await asyncio.create_subprocess_exec(*run_as(fake_line, uv), cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
         assert fake.stdout is not None
-        assert b"listening" in await asyncio.wait_for(fake.stdout.readline(), 30)
-        server = await asyncio.create_subprocess_exec(*run_as(lines[1], str(bin_dir / "wyoming-flux")), cwd=ROOT,
-                                                      stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        assert b"listening" in await asyncio.wait_for(fake.stdout.readline(), 180)  # uv may fetch aiohttp, numpy
         uri = f"tcp://127.0.0.1:{wyoming_port}"
         for _ in range(150):
             check = await asyncio.create_subprocess_exec(str(bin_dir / "wyoming-flux"), "check", "--uri", uri,
@@ -265,8 +275,8 @@ async def test_trying_it_without_a_key_works_as_written(tmp_path: Path) -> None:
             await asyncio.sleep(0.2)
         else:
             pytest.fail("the server never answered Describe")
-        transcribe = await asyncio.create_subprocess_exec(*run_as(lines[2], str(bin_dir / "wyoming-flux")), cwd=ROOT,
-                                                          stdout=asyncio.subprocess.PIPE,
+        transcribe = await asyncio.create_subprocess_exec(*run_as(transcribe_line, str(bin_dir / "wyoming-flux")),
+                                                          cwd=ROOT, stdout=asyncio.subprocess.PIPE,
                                                           stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(transcribe.communicate(), 60)
         assert transcribe.returncode == 0, err.decode()

@@ -13,6 +13,7 @@ from wyoming.error import Error
 from wyoming.info import Describe, Info
 
 from ..common.bounds import Number
+from ..server.uri import check_uri
 from .config import Parser
 from .wav import Recording, WavError, read_wav, speech_end
 
@@ -38,7 +39,10 @@ async def check(uri: str, timeout: float) -> int:
                         return 1
                 else:
                     raise ConnectionError("connection closed before Info")
-    except (OSError, TimeoutError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except TimeoutError:
+        print(f"wyoming-flux check: {uri} is not answering: no answer within {timeout:g} s", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         print(f"wyoming-flux check: {uri} is not answering: {err or type(err).__name__}", file=sys.stderr)
         return 1
     if not info.asr:
@@ -102,15 +106,22 @@ async def transcribe(path: str, uri: str, *, fast: bool, language: str | None, m
     if live:
         print("\r\033[K", end="")
     if isinstance(result, Error):
-        print(f"error ({result.code}): {result.text}", file=sys.stderr)
+        print(f"wyoming-flux transcribe: error ({result.code}): {result.text}", file=sys.stderr)
         return 1
-    print(result.text)
     first = marks.get("first_partial")
     first_text = "-" if first is None else f"{(first - marks['start']) * 1000:.0f} ms"
-    closing = (marks["transcript"] - marks.get("speech_end", marks["transcript"])) * 1000
-    print(f"audio {len(recording.pcm) / bytes_per_second:.2f} s (speech ends at {recording.speech_end:.2f} s), "
+    # A file with no loud stretch has no end of speech to measure from.
+    speech = recording.speech_end > 0 and "speech_end" in marks
+    closing = f"{(marks['transcript'] - marks['speech_end']) * 1000:.0f} ms" if speech else "-"
+    if result.text:
+        print(result.text)
+    print(f"audio {len(recording.pcm) / bytes_per_second:.2f} s (speech ends at "
+          f"{f'{recording.speech_end:.2f} s' if recording.speech_end > 0 else '- : no speech found'}), "
           f"sent {sent / bytes_per_second:.2f} s", file=sys.stderr)
-    print(f"time to first partial: {first_text}; end of speech -> transcript: {closing:.0f} ms", file=sys.stderr)
+    print(f"time to first partial: {first_text}; end of speech -> transcript: {closing}", file=sys.stderr)
+    if not result.text:  # an empty transcript: say so, and let scripts tell it from text
+        print("wyoming-flux transcribe: no speech recognized", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -121,6 +132,15 @@ async def _error_read(answer: asyncio.Task[Transcript | Error]) -> Error | None:
     except (ConnectionError, OSError, TimeoutError, ValueError):
         return None
     return result if isinstance(result, Error) else None
+
+
+def _bad_uri(uri: str) -> str | None:
+    """Why the server at `uri` cannot be reached by these commands, or None: the server's own URI rule."""
+    try:
+        check_uri(uri)
+    except ValueError as err:
+        return str(err) if str(err).startswith("--uri") else f"--uri {err}"
+    return None
 
 
 CHECK_MODES = """modes:
@@ -141,15 +161,21 @@ def main(command: str, argv: list[str]) -> int:
         parser.add_argument("--hass-url", metavar="URL", help="check Home Assistant's names instead (its own "
                             "options: wyoming-flux check --hass-url URL --help)")
         args = parser.parse_args(argv)
+        if (bad := _bad_uri(args.uri)) is not None:
+            print(f"{parser.prog}: error: {bad}", file=sys.stderr)
+            return 2
         try:
             return asyncio.run(check(args.uri, args.timeout))
         except KeyboardInterrupt:
             return 130
-    parser.add_argument("wav", help="a WAV file (any rate, width and channel count)")
+    parser.add_argument("wav", help="a WAV file: integer PCM, 8- to 32-bit, 4-384 kHz, 1-32 channels")
     parser.add_argument("--fast", action="store_true", help="send as fast as possible instead of in real time")
     parser.add_argument("--language", help="language code to ask for, e.g. en-US or de")
     parser.add_argument("--model", help="model name to ask for, e.g. flux-general-multi")
     args = parser.parse_args(argv)
+    if (bad := _bad_uri(args.uri)) is not None:
+        print(f"{parser.prog}: error: {bad}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(transcribe(args.wav, args.uri, fast=args.fast, language=args.language, model=args.model))
     except KeyboardInterrupt:

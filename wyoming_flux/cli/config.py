@@ -42,21 +42,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def read_secret(path: str | None, value: str | None, flag: str) -> str:
-    """A secret from its file (e.g. a Docker secret) when one is named, else the value given; stripped."""
+def read_secret(path: str | None, value: str | None, flag: str, source: str) -> str:
+    """A secret from its file (e.g. a Docker secret) when one is named, else the value given (from `source`);
+    stripped. A key or token is one line of printable characters: anything else would be refused by the HTTP
+    client at the first command (a header may not hold a line break), so it is refused here, in one line."""
     if path:
         try:
             secret = Path(path).read_text(encoding="utf-8").strip()
-        except OSError as err:
-            raise ConfigError(f"cannot read {flag} {path}: {err.strerror}") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot read {flag} {path}: {getattr(err, 'strerror', None) or 'not text'}") from None
         if not secret:
             raise ConfigError(f"{flag} {path} is empty")
-        return secret
-    return (value or "").strip()
+        where = f"{flag} {path}"
+    else:
+        secret, where = (value or "").strip(), source
+    if any(not char.isprintable() or char.isspace() for char in secret):
+        raise ConfigError(f"{where} must hold one line without spaces or control characters (the key or token "
+                          "alone)")
+    return secret
 
 
 def read_api_key(args: argparse.Namespace) -> str:
-    key = read_secret(args.api_key_file, args.api_key, "--api-key-file")
+    key = read_secret(args.api_key_file, args.api_key, "--api-key-file", "--api-key or DEEPGRAM_API_KEY")
     if not key:
         raise ConfigError("a Deepgram API key is required: --api-key-file, --api-key or DEEPGRAM_API_KEY")
     return key
@@ -72,7 +79,7 @@ def read_hass(args: argparse.Namespace) -> tuple[str | None, str]:
         websocket_url(args.hass_url)
     except ValueError as err:
         raise ConfigError(f"--hass-url: {err}") from None
-    token = read_secret(args.hass_token_file, env("HASS_TOKEN"), "--hass-token-file")
+    token = read_secret(args.hass_token_file, env("HASS_TOKEN"), "--hass-token-file", "HASS_TOKEN")
     if not token:
         raise ConfigError("--hass-url needs a long-lived access token: --hass-token-file or HASS_TOKEN")
     return args.hass_url, token

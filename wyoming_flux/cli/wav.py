@@ -55,6 +55,8 @@ def read_wav(path: str) -> Recording:
         raise WavError(f"{path}: {channels} channels of {bits}-bit samples at {rate} Hz cannot be sent "
                        "(1 to 4 bytes a sample)")
     pcm = pcm[: len(pcm) - len(pcm) % block_align]
+    if not pcm:
+        raise WavError(f"{path} holds no audio (its data chunk is empty)")
     return Recording(pcm, rate, width, channels, speech_end(pcm, rate, width, channels))
 
 
