@@ -109,3 +109,21 @@ def test_the_server_takes_the_systems_python3_when_it_is_recent_enough(tmp_path:
     assert result.stdout.strip() == str(tmp_path / "bin" / "python3")
     too_old = bash("ensure_uv; find_python 3.15 WYOMING_FLUX_PYTHON newer", env, tmp_path)  # not good enough
     assert too_old.returncode == 1 and str(tmp_path / "bin" / "python3") not in too_old.stdout
+
+
+def test_the_server_starts_where_it_was_called_so_relative_paths_are_the_callers(tmp_path: Path) -> None:
+    # A stand-in uv: `tool install` succeeds, `tool dir --bin` names a folder whose wyoming-flux prints where it
+    # runs and what it got. script/server must start it in the caller's folder, not the checkout's.
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "wyoming-flux").write_text('#!/bin/sh\necho "$PWD" "$@"\n')
+    (tools / "uv").write_text(f'#!/bin/sh\n[ "$1 $2" = "tool dir" ] && echo {tools}\nexit 0\n')
+    for tool in ("wyoming-flux", "uv"):
+        (tools / tool).chmod(0o755)
+    caller = tmp_path / "caller"
+    caller.mkdir()
+    env = bare_env(tmp_path, f"python3={sys.executable}") | {"PATH": f"{tools}:{tmp_path / 'bin'}:/usr/bin:/bin"}
+    result = subprocess.run([str(ROOT / "script" / "server"), "--api-key-file", "deepgram.key"], cwd=caller, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{caller} --api-key-file deepgram.key"
