@@ -310,3 +310,14 @@ def test_a_key_that_is_not_one_clean_line_is_one_line(tmp_path: Path, capsys: py
     assert main(["check", "--flux", "--api-key-file", str(key)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "must hold one line" in err, err
+
+
+def test_a_unix_uri_on_a_file_that_is_not_a_socket_leaves_it_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["--uri", f"unix://{notes}"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == f"wyoming-flux: error: cannot listen on unix://{notes}: exists and is not a socket"
+    assert notes.read_text() == "mine"

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import resource
+import stat
 from typing import TYPE_CHECKING
 
 import aiohttp
@@ -123,6 +125,8 @@ class FluxServer:
         if self.uri.startswith("unix://"):
             path = unix_path(self.uri)
             with contextlib.suppress(FileNotFoundError):
+                if not stat.S_ISSOCK(os.lstat(path).st_mode):  # a file of the user's is never removed
+                    raise FileExistsError(errno.EEXIST, "exists and is not a socket")
                 os.unlink(path)  # a socket file left by a previous run
             self._server = await loop.create_unix_server(self._accept, path)
         else:
