@@ -321,3 +321,26 @@ def test_a_unix_uri_on_a_file_that_is_not_a_socket_leaves_it_alone(tmp_path: Pat
     err = capsys.readouterr().err
     assert err.strip() == f"wyoming-flux: error: cannot listen on unix://{notes}: exists and is not a socket"
     assert notes.read_text() == "mine"
+
+
+@pytest.mark.parametrize(("value", "on"), [("1", True), ("TRUE", True), ("yes", True), ("On", True),
+                                           ("0", False), ("False", False), ("no", False), ("off", False)])
+def test_on_off_variables_read_every_usual_spelling(monkeypatch: pytest.MonkeyPatch, value: str, on: bool) -> None:
+    from wyoming_flux.cli.main import build_parser, settings_from_args
+
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")
+    monkeypatch.setenv("WYOMING_FLUX_MIP_OPT_OUT", value)
+    monkeypatch.setenv("WYOMING_FLUX_DEBUG", value)
+    args = build_parser().parse_args([])
+    settings = settings_from_args(args)
+    assert args.debug is on and settings.session.mip_opt_out is on
+
+
+@pytest.mark.parametrize("variable", ["WYOMING_FLUX_DEBUG", "WYOMING_FLUX_MIP_OPT_OUT"])
+def test_an_on_off_variable_with_another_value_is_one_line(monkeypatch: pytest.MonkeyPatch, variable: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")
+    monkeypatch.setenv(variable, "maybe")
+    assert main([]) == 2
+    assert capsys.readouterr().err.strip() == (f"wyoming-flux: error: {variable} must be 1, true, yes or on "
+                                               "(or 0, false, no, off), not maybe")

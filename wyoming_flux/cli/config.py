@@ -34,6 +34,22 @@ def numeric(option: str, kind: type[int] | type[float], variable: str, default: 
     return {"type": parse, "default": env_default(variable, parse, default)}
 
 
+_ON, _OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def parse_switch(text: str) -> bool:
+    """An on/off environment value, in any case; anything else is refused rather than read as on."""
+    value = text.strip().lower()
+    if value not in _ON + _OFF:
+        raise ValueError(f"must be 1, true, yes or on (or 0, false, no, off), not {text}")
+    return value in _ON
+
+
+def switch(variable: str) -> dict[str, Any]:
+    """action= and default= of an on/off flag that its environment variable may turn on."""
+    return {"action": "store_true", "default": env_default(variable, parse_switch, False)}
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose errors are one line ("--flag must be …, not …"), without the usage block."""
 

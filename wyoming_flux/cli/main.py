@@ -31,6 +31,7 @@ from .config import (
     numeric,
     read_api_key,
     read_hass,
+    switch,
 )
 
 _LOGGER = logging.getLogger("wyoming_flux")
@@ -95,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warm-window", **numeric("warm_window", float, "WYOMING_FLUX_WARM_WINDOW", 120.0),
                    help="keep warm connections only this many seconds after a command; 0 = always "
                         "(default 120; env WYOMING_FLUX_WARM_WINDOW)")
-    p.add_argument("--mip-opt-out", action="store_true",
-                   default=env("WYOMING_FLUX_MIP_OPT_OUT", "") not in ("", "0", "false"),
+    p.add_argument("--mip-opt-out", **switch("WYOMING_FLUX_MIP_OPT_OUT"),
                    help="opt out of Deepgram's Model Improvement Program (env WYOMING_FLUX_MIP_OPT_OUT=1)")
     p.add_argument("--tag", action="append", default=None,
                    help="a label for Deepgram's usage reports, up to 128 characters; repeatable "
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hass-token-file", default=env("WYOMING_FLUX_HASS_TOKEN_FILE"),
                    help="file holding a Home Assistant long-lived access token (env WYOMING_FLUX_HASS_TOKEN_FILE, "
                         "or the token itself in HASS_TOKEN)")
-    p.add_argument("--debug", action="store_true", default=env("WYOMING_FLUX_DEBUG", "") not in ("", "0", "false"),
+    p.add_argument("--debug", **switch("WYOMING_FLUX_DEBUG"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
     p.add_argument("--fallback-uri", default=env("WYOMING_FLUX_FALLBACK_URI"), metavar="tcp://HOST:PORT",
                    help="a Wyoming speech-to-text server (e.g. a local wyoming-faster-whisper) that answers when Flux "
