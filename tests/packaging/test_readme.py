@@ -13,7 +13,7 @@ ROOT = Path(__file__).parents[2]
 def codes_in_the_code() -> set[str]:
     """Flux's table, and every code the server's modules put in an Error event."""
     found = set(KINDS)
-    for path in (ROOT / "wyoming_flux").glob("*.py"):
+    for path in (ROOT / "wyoming_flux").rglob("*.py"):
         text = path.read_text()
         found |= set(re.findall(r'code="([a-z]+(?:-[a-z]+)*)"', text))
         found |= set(re.findall(r'_answer_error\([^)]*?,\s*"([a-z]+(?:-[a-z]+)*)"\)', text, re.S))
