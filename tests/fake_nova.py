@@ -237,6 +237,7 @@ class _NovaStream:
         self.ws, self.record, self.script, self.request_id = ws, record, script, request_id
         self.engine = NovaEngine(script, record.query)
         self.muted = False
+        self.malformed_sent = False
         self.log_timing = fake.timing_logger(record)
 
     async def send(self, message: dict[str, Any]) -> None:
@@ -308,8 +309,8 @@ class _NovaStream:
             return False
         if script.silent_after is not None and seconds >= script.silent_after:
             self.muted = True
-        if script.malformed_after is not None and seconds >= script.malformed_after and not getattr(self, "_bad", 0):
-            self._bad = 1
+        if script.malformed_after is not None and seconds >= script.malformed_after and not self.malformed_sent:
+            self.malformed_sent = True
             if not self.muted:
                 await self.ws.send_str("{not json")
         for message in self.engine.feed(data):

@@ -18,9 +18,9 @@ import aiohttp
 
 from ..common.tasks import cancel
 from ..deepgram.errors import FluxError, FluxStreamError
-from ..deepgram.flux import Connected, UnknownMessage
+from ..deepgram.flux import Connected, StreamOptions, UnknownMessage
 from ..deepgram.models import language_mismatch
-from ..deepgram.nova import Metadata
+from ..deepgram.nova import Metadata, NovaOptions
 from ..deepgram.pool import WarmPool
 from ..deepgram.stream import DeepgramSocket
 from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
@@ -159,7 +159,7 @@ class TurnSession:
 
     # ------------------------------------------------------------ running
 
-    def _options(self) -> Any:
+    def _options(self) -> StreamOptions | NovaOptions:
         return stream_options(self._config, self._request, self._adapter.out_rate)
 
     async def _run(self) -> None:
