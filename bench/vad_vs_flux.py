@@ -19,10 +19,10 @@ from common import ROOT, command, cpu_model, processes, save
 from homeassistant.components.assist_pipeline.audio_enhancer import MicroVadSpeexEnhancer
 from homeassistant.components.assist_pipeline.vad import VadSensitivity, VoiceCommandSegmenter
 
-from tests.helpers import FIXTURES, load_wav, silence
+from tests.helpers import english_commands, load_wav, silence
 from wyoming_flux.cli.client import speech_end
 
-NAMES = sorted(p.stem for p in FIXTURES.glob("*.wav"))
+NAMES = english_commands()
 
 
 def ha_vad_close(pcm: bytes, sensitivity: str) -> float:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from common import command, count_events, cpu_model, processes, save
 
-from tests.helpers import FIXTURES, load_wav, silence
+from tests.helpers import english_commands, load_wav, silence
 from wyoming_flux.cli.client import speech_end
 
-NAMES = sorted(path.stem for path in FIXTURES.glob("*.wav"))
+NAMES = english_commands()
 
 
 async def closing_ms(port: int, name: str) -> float:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,10 +55,30 @@ def session_config(fake_flux: FakeFlux) -> SessionConfig:
     return SessionConfig(url=fake_flux.url, api_key=API_KEY)
 
 
+DEFAULT_MODELS = [MODEL_EN]  # what a test's server offers unless it names models; `backend` switches it
+
+
+@pytest.fixture(params=["flux", "nova"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a suite on both APIs: servers made by make_settings() without models offer Flux, or Nova-3 alone
+    (so the same commands, with no language, go to /v1/listen)."""
+    DEFAULT_MODELS[:] = [MODEL_EN] if request.param == "flux" else ["nova-3"]
+    try:
+        yield request.param
+    finally:
+        DEFAULT_MODELS[:] = [MODEL_EN]
+
+
+@pytest.fixture
+def end_trigger(backend: str) -> str:
+    """The trigger of a command the API ended by itself: Flux's EndOfTurn (model), Nova-3's speech_final."""
+    return {"flux": "model", "nova": "speech_final"}[backend]
+
+
 def make_settings(config: SessionConfig, *models: str) -> ServerSettings:
     from wyoming_flux.server.settings import ServerSettings
 
-    return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or (MODEL_EN,))))
+    return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or DEFAULT_MODELS)))
 
 
 async def start_server(config: SessionConfig, **changes: object) -> FluxServer:

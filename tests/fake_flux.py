@@ -1,4 +1,5 @@
-"""A fake Deepgram Flux server: a real aiohttp WebSocket server at /v2/listen that follows flux.md.
+"""A fake Deepgram Flux server: a real aiohttp WebSocket server at /v2/listen that follows flux.md (and
+/v1/listen, Nova-3, on the same host: fake_nova.py).
 
 It checks the Authorization header and the query like Flux does, decodes the linear16 audio it receives, and
 drives TurnInfo from that audio's energy: StartOfTurn when speech begins, an Update every 0.24 s of audio,
@@ -64,6 +65,8 @@ class Script:
     configure_failure: str | None = None  # answer every Configure with ConfigureFailure and this description
     close_stream_delay: float = 0.0  # CloseStream: send the pending Updates, wait this long, then close
     idle_close_reason: str | None = None  # idle close as a bare close frame 1011 with this reason (v1 style)
+    # /v1/listen (Nova-3): normal | no_speech_final (only UtteranceEnd ends) | empty_speech_final
+    nova_mode: str = "normal"
 
 
 @dataclass
@@ -260,12 +263,30 @@ class FakeFlux:
         self._stopping.clear()
         app = web.Application()
         app.router.add_get("/v2/listen", self._handle)
+        from .fake_nova import handle_nova  # same host, same process: one fake Deepgram
+
+        async def nova(request: web.Request) -> web.StreamResponse:
+            return await handle_nova(self, request)
+
+        app.router.add_get("/v1/listen", nova)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)  # cut hung handlers short
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self.url
+
+    @property
+    def nova_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/listen"
+
+    def timing_logger(self, record: StreamRecord) -> Any:
+        """log(event, **extra): timing lines for benchmarks, as _Stream.log_timing writes them."""
+        def log(event: str, **extra: object) -> None:
+            if self.script.timing_log and (record.tag or event == "connected"):
+                with open(self.script.timing_log, "a", encoding="utf-8") as out:
+                    out.write(json.dumps({"tag": record.tag, "event": event, "t": time.monotonic(), **extra}) + "\n")
+        return log
 
     async def stop(self) -> None:
         self._stopping.set()

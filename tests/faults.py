@@ -40,9 +40,10 @@ FAULTS = [
     Fault("handshake 500", _set(handshake_status=500), "error:flux-unavailable"),
     Fault("connection refused", _set(), "error:flux-unavailable", refused=True),
     Fault("handshake never completes", _set(handshake_delay=60.0), "error:flux-timeout"),
-    Fault("socket closed mid-turn", _set(drop_after=1.0, drop_mode="close"), "best"),
-    Fault("TCP reset mid-turn", _set(drop_after=1.0, drop_mode="reset"), "best"),
-    Fault("fatal Error message mid-turn", _set(fatal_after=1.0), "best"),
+    # mid-turn: 1.5 s, once words were reported on both APIs (Nova-3's interim results come about every second)
+    Fault("socket closed mid-turn", _set(drop_after=1.5, drop_mode="close"), "best"),
+    Fault("TCP reset mid-turn", _set(drop_after=1.5, drop_mode="reset"), "best"),
+    Fault("fatal Error message mid-turn", _set(fatal_after=1.5), "best"),
     Fault("fatal Error before any word", _set(fatal_after=0.3), "error:flux-stream"),
     Fault("socket closed before any word", _set(drop_after=0.3), "error:flux-stream"),
     Fault("ForceEndTurn unknown to the deployment", _set(no_eot=True, force_end_supported=False), "best"),

@@ -20,6 +20,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def english_commands() -> list[str]:
+    """The six English fixtures the benchmarks compare on (not the other languages, nor the paused ones)."""
+    return sorted(p.stem for p in FIXTURES.glob("*.wav") if p.stem[:3] not in ("pl_", "sv_") and "pause" not in p.stem)
+
+
 def load_wav(name: str) -> bytes:
     """The 16 kHz mono 16-bit PCM of a fixture."""
     with wave.open(str(FIXTURES / f"{name}.wav"), "rb") as wav:

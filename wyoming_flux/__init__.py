@@ -6,7 +6,7 @@ this, see pyproject.toml):
     cli       the `wyoming-flux` command: flags, configuration readers, `check`, `transcribe`
     server    the Wyoming server (needs the `server` extra: wyoming, zeroconf, prometheus-client)
     turn      one voice command: the session, its state machine, audio adaptation, keyterms, the fallback
-    deepgram  everything that talks to Deepgram: the Flux client, errors, models, endpoints, the warm pool
+    deepgram  everything that talks to Deepgram: the Flux and Nova-3 clients, errors, models, endpoints, the warm pool
     common    helpers that know none of the above: background tasks, option ranges
 
 The names below are the public core API: what the Home Assistant integration (and any other user of the core)
@@ -19,7 +19,15 @@ from .common.bounds import RANGES
 from .common.tasks import cancel
 from .deepgram.errors import KINDS, FluxAuthError, FluxError
 from .deepgram.flux import REGIONS, validate_thresholds, verify_access
-from .deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, base_language
+from .deepgram.models import (
+    FLUX_MODELS,
+    MODEL_EN,
+    MODEL_MULTI,
+    MODEL_NOVA,
+    base_language,
+    choose_model,
+    unserved_language,
+)
 from .turn.audio import AudioFormatError, check_format
 from .turn.fallback import AudioBuffer, FallbackError, FluxHealth, answer_with_fallback
 from .turn.names import Named, keyterms_from_names
@@ -32,6 +40,7 @@ __all__ = [
     "KINDS",
     "MODEL_EN",
     "MODEL_MULTI",
+    "MODEL_NOVA",
     "RANGES",
     "REGIONS",
     "AudioBuffer",
@@ -51,7 +60,9 @@ __all__ = [
     "base_language",
     "cancel",
     "check_format",
+    "choose_model",
     "keyterms_from_names",
+    "unserved_language",
     "validate_thresholds",
     "verify_access",
 ]

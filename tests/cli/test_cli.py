@@ -73,7 +73,9 @@ async def test_the_server_process_serves_a_command_and_never_logs_the_key(fake_f
         async with client:
             await client.write_event(Describe().event())
             info = Info.from_event(await client.read_event())  # type: ignore[arg-type]
-            assert [m.name for m in info.asr[0].models] == ["flux-general-en", "flux-general-multi"]
+            # Nova-3 joins for the languages the Flux models do not speak (--no-nova turns it off)
+            assert [m.name for m in info.asr[0].models] == ["flux-general-en", "flux-general-multi", "nova-3"]
+            assert len({lang.split("-")[0] for m in info.asr[0].models for lang in m.languages}) >= 40
             await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
             for chunk in chunks(load_wav("turn_on_the_kitchen_light") + silence(1)):
                 await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk).event())
@@ -103,7 +105,13 @@ async def run_cli(*argv: str) -> tuple[int, str, str]:
 async def test_check_flux_proves_the_key_against_flux_itself(fake_flux: FakeFlux) -> None:
     code, out, _ = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
     assert code == 0 and out.startswith("ok: Flux accepts this key for flux-general-en")
-    assert fake_flux.streams[0].audio_bytes == 0 and fake_flux.streams[0].closed  # one handshake, no audio
+    # both APIs the server would use, on the one host: /v2/listen, then /v1/listen for Nova-3
+    assert "ok: Nova-3 accepts this key for nova-3 at " + fake_flux.nova_url in out
+    assert [s.query["model"][0] for s in fake_flux.streams] == ["flux-general-en", "nova-3"]
+    assert all(s.audio_bytes == 0 and s.closed for s in fake_flux.streams)  # handshakes only, no audio
+    code, out, _ = await run_cli("check", "--flux", "--no-nova", "--api-key", API_KEY, "--flux-url",
+                                 f"ws://127.0.0.1:{fake_flux.port}")  # a bare host: its /v2/listen
+    assert code == 0 and "Nova-3" not in out and len(fake_flux.streams) == 3
     code, out, err = await run_cli("check", "--flux", "--api-key", "revoked-key", "--flux-url", fake_flux.url)
     assert code == 1 and "error (flux-auth): Deepgram rejected the API key (HTTP 401)" in err
     assert "revoked-key" not in out + err

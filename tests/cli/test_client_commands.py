@@ -246,11 +246,14 @@ def test_a_uri_no_server_can_have_is_one_line(command: str, uri: str, message: s
 
 
 async def test_a_server_that_never_answers_is_said_in_words(capsys: pytest.CaptureFixture[str]) -> None:
-    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    held: list[asyncio.StreamWriter] = []  # referenced, or a newer Python collects and closes them
+    silent = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
     try:
         port = silent.sockets[0].getsockname()[1]
         assert await check(f"tcp://127.0.0.1:{port}", 0.5) == 1
     finally:
+        for writer in held:
+            writer.close()
         silent.close()
         await silent.wait_closed()
     assert capsys.readouterr().err.strip() == f"wyoming-flux check: tcp://127.0.0.1:{port} is not answering: no " \

@@ -19,7 +19,7 @@ import pytest
 
 from wyoming_flux.common.bounds import RANGES
 from wyoming_flux.deepgram.errors import KINDS
-from wyoming_flux.deepgram.models import FLUX_MODELS
+from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_NOVA, NOVA, nova_language
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
@@ -175,8 +175,19 @@ def test_languages_and_prices_are_the_code_ones() -> None:
              "pt": "Portuguese", "ja": "Japanese", "it": "Italian", "nl": "Dutch"}
     for model in FLUX_MODELS.values():
         row = next(line for line in page.splitlines() if line.startswith(f"| `{model.name}` |"))
+        if model.api == NOVA:
+            continue  # its 55 languages are the lists below
         bases = {code for code in model.languages if "-" not in code}
         assert set(re.findall(r"\b(" + "|".join(names.values()) + r")\b", row)) == {names[b] for b in bases}
+    # Nova-3's lists: monolingual, and language=multi with a hint, as the code routes each language.
+    nova = FLUX_MODELS[MODEL_NOVA]
+    bullets = {kind: " ".join(re.search(rf"^- \*\*Nova-3 {kind}.+?(?=^- \*\*)", page, re.M | re.S).group(0).split())  # type: ignore[union-attr]
+               for kind in ("monolingual", "`language=multi`")}
+    listed = {kind: set(re.findall(r"`([a-z]{2,3}(?:-[A-Z]{2})?)`", bullet)) for kind, bullet in bullets.items()}
+    mono = {c for c in nova.languages if "-" not in c and c != "nb" and nova_language(c)[0] != "multi"}
+    multi = {c for c in nova.languages if nova_language(c) == ("multi", (c,))}  # sent as its own hint
+    assert listed["monolingual"] - {"nb"} == mono
+    assert listed["`language=multi`"] == multi
     const = ast.parse(text(ROOT / "custom_components" / "deepgram_flux" / "const.py"))
     prices = next(node.value for node in ast.walk(const) if isinstance(node, ast.AnnAssign)
                   and getattr(node.target, "id", "") == "DEFAULT_PRICES")

@@ -30,6 +30,8 @@ from wyoming_flux.turn.request import TurnResult
 from wyoming_flux.turn.session import SessionConfig
 from wyoming_flux.turn.state import Ending
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test on Flux and on Nova-3
+
 KITCHEN = "turn_on_the_kitchen_light"
 TIMER = "set_a_timer"
 FALLBACK_TIMEOUT = 4.0
@@ -131,7 +133,7 @@ async def test_a_failing_fallback_gives_flux_s_error_and_the_server_goes_on(
         event, _ = await one_command(server.port, load_wav(KITCHEN))
         assert Error.is_type(event.type) and Error.from_event(event).code == "flux-unavailable"
         # Degraded Flux text survives a failing fallback.
-        fake_flux.script = Script(fatal_after=1.0)
+        fake_flux.script = Script(fatal_after=1.5)  # once words were reported (Nova-3: about every second)
         await asyncio.sleep(2.2)  # past the backoff: Flux is tried again
         event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(1))
         text = _text(event)

@@ -24,7 +24,8 @@ KITCHEN = "turn_on_the_kitchen_light"
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
-async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionConfig) -> None:
+async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionConfig, backend: str) -> None:
+    """Each fault on Flux (/v2/listen) and on Nova-3 (/v1/listen), which the same fake serves."""
     server = FluxServer(make_settings(session_config), "tcp://127.0.0.1:0")
     await server.start()
     try:

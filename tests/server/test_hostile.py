@@ -27,6 +27,8 @@ from wyoming_flux.cli.main import exposure_warning
 from wyoming_flux.server.server import FluxServer
 from wyoming_flux.turn.session import SessionConfig
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test on Flux and on Nova-3
+
 KITCHEN = "turn_on_the_kitchen_light"
 
 

@@ -32,6 +32,8 @@ from wyoming_flux.server.metrics_options import MetricsListenError
 from wyoming_flux.server.server import FluxServer
 from wyoming_flux.turn.session import SessionConfig
 
+pytestmark = pytest.mark.usefixtures("backend")  # every test on Flux and on Nova-3
+
 KITCHEN = "turn_on_the_kitchen_light"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -59,10 +61,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((f"wyoming_flux_{name}", tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_commands_audio_latency_and_handshakes_are_counted(server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_commands_audio_latency_and_handshakes_are_counted(server: FluxServer, fake_flux: FakeFlux,
+                                                                 end_trigger: str) -> None:
     assert server.port is not None
     before = await scrape(server)
-    assert value(before, "commands_total", outcome="end_of_turn", trigger="model") == 0
+    assert value(before, "commands_total", outcome="end_of_turn", trigger=end_trigger) == 0
     pcm = load_wav(KITCHEN) + silence(2)
     for _ in range(2):
         event, _ = await one_command(server.port, pcm)
@@ -70,7 +73,7 @@ async def test_commands_audio_latency_and_handshakes_are_counted(server: FluxSer
     event, _ = await one_command(server.port, silence(0.5))  # AudioStop ends it: no words, no latency
     assert Transcript.from_event(event).text == ""
     after = await scrape(server)
-    assert value(after, "commands_total", outcome="end_of_turn", trigger="model") == 2
+    assert value(after, "commands_total", outcome="end_of_turn", trigger=end_trigger) == 2
     assert value(after, "commands_total", outcome="forced", trigger="none") == 1
     # What Flux received (and bills), within a frame or two per command; the turns ended before all was sent.
     received = sum(stream.audio_seconds for stream in fake_flux.streams)
@@ -111,7 +114,9 @@ async def test_errors_are_counted_by_code_and_gauges_follow_live_connections(ser
 
 
 async def test_warm_sockets_and_refused_configures_are_counted(session_config: SessionConfig,
-                                                               fake_flux: FakeFlux) -> None:
+                                                               fake_flux: FakeFlux, backend: str) -> None:
+    if backend == "nova":
+        pytest.skip("Nova-3 commands always handshake: the warm pool holds Flux sockets only")
     fake_flux.script.configure_failure = "keyterms exceed the token budget"
     server = await start(session_config, warm_connections=1)
     try:
@@ -127,14 +132,15 @@ async def test_warm_sockets_and_refused_configures_are_counted(session_config: S
         await server.stop()
 
 
-async def test_each_server_has_its_own_registry_and_healthz_follows_the_server(session_config: SessionConfig) -> None:
+async def test_each_server_has_its_own_registry_and_healthz_follows_the_server(session_config: SessionConfig,
+                                                                                end_trigger: str) -> None:
     first, second = await start(session_config), await start(session_config)
     try:
         assert first.port is not None
         event, _ = await one_command(first.port, load_wav(KITCHEN) + silence(2))
         assert Transcript.from_event(event).text
-        assert value(await scrape(first), "commands_total", outcome="end_of_turn", trigger="model") == 1
-        assert value(await scrape(second), "commands_total", outcome="end_of_turn", trigger="model") == 0
+        assert value(await scrape(first), "commands_total", outcome="end_of_turn", trigger=end_trigger) == 1
+        assert value(await scrape(second), "commands_total", outcome="end_of_turn", trigger=end_trigger) == 0
         async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{second.metrics_port}/healthz") as r:
             assert r.status == 200 and await r.text() == "ok\n"
     finally:

@@ -1,6 +1,7 @@
-"""`wyoming-flux check --flux`: prove the key, model and endpoint against Flux itself.
+"""`wyoming-flux check --flux`: prove the key, model and endpoint against Deepgram itself.
 
-One real handshake, closed at once (no audio is sent, so nothing is billed). A revoked key, a project out of
+One real handshake per API the server would use (Flux's /v2/listen, and Nova-3's /v1/listen on the same host
+unless --no-nova), each closed at once (no audio is sent, so nothing is billed). A revoked key, a project out of
 credit or a model the key may not use fail here with the same error codes a command would get.
 """
 
@@ -13,19 +14,30 @@ import aiohttp
 
 from ..common.bounds import Number
 from ..deepgram.errors import FluxError
+from ..deepgram.endpoints import listen_urls
 from ..deepgram.flux import DEFAULT_URL, verify_access
-from ..deepgram.models import FLUX_MODELS, MODEL_EN
+from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
+from ..deepgram.nova import verify_nova_access
 from .config import ConfigError, Parser, env, flux_url, read_api_key
 
 
-async def check_flux(url: str, api_key: str, model: str, timeout: float) -> int:
-    try:
-        async with aiohttp.ClientSession() as http:
-            request_id = await verify_access(http, url, api_key, model, timeout=timeout)
-    except FluxError as err:
-        print(f"wyoming-flux check: error ({err.code}): {err}", file=sys.stderr)
-        return 1
-    print(f"ok: Flux accepts this key for {model} at {url} (request {request_id or '-'})")
+async def check_flux(url: str, api_key: str, model: str, timeout: float, nova: bool = True) -> int:
+    """Every API the server would use: Flux for a Flux model, and Nova-3 unless it is off."""
+    flux_url, nova_url = listen_urls(url)
+    checks = [] if model == MODEL_NOVA else [("Flux", model, flux_url)]
+    if nova or model == MODEL_NOVA:
+        checks.append(("Nova-3", MODEL_NOVA, nova_url))
+    async with aiohttp.ClientSession() as http:
+        for api, name, endpoint in checks:
+            try:
+                if api == "Flux":
+                    request_id = await verify_access(http, endpoint, api_key, name, timeout=timeout)
+                else:
+                    request_id = await verify_nova_access(http, endpoint, api_key, timeout=timeout)
+            except FluxError as err:
+                print(f"wyoming-flux check: error ({err.code}): {err} ({api} at {endpoint})", file=sys.stderr)
+                return 1
+            print(f"ok: {api} accepts this key for {name} at {endpoint} (request {request_id or '-'})")
     return 0
 
 
@@ -36,6 +48,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
                         help="file holding the key (env DEEPGRAM_API_KEY_FILE)")
     parser.add_argument("--model", choices=sorted(FLUX_MODELS), default=MODEL_EN)
+    parser.add_argument("--no-nova", action="store_true", default=env("WYOMING_FLUX_NOVA", "") in ("0", "false", "off", "no"),
+                        help="the server will not use Nova-3: do not check /v1/listen (env WYOMING_FLUX_NOVA=0)")
     parser.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
                         help="us, eu, au, in, or a ws:// / wss:// URL (env WYOMING_FLUX_URL)")
     parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=10.0, help="seconds to wait for the handshake")
@@ -45,4 +59,4 @@ def main(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"wyoming-flux check: error: {err}", file=sys.stderr)
         return 2
-    return asyncio.run(check_flux(url, key, args.model, args.timeout))
+    return asyncio.run(check_flux(url, key, args.model, args.timeout, nova=not args.no_nova))

@@ -10,9 +10,10 @@ import signal
 import sys
 
 from .. import __version__
-from ..common.bounds import check_range, resolve_environment
+from ..common.bounds import check_range, env_default, resolve_environment
 from ..deepgram.flux import DEFAULT_URL, validate_thresholds
-from ..deepgram.models import FLUX_MODELS, MODEL_EN
+from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
+from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from ..server import limits as connection_limits
 from ..server import metrics_options
 from ..server.discovery import DEFAULT_NAME, Advertisement, advertised_host
@@ -29,6 +30,7 @@ from .config import (
     env_list,
     flux_url,
     numeric,
+    parse_switch,
     read_api_key,
     read_hass,
     switch,
@@ -65,7 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
                    help="file holding the key, e.g. a Docker secret (env DEEPGRAM_API_KEY_FILE)")
     p.add_argument("--model", action="append", choices=sorted(FLUX_MODELS),
-                   help=f"Flux model to offer; repeat for several (default {MODEL_EN}; env WYOMING_FLUX_MODEL, comma-separated)")
+                   help=f"model to offer; repeat for several (default {MODEL_EN}; env WYOMING_FLUX_MODEL, "
+                        f"comma-separated). {MODEL_NOVA} alone: Nova-3 for every language")
+    p.add_argument("--no-nova", action="store_true",
+                   default=env_default("WYOMING_FLUX_NOVA", lambda text: not parse_switch(text), False),
+                   help=f"do not offer {MODEL_NOVA} for the languages the Flux models do not speak; commands in those "
+                        "languages then get an Error (env WYOMING_FLUX_NOVA=0)")
+    p.add_argument("--endpointing-ms",
+                   **numeric("endpointing_ms", int, "WYOMING_FLUX_ENDPOINTING_MS", DEFAULT_ENDPOINTING_MS),
+                   help=f"Nova-3: silence that ends a command, 10-5000 ms (default {DEFAULT_ENDPOINTING_MS}; "
+                        "env WYOMING_FLUX_ENDPOINTING_MS)")
+    p.add_argument("--utterance-end-ms",
+                   **numeric("utterance_end_ms", int, "WYOMING_FLUX_UTTERANCE_END_MS", DEFAULT_UTTERANCE_END_MS),
+                   help=f"Nova-3: gap after the last word that ends a command when the silence is never heard "
+                        f"(noise), 1000-5000 ms (default {DEFAULT_UTTERANCE_END_MS}; env WYOMING_FLUX_UTTERANCE_END_MS)")
     p.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
                    help="Flux endpoint: a Deepgram region (us (default), eu, au, in) or a ws(s):// URL, e.g. self-hosted "
                         "(env WYOMING_FLUX_URL)")
@@ -154,6 +169,10 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     unknown = [name for name in names if name not in FLUX_MODELS]
     if unknown:
         raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
+    if args.no_nova and MODEL_NOVA in names:
+        raise ConfigError(f"--no-nova turns off the {MODEL_NOVA} that --model asks for")
+    if not args.no_nova:
+        names = [*names, MODEL_NOVA]  # after the Flux models: only the languages they do not speak
     keyterms = args.keyterm if args.keyterm is not None else (env_list("WYOMING_FLUX_KEYTERMS") or [])
     tags = args.tag if args.tag is not None else (env_list("WYOMING_FLUX_TAGS") or [])
     if any(len(tag) > 128 for tag in tags):
@@ -181,6 +200,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         max_command_seconds=args.max_command_seconds,
         mip_opt_out=args.mip_opt_out,
         tags=tuple(tags),
+        endpointing_ms=args.endpointing_ms,
+        utterance_end_ms=args.utterance_end_ms,
     )
     try:
         metrics_host, metrics_port = metrics_options.from_args(args)

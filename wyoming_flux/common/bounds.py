@@ -14,6 +14,8 @@ RANGES: dict[str, tuple[float, float]] = {
     "eot_threshold": (0.5, 1.0),  # Flux's documented ranges
     "eager_eot_threshold": (0.3, 0.9),
     "eot_timeout_ms": (500, 60000),
+    "endpointing_ms": (10, 5000),  # Nova-3: silence that ends a command (Deepgram's default 10 ms is too eager)
+    "utterance_end_ms": (1000, 5000),  # Nova-3: word-timing gap backup; below 1000 is below interim cadence
     "no_speech_timeout": (1, 60),  # seconds; ours
     "max_command_seconds": (5, 300),
 }

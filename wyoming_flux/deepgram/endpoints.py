@@ -35,3 +35,18 @@ def mark_no_force_end(url: str) -> None:
 def forget_endpoints() -> None:
     """Start afresh (a reconfigured endpoint may have been upgraded; tests start each case clean)."""
     _NO_FORCE_END.clear()
+
+
+def listen_urls(url: str) -> tuple[str, str]:
+    """(Flux's /v2/listen, Nova-3's /v1/listen) on the host of `url`: a region's URL, a full /v2/listen (or
+    /v1/listen) URL, or a bare ws(s)://HOST[:PORT] of a self-hosted deployment. Both APIs hang off one host."""
+    parts = urlsplit(url)
+    path = parts.path.rstrip("/")
+    query = f"?{parts.query}" if parts.query else ""
+    for suffix in ("/v2/listen", "/v1/listen"):
+        if path.endswith(suffix):
+            base = f"{parts.scheme}://{parts.netloc}{path[: -len(suffix)]}"
+            return f"{base}/v2/listen{query}", f"{base}/v1/listen{query}"
+    base = f"{parts.scheme}://{parts.netloc}{path}"
+    # Another path is a prefix (a proxy's): Flux keeps the URL as given, as before.
+    return (f"{base}/v2/listen{query}" if not path else url), f"{base}/v1/listen{query}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ from .errors import (
     FluxUnavailableError,
     error_for_status,
 )
+from .stream import DeepgramSocket, open_stream
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -213,65 +213,19 @@ def _optional_float(value: Any) -> float | None:
 # ---------------------------------------------------------------- connection
 
 
-class FluxSocket:
+class FluxSocket(DeepgramSocket[FluxMessage]):
     """One open Flux stream. Send audio and control messages; receive typed messages until it closes."""
 
+    service = "Flux"
+
     def __init__(self, ws: aiohttp.ClientWebSocketResponse, request_id: str | None) -> None:
-        self._ws = ws
-        self.request_id = request_id
-        self.close_reason = ""  # the close frame's payload (Deepgram puts codes like NET-0001 there)
-
-    @property
-    def closed(self) -> bool:
-        return self._ws.closed
-
-    async def send_audio(self, frame: bytes) -> None:
-        if frame:  # an empty binary frame is an error on Flux
-            try:  # not through _send: one coroutine less for every 80 ms frame
-                await self._ws.send_bytes(frame)
-            except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
-                raise _send_failed(err) from None
+        super().__init__(ws, request_id, parse_message)
 
     async def force_end_turn(self) -> None:
         await self._send(self._ws.send_str('{"type":"ForceEndTurn"}'))
 
-    async def close_stream(self) -> None:
-        await self._send(self._ws.send_str('{"type":"CloseStream"}'))
-
-    async def ping(self) -> None:
-        """A WebSocket ping: v2 has no KeepAlive message, so this is how an idle socket stays alive."""
-        await self._send(self._ws.ping())
-
     async def configure(self, **config: Any) -> None:
         await self._send(self._ws.send_str(json.dumps({"type": "Configure", **config})))
-
-    async def _send(self, sending: Any) -> None:
-        try:
-            await sending
-        except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
-            raise _send_failed(err) from None
-
-    async def receive(self) -> FluxMessage | None:
-        """The next message, or None once the stream has closed normally. Raises FluxStreamError if it broke."""
-        while True:
-            msg = await self._ws.receive()
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                return parse_message(msg.data)
-            if msg.type == aiohttp.WSMsgType.BINARY:
-                _LOGGER.debug("Ignoring a binary message from Flux")
-                continue
-            if msg.type == aiohttp.WSMsgType.ERROR:
-                raise FluxStreamError(f"the Flux connection failed: {type(msg.data).__name__}")
-            if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str):
-                self.close_reason = msg.extra[:200]
-            return None  # CLOSE / CLOSING / CLOSED
-
-    async def close(self) -> None:
-        await self._ws.close()
-
-
-def _send_failed(err: BaseException) -> FluxStreamError:
-    return FluxStreamError(f"the Flux stream closed while sending: {type(err).__name__}")
 
 
 async def connect(
@@ -284,32 +238,8 @@ async def connect(
 ) -> FluxSocket:
     """Open a Flux stream. Raises a FluxError subclass on any failure, within `timeout` seconds."""
     options.validate()
-    try:
-        async with asyncio.timeout(timeout):
-            ws = await http.ws_connect(
-                url,
-                params=options.query(),
-                headers={"Authorization": f"Token {api_key}"},
-                autoping=True,
-                max_msg_size=4 * 1024 * 1024,
-            )
-    except aiohttp.WSServerHandshakeError as err:
-        headers = err.headers or {}
-        raise error_for_status(err.status, headers.get("dg-error")) from None
-    except TimeoutError:
-        raise FluxTimeoutError(f"no answer from Flux within {timeout:g} s") from None
-    except (aiohttp.ClientError, OSError) as err:
-        # The exception text may carry the URL but never the key, which only travels in a header.
-        raise FluxUnavailableError(f"cannot reach Flux: {_describe(err)}") from None
-    response = getattr(ws, "_response", None)  # aiohttp keeps the handshake response here
-    request_id = response.headers.get("dg-request-id") if response is not None else None
+    ws, request_id = await open_stream(http, url, api_key, options.query(), timeout=timeout, service="Flux")
     return FluxSocket(ws, request_id)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, aiohttp.ClientConnectorError):
-        return f"{err.host}:{err.port}: {err.os_error.strerror or type(err.os_error).__name__}"
-    return type(err).__name__ + (f" ({err})" if str(err) else "")
 
 
 async def verify_access(http: aiohttp.ClientSession, url: str, api_key: str, model: str, *, timeout: float = 10.0) -> str | None:

@@ -19,7 +19,7 @@ from wyoming.event import Event
 
 from ..common.tasks import keep
 from ..common.wording import count
-from ..deepgram.models import FluxModel, pick_model
+from ..deepgram.models import FluxModel, choose_model, unserved_language
 from ..deepgram.pool import WarmPool
 from ..turn.audio import AudioFormatError, check_format
 from ..turn.fallback import AudioBuffer, FluxHealth, answer_with_fallback
@@ -84,6 +84,7 @@ class Commands:
         self._ctx = context
         self._send = send
         self._request: TurnRequest | None = None  # from a Transcribe, for the next command only
+        self._unserved: str | None = None  # the next command's language, which no offered model speaks
         self._open = False  # between AudioStart (or a first bare AudioChunk) and AudioStop
         self._format: AudioFormat | None = None
         self._chunk_format: tuple[int, int, int] | None = None  # (rate, width, channels) of the last chunk
@@ -104,8 +105,10 @@ class Commands:
     def transcribe(self, data: dict[str, Any]) -> Step:
         name, language = fields.text(data, "name"), fields.text(data, "language")
         keyterms = (*fields.texts(data, "transcript_names"), *fields.texts(data, "transcript_terms"))
-        model = pick_model(list(self._ctx.models), name, language)
-        self._request = TurnRequest(model=model, language=language, keyterms=keyterms)  # for the next command
+        model = choose_model(list(self._ctx.models), name, language)
+        self._unserved = None if model is not None or language is None else language
+        self._request = (None if model is None  # for the next command
+                         else TurnRequest(model=model, language=language, keyterms=keyterms))
         self._from_fallback = from_fallback(data)
         return None
 
@@ -193,12 +196,17 @@ class Commands:
         self._open, self._answered, self._format, self._chunk_format = True, False, fmt, None
         request, self._request = self._request, None
         to_fallback, self._from_fallback = self._ctx.fallback is not None and not self._from_fallback, False
+        if (unserved := self._unserved) is not None:  # never a transcript in the wrong language
+            self._unserved = None
+            why = unserved_language(list(self._ctx.models), unserved)
+            self._answer_error(why, "unsupported-language")
+            return
         try:
             check_format(fmt.rate, fmt.width, fmt.channels)
         except AudioFormatError as err:
             self._answer_error(f"Audio format not supported: {err}", "audio-format")
             return
-        request = request or TurnRequest(model=pick_model(list(self._ctx.models), None, None))
+        request = request or TurnRequest(model=self._ctx.models[0])
         if names := self._ctx.names():  # after configured and client terms; the budget trims the rest
             request = replace(request, keyterms=(*request.keyterms, *names))
         if not self._ctx.gate.enter():

@@ -16,6 +16,8 @@ import aiohttp
 
 from ..common.tasks import cancel
 from ..common.wording import count
+from ..deepgram.flux import StreamOptions
+from ..deepgram.models import FLUX
 from ..deepgram.pool import WarmPool
 from ..turn.fallback import FluxHealth
 from ..turn.session import TurnRequest, stream_options
@@ -101,7 +103,8 @@ class FluxServer:
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.flux_connection_limit()))
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
-            self.pool.start()
+            if self.pool is not None:
+                self.pool.start()
         if self.settings.metrics_port is not None:
             try:  # only when asked for: prometheus-client is not needed otherwise
                 from .metrics import ServerMetrics
@@ -162,10 +165,15 @@ class FluxServer:
         assert self._shared is not None
         return Admission(self._shared, self.settings)
 
-    def _make_pool(self, http: aiohttp.ClientSession) -> WarmPool:
-        """Warm sockets for the usual command: the first model, 16 kHz (Home Assistant), configured tuning."""
+    def _make_pool(self, http: aiohttp.ClientSession) -> WarmPool | None:
+        """Warm sockets for the usual command: the first Flux model, 16 kHz (Home Assistant), configured tuning.
+        None when only Nova-3 is offered: its commands always handshake (README: warm buys nothing measurable)."""
         config = self.settings.session
-        options = stream_options(config, TurnRequest(self.settings.models[0]), 16000)
+        model = next((m for m in self.settings.models if m.api == FLUX), None)
+        if model is None:
+            return None
+        options = stream_options(config, TurnRequest(model), 16000)
+        assert isinstance(options, StreamOptions)
         return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
                         max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout,
                         window=self.settings.warm_window)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from .. import __version__
-from ..deepgram.models import FluxModel
+from ..deepgram.models import NOVA, FluxModel
 from ..turn.session import SessionConfig
 from .limits import ConnectionLimits
 
@@ -60,7 +60,9 @@ def build_info(settings: ServerSettings) -> Info:
                 name=PROGRAM_NAME,
                 attribution=ATTRIBUTION,
                 installed=True,
-                description="Deepgram Flux streaming speech-to-text with model-detected end of turn",
+                description=("Deepgram Flux streaming speech-to-text with model-detected end of turn"
+                             + ("; Nova-3 for the other languages" if any(m.api == NOVA for m in settings.models)
+                                and any(m.api != NOVA for m in settings.models) else "")),
                 version=__version__,
                 models=[
                     AsrModel(

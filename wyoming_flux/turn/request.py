@@ -6,9 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import FluxError
 from ..deepgram.flux import StreamOptions, trim_keyterms
-from ..deepgram.models import FluxModel, language_hints
+from ..deepgram.models import NOVA, FluxModel, language_hints, nova_language
+from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, NovaOptions
 from .state import Ending
 
 
@@ -30,10 +32,23 @@ class SessionConfig:
     stall_timeout: float = 3.0  # no message at all from a Flux stream that should be talking
     mip_opt_out: bool = False  # Deepgram's Model Improvement Program opt-out
     tags: tuple[str, ...] = ()  # Deepgram usage-report labels
+    endpointing_ms: int = DEFAULT_ENDPOINTING_MS  # Nova-3: silence that ends a command
+    utterance_end_ms: int = DEFAULT_UTTERANCE_END_MS  # Nova-3: the word-timing backup when speech_final never comes
 
     @property
     def eot_timeout(self) -> float:
         return (self.eot_timeout_ms or 5000) / 1000
+
+    @property
+    def nova_url(self) -> str:
+        """Nova-3's /v1/listen on the host `url` names (a region's, or a self-hosted deployment's)."""
+        return listen_urls(self.url)[1]
+
+    def end_timeout(self, model: FluxModel) -> float:
+        """Audio seconds after the last new words in which the model's API should have ended the command."""
+        if model.api == NOVA:
+            return max(self.endpointing_ms, self.utterance_end_ms) / 1000
+        return self.eot_timeout
 
 
 @dataclass(frozen=True)
@@ -68,9 +83,21 @@ class TurnResult:
 PartialCallback = Callable[[str], None]
 
 
-def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int) -> StreamOptions:
-    """The Flux query for a command. The warm pool opens its sockets with the same function, so a socket it
+def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int) -> StreamOptions | NovaOptions:
+    """The query for a command. The warm pool opens its sockets with the same function, so a socket it
     holds fits a command exactly when the two agree."""
+    if request.model.api == NOVA:
+        language, hints = nova_language(request.language)
+        return NovaOptions(
+            language=language,
+            sample_rate=sample_rate,
+            endpointing_ms=config.endpointing_ms,
+            utterance_end_ms=config.utterance_end_ms,
+            language_hints=hints,
+            keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
+            tags=config.tags,
+            mip_opt_out=config.mip_opt_out,
+        )
     return StreamOptions(
         model=request.model.name,
         sample_rate=sample_rate,

@@ -1,8 +1,10 @@
-"""The Flux turn session: one voice command, from its first audio to its final text.
+"""The turn session: one voice command, from its first audio to its final text, on Flux or Nova-3.
 
 Used unchanged by the Wyoming server and by the Home Assistant entity. The I/O lives here: it takes PCM as it
-arrives, streams it to Flux in 80 ms frames (on a warm socket when one fits, replaying it if that socket turns
-out dead), and feeds what happens to the turn's state machine (turn.py), which decides. Resolves exactly once.
+arrives, streams it in 80 ms frames (on a warm socket when one fits, replaying it if that socket turns out
+dead), and feeds what happens to the turn's state machine (state.py), which decides. What differs between the
+two APIs (how to connect, how to ask for the final text, how messages become the state machine's inputs) is
+the backend's (backend.py). Resolves exactly once.
 """
 
 from __future__ import annotations
@@ -10,26 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 import aiohttp
 
 from ..common.tasks import cancel
-from ..deepgram.endpoints import mark_no_force_end, supports_force_end
-from ..deepgram.errors import FluxError, FluxStreamError, error_for_stream
-from ..deepgram.flux import (
-    ConfigureResult,
-    Connected,
-    FatalError,
-    FluxSocket,
-    FluxWarning,
-    StreamOptions,
-    TurnInfo,
-    UnknownMessage,
-    connect,
-)
+from ..deepgram.errors import FluxError, FluxStreamError
+from ..deepgram.flux import Connected, StreamOptions, UnknownMessage
 from ..deepgram.models import language_mismatch
+from ..deepgram.nova import Metadata, NovaOptions
 from ..deepgram.pool import WarmPool
+from ..deepgram.stream import DeepgramSocket
 from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
+from .backend import backend_for
 from .request import (
     PartialCallback,
     SessionConfig,
@@ -37,7 +32,7 @@ from .request import (
     TurnResult,
     stream_options,
 )
-from .state import NO_ACTIVE_TURN, Bounds, Decision, Ending, ForceTurn, TurnState
+from .state import Bounds, Decision, Ending, ForceTurn, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
 
@@ -86,9 +81,11 @@ class TurnSession:
         self._result: asyncio.Future[TurnResult] = self._loop.create_future()
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None  # while _run runs
+        self._notes: list[str] = []
+        self._backend = backend_for(request.model, config, self._notes)
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
-                   config.eot_timeout, config.finalize_timeout, config.stall_timeout),
+                   config.end_timeout(request.model), config.finalize_timeout, config.stall_timeout),
             self._loop.time(),
         )
         self._audio_ended_at: float | None = None
@@ -96,7 +93,6 @@ class TurnSession:
         self._request_id: str | None = None
         self._close_asked = False  # we sent CloseStream: a close now is the answer, not a failure
         self._last_partial = ""
-        self._notes: list[str] = []
         if (why := language_mismatch(request.model, request.language)) is not None:
             _LOGGER.warning("%s", why)
             self._notes.append(f"language: {why}")
@@ -163,7 +159,7 @@ class TurnSession:
 
     # ------------------------------------------------------------ running
 
-    def _options(self) -> StreamOptions:
+    def _options(self) -> StreamOptions | NovaOptions:
         return stream_options(self._config, self._request, self._adapter.out_rate)
 
     async def _run(self) -> None:
@@ -191,7 +187,7 @@ class TurnSession:
                 self._watchdog.cancel()
                 self._watchdog = None
 
-    async def _open_unless_decided(self, use_warm: bool) -> FluxSocket | None:
+    async def _open_unless_decided(self, use_warm: bool) -> DeepgramSocket[Any] | None:
         """A socket (warm if one fits, else a new handshake), or None if the command was decided meanwhile."""
         opening = asyncio.create_task(self._open(use_warm))
         await asyncio.wait([self._result, opening], return_when=asyncio.FIRST_COMPLETED)
@@ -206,16 +202,15 @@ class TurnSession:
             return None
         return socket
 
-    async def _open(self, use_warm: bool) -> FluxSocket:
+    async def _open(self, use_warm: bool) -> DeepgramSocket[Any]:
         options = self._options()
-        if use_warm and self._pool is not None and (socket := await self._pool.take(options)) is not None:
+        if (use_warm and self._backend.warm_pool and self._pool is not None
+                and (socket := await self._pool.take(options)) is not None):
             self._warm = True
             return socket
-        return await connect(
-            self._http, self._config.url, self._config.api_key, options, timeout=self._config.connect_timeout
-        )
+        return await self._backend.connect(self._http, options, self._config.connect_timeout)
 
-    async def _stream(self, socket: FluxSocket) -> None:
+    async def _stream(self, socket: DeepgramSocket[Any]) -> None:
         """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
         self._state.connected(self._loop.time())
         self._request_id = socket.request_id or self._request_id
@@ -242,7 +237,7 @@ class TurnSession:
         for item in items:
             self._queue.put_nowait(item)
 
-    async def _shutdown(self, socket: FluxSocket, workers: list[asyncio.Task[None]]) -> None:
+    async def _shutdown(self, socket: DeepgramSocket[Any], workers: list[asyncio.Task[None]]) -> None:
         """CloseStream, let Flux close (bounded), then make sure the socket and workers are gone."""
         sender = workers[0] if workers else None
         if sender is not None:
@@ -259,13 +254,13 @@ class TurnSession:
         await asyncio.gather(*workers, return_exceptions=True)
         await socket.close()
 
-    async def _send(self, socket: FluxSocket) -> None:
+    async def _send(self, socket: DeepgramSocket[Any]) -> None:
         while True:
             item = await self._queue.get()
             if self._warm and not self._confirmed:
                 self._replay.append(item)
             if item == _FORCE:
-                await socket.force_end_turn()
+                await self._backend.ask_final(socket)
                 self._state.force_sent(self._loop.time())
             elif item == _SILENCE:
                 await self._send_silence(socket)
@@ -280,7 +275,7 @@ class TurnSession:
     def _silence_frames(self) -> int:
         return round((self._config.eot_timeout + _SILENCE_MARGIN) / FRAME_SECONDS)
 
-    async def _send_silence(self, socket: FluxSocket) -> None:
+    async def _send_silence(self, socket: DeepgramSocket[Any]) -> None:
         """Flux's eot_timeout in silence, faster than real time; cancelled with the sender once the turn ends."""
         frame = bytes(self._adapter.frame_bytes)
         count = self._silence_frames()
@@ -289,48 +284,26 @@ class TurnSession:
             self._state.audio_sent(FRAME_SECONDS)
             await asyncio.sleep(_SILENCE_WALL / count)
 
-    async def _receive(self, socket: FluxSocket) -> None:
+    async def _receive(self, socket: DeepgramSocket[Any]) -> None:
+        backend = self._backend
         while (message := await socket.receive()) is not None:
             self._state.message(self._loop.time())
             if self.done:
                 continue  # draining after CloseStream: the outcome is already decided
-            if isinstance(message, TurnInfo):
-                if not self._confirmed:
-                    self._confirmed = True
-                    self._replay.clear()
-                self._apply(self._state.turn_info(message, self._loop.time()))
-                self._report_partial()
-            elif isinstance(message, FatalError):
-                raise self._fatal(message)
-            elif isinstance(message, FluxWarning):
-                # "No active turn" is how Flux answers our ForceEndTurn when the turn already ended: in client
-                # mode, the usual end of a command
-                expected = message.code == NO_ACTIVE_TURN and self._state.forcing is not None
-                _LOGGER.log(logging.DEBUG if expected else logging.WARNING, "Flux warning %s: %s", message.code,
-                            message.description)
-                self._apply(self._state.warning(message.code))
-            elif isinstance(message, ConfigureResult):
-                if not message.success:  # Flux keeps the configuration it had; say so once
-                    _LOGGER.warning("Flux refused the new keyterms or language hints (%s); the command goes on "
-                                    "with the configuration the connection opened with", message.reason)
-                    self._notes.append(f"configure-failed: {message.reason}")
-            elif isinstance(message, UnknownMessage):
-                _LOGGER.debug("Ignoring Flux message of type %s", message.type)
-            elif isinstance(message, Connected):
+            if backend.confirms(message) and not self._confirmed:
+                self._confirmed = True
+                self._replay.clear()
+            if isinstance(message, (Connected, Metadata)):
                 self._request_id = message.request_id or self._request_id
+            elif isinstance(message, UnknownMessage):
+                _LOGGER.debug("Ignoring %s message of type %s", backend.name, message.type)
+            self._apply(backend.handle(message, self._state, self._loop.time()))  # raises on a fatal message
+            self._report_partial()
         if not self.done:
             if self._close_asked:
                 self._apply(self._state.stream_closed(True))
             else:
-                raise error_for_stream(socket.close_reason, "Flux closed the stream before the turn ended")
-
-    def _fatal(self, message: FatalError) -> FluxError:
-        error = error_for_stream(message.code, message.description)
-        if (error.code == "flux-unsupported-message" and self._state.force_sent_at is not None
-                and not self._state.ending_by_silence):
-            mark_no_force_end(self._config.url)
-            self._notes.append("force-end-unsupported")
-        return error
+                raise backend.stream_error(socket)
 
     def _report_partial(self) -> None:
         text = self._state.text
@@ -352,10 +325,12 @@ class TurnSession:
             return
         if last := self._adapter.flush():
             self._queue_audio(last)
-        by_silence = not supports_force_end(self._config.url)
+        by_silence = self._backend.ends_by_silence()
         self._state.force(reason, self._loop.time(), by_silence=by_silence)
         if not by_silence:
             self._queue.put_nowait(_FORCE)
+            if self._backend.close_after_ask():
+                self._queue.put_nowait(_CLOSE)
             return
         self._state.audio_queued(self._silence_frames() * FRAME_SECONDS)
         self._queue.put_nowait(_SILENCE)

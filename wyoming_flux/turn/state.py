@@ -175,6 +175,41 @@ class TurnState:
         # Otherwise keep listening: while we force, an earlier turn's EndOfTurn may still be in flight.
         return None
 
+    # Inputs from an API without a turn model (Nova-3): what it heard, where it marked the end of speech, and
+    # its answer to our request for the final text. The backend (backend.py) turns its messages into these.
+
+    def progress(self, settled: list[str], tail: str, audio_end: float, now: float,
+                 language: str | None = None) -> None:
+        """The text so far: settled segments in order, then the latest guess for the unsettled tail."""
+        if self.confirmed and audio_end > self.confirmed:
+            self.stride = max(self.stride, min(_MAX_STRIDE, audio_end - self.confirmed))
+        self.confirmed = max(self.confirmed, audio_end)
+        if language:
+            self.language = language
+        before = self.text
+        self.completed, self.turn_text = [part for part in settled if part], tail.strip()
+        text = self.text
+        if text != before:
+            self.words_at = audio_end
+            if text:
+                self.words_seen_at = now
+                self.turn_active = True  # words heard, and no end of speech marked after them yet
+        if text and self.first_text_at is None:
+            self.first_text_at = now
+
+    def endpoint(self, trigger: str) -> Decision | None:
+        """The API marked the end of speech. Ends the command if words were heard (and the API decides the end);
+        while we ask for the final text, its answer decides instead: audio after the mark may hold more words."""
+        self.turn_active = False
+        if self.forcing is None and self.text and self.bounds.end_on_flux_eot:
+            return self.decide(Ending.END_OF_TURN, trigger=trigger)
+        return None
+
+    def finalized(self) -> Decision | None:
+        """The API answered our request for the final text: everything it heard is in."""
+        self.turn_active = False
+        return self.decide(self.forcing) if self.forcing is not None else None
+
     def warning(self, code: str) -> Decision | None:
         """Only "no active turn" answers a ForceEndTurn; any other Warning leaves the turn as it is.
 
@@ -222,7 +257,7 @@ class TurnState:
             return ForceTurn(Ending.MAX_LENGTH)
         elif (bounds.end_on_flux_eot and self.turn_active
               and self.confirmed - self.words_at >= bounds.eot_timeout + _EOT_GRACE):
-            _LOGGER.warning("Flux did not end the turn after %.1f s without new words; forcing the end",
+            _LOGGER.warning("Deepgram did not end the turn after %.1f s without new words; forcing the end",
                             self.confirmed - self.words_at)
             return ForceTurn(Ending.FORCED)
         elif (self.last_message_at is not None and now - self.last_message_at >= bounds.stall_timeout
