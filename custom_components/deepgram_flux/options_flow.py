@@ -49,11 +49,35 @@ from .const import (
 from .fallback import fallback_schema, valid_fallback
 
 
-def _number(low: float, high: float, step: float | str, unit: str | None = None) -> NumberSelector:
+class RangedNumber(NumberSelector):
+    """A number box whose range the flow checks itself: Home Assistant's own check of a field in a section
+    reports it by its internal path ("Value 1.5 is too large at 'turn.eot_threshold'")."""
+
+    def __call__(self, data: Any) -> float:
+        return float(vol.Coerce(float)(data))
+
+
+def _number(low: float, high: float, step: float | str, unit: str | None = None) -> RangedNumber:
     config = NumberSelectorConfig(min=low, max=high, step=step, mode=NumberSelectorMode.BOX)
     if unit is not None:
         config["unit_of_measurement"] = unit
-    return NumberSelector(config)
+    return RangedNumber(config)
+
+
+def plain(number: float) -> str:
+    """A number as a person writes it: 0.7, 1000000 (not 1e+06)."""
+    return f"{number:f}".rstrip("0").rstrip(".")
+
+
+def range_error(fields: Mapping[vol.Marker, Any], values: Mapping[str, Any]) -> tuple[str, dict[str, str]] | None:
+    """The first value outside its field's range: the error key naming that field, and the range."""
+    for marker, selector in fields.items():
+        value = values.get(str(marker))
+        if isinstance(selector, RangedNumber) and value is not None:
+            low, high = selector.config["min"], selector.config["max"]
+            if not low <= value <= high:
+                return f"out_of_range_{marker}", {"low": plain(low), "high": plain(high)}
+    return None
 
 
 CAP_FIELD: dict[vol.Marker, Any] = {vol.Optional(CONF_MONTHLY_CAP_MINUTES): _number(1, 1_000_000, 1, "min")}
@@ -124,15 +148,20 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
             options = flatten(user_input)
             options[CONF_KEYTERMS] = [t.strip() for t in options.get(CONF_KEYTERMS) or [] if t.strip()]
             options[CONF_TAGS] = [t.strip()[:128] for t in options.get(CONF_TAGS) or [] if t.strip()]
-            options[CONF_EOT_TIMEOUT_MS] = int(options[CONF_EOT_TIMEOUT_MS])
             if not valid_fallback(self.hass, entry_id, options.get(CONF_FALLBACK_ENTITY)):
                 errors["fallback"] = "invalid_fallback"
-            # The selectors hold each value to its range; this is the one rule between two fields.
+            # One range error at a time: the form's placeholders ({low}, {high}) are shared by its sections.
+            for part in SECTIONS:
+                if (found := range_error(part.fields, options)) is not None:
+                    errors[part.name], range_placeholders = found
+                    placeholders.update(range_placeholders)
+                    break
             eager = options.get(CONF_EAGER_EOT_THRESHOLD)
-            if eager is not None and eager > options[CONF_EOT_THRESHOLD]:
-                errors["turn"] = "eager_above_eot"
-                placeholders["eot_threshold"] = f"{options[CONF_EOT_THRESHOLD]:g}"
+            if "turn" not in errors and eager is not None and eager > options[CONF_EOT_THRESHOLD]:
+                errors["turn"] = "eager_above_eot"  # the one rule between two fields
+                placeholders["eot_threshold"] = plain(options[CONF_EOT_THRESHOLD])
             if not errors:
+                options[CONF_EOT_TIMEOUT_MS] = int(options[CONF_EOT_TIMEOUT_MS])
                 return self.async_create_entry(data=options)
         suggested = user_input or nest(options_with_defaults(self.config_entry), schema)
         return self.async_show_form(

@@ -59,13 +59,16 @@ class CapFlow(RepairsFlow):
         if entry is None or entry.state is not ConfigEntryState.LOADED:
             return self.async_abort(reason="entry_not_loaded")
         # The options flow's own field, with its range; imported here as the package imports this module first.
-        from .options_flow import CAP_FIELD
+        from .options_flow import CAP_FIELD, range_error
 
         usage = entry.runtime_data.usage
         errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
         if user_input is not None:
             cap = user_input.get(CONF_MONTHLY_CAP_MINUTES)
-            if cap is not None and cap <= usage.minutes:
+            if (found := range_error(CAP_FIELD, user_input)) is not None:
+                errors[CONF_MONTHLY_CAP_MINUTES], placeholders = found
+            elif cap is not None and cap <= usage.minutes:
                 errors[CONF_MONTHLY_CAP_MINUTES] = "cap_not_above_usage"
             else:
                 options = {k: v for k, v in entry.options.items() if k != CONF_MONTHLY_CAP_MINUTES}
@@ -79,7 +82,7 @@ class CapFlow(RepairsFlow):
             data_schema=self.add_suggested_values_to_schema(
                 vol.Schema(CAP_FIELD), {CONF_MONTHLY_CAP_MINUTES: usage.cap_minutes}),
             errors=errors,
-            description_placeholders={"title": entry.title, **cap_placeholders(usage)},
+            description_placeholders={"title": entry.title, **cap_placeholders(usage), **placeholders},
         )
 
 

@@ -8,7 +8,7 @@ import pytest
 from homeassistant import config_entries
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.deepgram_flux.const import DOMAIN
@@ -181,13 +181,23 @@ async def test_options_refuse_an_eager_threshold_above_the_end_of_turn_one_by_it
     assert "eager_eot_threshold" not in text and "{" not in strings[f"{prefix}.step.init.description"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("eot_threshold", 1.5), ("eot_timeout_ms", 100), ("max_command_seconds", 1000)])
-async def test_options_refuse_out_of_range_values(
-    hass: HomeAssistant, flux_entry: MockConfigEntry, field: str, value: float
+@pytest.mark.parametrize(("field", "value", "section", "message"), [
+    ("eot_threshold", 1.5, "turn", "End-of-turn confidence must be from 0.5 to 1."),
+    ("eot_timeout_ms", 100, "turn", "End-of-turn timeout must be from 500 to 60000 ms."),
+    ("max_command_seconds", 1000, "turn", "Maximum command length must be from 5 to 300 s."),
+    ("monthly_cap_minutes", 0, "usage", "Monthly cap must be from 1 to 1000000 minutes."),
+])
+async def test_options_refuse_out_of_range_values_by_the_fields_label_and_range(
+    hass: HomeAssistant, flux_entry: MockConfigEntry, field: str, value: float, section: str, message: str
 ) -> None:
-    with pytest.raises(InvalidData) as caught:
-        await submit_options(hass, flux_entry, {**OPTIONS, field: value})
-    assert any("is too" in error for error in caught.value.schema_errors["base"])
+    from homeassistant.helpers.translation import async_get_translations
+
+    # Home Assistant's own check would say "Value 1.5 is too large at 'turn.eot_threshold'".
+    result = await submit_options(hass, flux_entry, {**OPTIONS, field: value})
+    assert result["type"] is FlowResultType.FORM and list(result["errors"]) == [section]
+    strings = await async_get_translations(hass, "en", "options", [DOMAIN])
+    text = strings[f"component.{DOMAIN}.options.error.{result['errors'][section]}"]
+    assert text.format(**result["description_placeholders"]) == message
     assert flux_entry.options == {}
 
 

@@ -9,7 +9,7 @@ from freezegun import freeze_time
 from homeassistant.components import assist_pipeline, stt
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType, PipelineStage
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
@@ -121,8 +121,8 @@ async def test_price_and_cap_come_from_the_options_flow(hass: HomeAssistant, flu
     await hass.async_block_till_done()
     usage = flux_entry.runtime_data.usage  # rebuilt by the reload
     assert (usage.price_per_minute, usage.cap_minutes) == (0.01, 500)
-    with pytest.raises(InvalidData):  # below the form's minimum of 1 minute: a form error, nothing saved
-        await submit_options(hass, flux_entry, {**options, "monthly_cap_minutes": 0})
+    result = await submit_options(hass, flux_entry, {**options, "monthly_cap_minutes": 0})
+    assert result["errors"] == {"usage": "out_of_range_monthly_cap_minutes"}  # below 1 minute: nothing saved
     assert flux_entry.options["monthly_cap_minutes"] == 500
 
 
@@ -204,6 +204,10 @@ async def test_the_cap_issue_opens_the_cap_and_a_higher_one_fixes_it(
     form = await response.json()
     assert form["errors"] == {"monthly_cap_minutes": "cap_not_above_usage"}
     assert entry.options["monthly_cap_minutes"] == 1
+    response = await client.post(f"/api/repairs/issues/fix/{form['flow_id']}", json={"monthly_cap_minutes": 2e6})
+    form = await response.json()
+    assert form["errors"] == {"monthly_cap_minutes": "out_of_range_monthly_cap_minutes"}
+    assert (form["description_placeholders"]["low"], form["description_placeholders"]["high"]) == ("1", "1000000")
 
     response = await client.post(f"/api/repairs/issues/fix/{form['flow_id']}", json={"monthly_cap_minutes": 2})
     assert (await response.json())["type"] == "create_entry"
