@@ -49,7 +49,7 @@ SENSORS = (
     UsageSensorDescription(
         key="estimated_cost", translation_key="estimated_cost", native_unit_of_measurement="USD",
         device_class=SensorDeviceClass.MONETARY, state_class=SensorStateClass.TOTAL,
-        suggested_display_precision=3,  # a command costs a tenth of a cent or less
+        suggested_display_precision=4,  # a short command costs a few hundredths of a cent
         value=lambda usage: round(usage.cost, 5),
     ),
 )
