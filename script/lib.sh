@@ -81,3 +81,22 @@ install_into() {
   local dir=$1; shift
   "$UV" pip install -q -p "$dir/bin/python" "$@" || { rm -rf "$dir"; die "installing into $dir failed (see above); run this again once the cause is fixed."; }
 }
+
+# ensure_chromium: prints the path of a Chromium (or Chrome) for the browser test: $WYOMING_FLUX_CHROMIUM, one on
+# PATH, else Debian's `chromium` package installed with apt-get (as root). Playwright's own browser download is
+# never used.
+ensure_chromium() {
+  local candidate
+  for candidate in "${WYOMING_FLUX_CHROMIUM:-}" "$(command -v chromium 2>/dev/null)" \
+      "$(command -v google-chrome 2>/dev/null)" "$(command -v google-chrome-stable 2>/dev/null)"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then echo "$candidate"; return 0; fi
+  done
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "wyoming-flux setup: installing chromium (Debian package) for the browser test ..." >&2
+    if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        && command -v chromium >/dev/null 2>&1; then
+      command -v chromium; return 0
+    fi
+  fi
+  die "the browser test needs Chromium: apt-get install chromium (as root), or set WYOMING_FLUX_CHROMIUM to a Chromium or Chrome binary."
+}

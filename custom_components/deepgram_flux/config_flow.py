@@ -12,16 +12,11 @@ import voluptuous as vol
 from homeassistant.config_entries import (
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlowWithReload,
 )
 from homeassistant.const import CONF_API_KEY
 from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
-    BooleanSelector,
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -30,35 +25,20 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux import RANGES, FluxError, validate_thresholds, verify_access
+from wyoming_flux import FluxError, verify_access
 
-from . import DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
+from . import DeepgramFluxConfigEntry, endpoint_url
 from .const import (
-    CONF_BOOST_EXPOSED,
     CONF_CUSTOM_URL,
-    CONF_EAGER_EOT_THRESHOLD,
-    CONF_END_OF_SPEECH,
     CONF_ENDPOINT,
-    CONF_EOT_THRESHOLD,
-    CONF_EOT_TIMEOUT_MS,
-    CONF_FALLBACK_ENTITY,
-    CONF_KEYTERMS,
-    CONF_MAX_COMMAND_SECONDS,
-    CONF_MIP_OPT_OUT,
     CONF_MODEL,
-    CONF_MONTHLY_CAP_MINUTES,
-    CONF_NO_SPEECH_TIMEOUT,
-    CONF_PRICE_PER_MINUTE,
-    CONF_TAGS,
     DOMAIN,
-    END_OF_SPEECH_FLUX,
-    END_OF_SPEECH_HA_VAD,
     ENDPOINT_CUSTOM,
     ENDPOINT_US,
     ENDPOINTS,
     MODELS,
 )
-from .fallback import fallback_schema, valid_fallback
+from .options_flow import DeepgramFluxOptionsFlow
 
 # Handshake error code -> the form's error key; every other FluxError is "unknown" (and logged).
 _FORM_ERRORS = {
@@ -192,64 +172,3 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
     @callback
     def async_get_options_flow(config_entry: DeepgramFluxConfigEntry) -> DeepgramFluxOptionsFlow:
         return DeepgramFluxOptionsFlow()
-
-
-def _number(low: float, high: float, step: float | str, unit: str | None = None) -> NumberSelector:
-    config = NumberSelectorConfig(min=low, max=high, step=step, mode=NumberSelectorMode.BOX)
-    if unit is not None:
-        config["unit_of_measurement"] = unit
-    return NumberSelector(config)
-
-
-OPTIONS_SCHEMA = vol.Schema(
-    {
-        vol.Required(CONF_END_OF_SPEECH): SelectSelector(
-            SelectSelectorConfig(options=[END_OF_SPEECH_FLUX, END_OF_SPEECH_HA_VAD], translation_key=CONF_END_OF_SPEECH,
-                                 mode=SelectSelectorMode.LIST)
-        ),
-        vol.Required(CONF_EOT_THRESHOLD): _number(*RANGES["eot_threshold"], 0.01),
-        vol.Optional(CONF_EAGER_EOT_THRESHOLD): _number(*RANGES["eager_eot_threshold"], 0.01),
-        vol.Required(CONF_EOT_TIMEOUT_MS): _number(*RANGES["eot_timeout_ms"], 100, "ms"),
-        vol.Required(CONF_BOOST_EXPOSED): BooleanSelector(),
-        vol.Optional(CONF_KEYTERMS): TextSelector(TextSelectorConfig(multiple=True)),
-        vol.Required(CONF_NO_SPEECH_TIMEOUT): _number(*RANGES["no_speech_timeout"], 0.5, "s"),
-        vol.Required(CONF_MAX_COMMAND_SECONDS): _number(*RANGES["max_command_seconds"], 1, "s"),
-        vol.Optional(CONF_MIP_OPT_OUT, default=False): BooleanSelector(),
-        vol.Optional(CONF_TAGS): TextSelector(TextSelectorConfig(multiple=True)),
-        # "any": rates like 0.0065 USD are finer than the smallest step a number selector takes
-        vol.Optional(CONF_PRICE_PER_MINUTE): _number(0, 1, "any", "USD/min"),
-        vol.Optional(CONF_MONTHLY_CAP_MINUTES): _number(1, 1_000_000, 1, "min"),
-    }
-)
-
-
-class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
-    """How Flux decides the end of a turn, what it should expect to hear, and the bounds of a command."""
-
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        errors: dict[str, str] = {}
-        placeholders: dict[str, str] = {"error": ""}
-        if user_input is not None:
-            options = dict(user_input)
-            options[CONF_KEYTERMS] = [t.strip() for t in options.get(CONF_KEYTERMS) or [] if t.strip()]
-            options[CONF_TAGS] = [t.strip()[:128] for t in options.get(CONF_TAGS) or [] if t.strip()]
-            options[CONF_EOT_TIMEOUT_MS] = int(options[CONF_EOT_TIMEOUT_MS])
-            if not valid_fallback(self.hass, self.config_entry.entry_id, options.get(CONF_FALLBACK_ENTITY)):
-                errors[CONF_FALLBACK_ENTITY] = "invalid_fallback"
-            try:
-                validate_thresholds(
-                    options[CONF_EOT_THRESHOLD], options.get(CONF_EAGER_EOT_THRESHOLD), options[CONF_EOT_TIMEOUT_MS]
-                )
-            except ValueError as err:  # the same ranges the server enforces, from the shared core
-                errors[CONF_EAGER_EOT_THRESHOLD if CONF_EAGER_EOT_THRESHOLD in str(err) else "base"] = "invalid_threshold"
-                placeholders["error"] = str(err)
-            else:
-                if not errors:
-                    return self.async_create_entry(data=options)
-        schema = OPTIONS_SCHEMA.extend(fallback_schema(self.hass, self.config_entry.entry_id))
-        return self.async_show_form(
-            step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, user_input or options_with_defaults(self.config_entry)),
-            errors=errors,
-            description_placeholders=placeholders,
-        )

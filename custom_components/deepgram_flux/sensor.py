@@ -1,5 +1,6 @@
 """Usage sensors of one config entry: audio minutes and commands this month, the last command's latency
-(speech end to text) and the estimated cost this month."""
+(speech end to text) and the estimated cost this month. Which commands count: see UsageTracker.record.
+Icons: icons.json."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ class UsageSensorDescription(SensorEntityDescription):
 SENSORS = (
     UsageSensorDescription(
         key="audio_minutes", translation_key="audio_minutes", native_unit_of_measurement=UnitOfTime.MINUTES,
-        device_class=SensorDeviceClass.DURATION, state_class=SensorStateClass.TOTAL, suggested_display_precision=1,
-        value=lambda usage: round(usage.minutes, 3),
+        device_class=SensorDeviceClass.DURATION, state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=2,  # 0.6 s steps: a short command shows as itself, not as a tenth of a minute
+        value=lambda usage: round(usage.minutes, 4),
     ),
     UsageSensorDescription(
         key="commands", translation_key="commands", state_class=SensorStateClass.TOTAL,
@@ -46,8 +48,9 @@ SENSORS = (
     ),
     UsageSensorDescription(
         key="estimated_cost", translation_key="estimated_cost", native_unit_of_measurement="USD",
-        device_class=SensorDeviceClass.MONETARY, state_class=SensorStateClass.TOTAL, suggested_display_precision=2,
-        value=lambda usage: round(usage.cost, 4),
+        device_class=SensorDeviceClass.MONETARY, state_class=SensorStateClass.TOTAL,
+        suggested_display_precision=4,  # a short command costs a few hundredths of a cent
+        value=lambda usage: round(usage.cost, 5),
     ),
 )
 

@@ -103,6 +103,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
                           "or a higher cap in the options", runtime.usage.cap_minutes,
                           "the fallback answers" if fallback_id else "commands fail")
             if not fallback_id:
+                runtime.usage.record(None)  # a command all the same: the sensor counts it
                 return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         request = TurnRequest(self._model, metadata.language, tuple(runtime.keyterms.terms()))
         started = asyncio.get_running_loop().time()

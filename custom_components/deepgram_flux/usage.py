@@ -4,8 +4,9 @@ figures; a new month starts from zero, at the month's start in Home Assistant's 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -21,6 +22,7 @@ from .const import DOMAIN
 STORAGE_VERSION = 1
 SAVE_DELAY = 10.0  # seconds: a burst of commands is one write; unload and shutdown write at once
 CAP_ISSUE = "monthly_cap"
+CAP_ISSUE_KEY = "monthly_cap_reached"
 
 
 def month_start(now: datetime) -> datetime:
@@ -113,10 +115,17 @@ class UsageTracker:
     # ------------------------------------------------------------ commands
 
     @callback
-    def record(self, result: TurnResult) -> None:
-        """A command ran: what Flux received (none if no stream opened) and how fast the words came back."""
+    def record(self, result: TurnResult | None) -> None:
+        """A command ran: what Flux received (none if no stream opened) and how fast the words came back.
+
+        Every command the entity is asked to transcribe counts, whatever became of it: answered, failed (a
+        refused handshake too), answered by the fallback, or refused at once by the cap (`result` None). Audio
+        minutes count only the audio that reached Flux."""
         self._roll()
         self.commands += 1
+        if result is None:
+            self._changed()
+            return
         if result.connect_seconds is not None:
             self.audio_seconds += result.audio_seconds
         if result.speech_end_seconds is not None:
@@ -148,13 +157,22 @@ class UsageTracker:
     def _update_issue(self) -> None:
         if self.cap_minutes is not None and self.minutes >= self.cap_minutes:
             ir.async_create_issue(
-                self._hass, DOMAIN, self._issue_id, is_fixable=False, is_persistent=False,
-                severity=ir.IssueSeverity.WARNING, translation_key="monthly_cap_reached",
-                translation_placeholders={"title": self._title, "cap": f"{self.cap_minutes:g}",
-                                          "reset": next_month_start(dt_util.now()).date().isoformat()},
+                self._hass, DOMAIN, self._issue_id, is_fixable=True, is_persistent=False,
+                severity=ir.IssueSeverity.WARNING, translation_key=CAP_ISSUE_KEY,
+                translation_placeholders={"title": self._title, **cap_placeholders(self)},
+                data={"entry_id": self._entry_id},
             )
         else:
             ir.async_delete_issue(self._hass, DOMAIN, self._issue_id)
+
+
+def cap_placeholders(usage: UsageTracker) -> dict[str, str]:
+    """The cap and this month's minutes (ICU plurals), and the reset date as the frontend formats a date in the
+    user's language: milliseconds since the epoch at noon UTC of that day, the same day in every time zone."""
+    reset = next_month_start(dt_util.now()).date()
+    noon = datetime(reset.year, reset.month, reset.day, 12, tzinfo=UTC)
+    return {"cap": f"{usage.cap_minutes or 0:g}", "used": f"{math.floor(usage.minutes * 10) / 10:g}",
+            "reset": str(int(noon.timestamp() * 1000))}
 
 
 def _issue_id(entry_id: str) -> str:

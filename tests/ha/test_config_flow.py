@@ -8,7 +8,7 @@ import pytest
 from homeassistant import config_entries
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.deepgram_flux.const import DOMAIN
@@ -111,35 +111,115 @@ OPTIONS = {
     "end_of_speech": "flux", "eot_threshold": 0.8, "eot_timeout_ms": 3000, "boost_exposed_names": False,
     "keyterms": ["Léa", " ", "Hue Strip"], "no_speech_timeout": 6, "max_command_seconds": 20,
 }
+# The options form's sections, in order, and the fields each holds (the user's view of the options).
+SECTIONS = {
+    "turn": ["end_of_speech", "eot_threshold", "eager_eot_threshold", "eot_timeout_ms", "no_speech_timeout",
+             "max_command_seconds"],
+    "names": ["boost_exposed_names", "keyterms"],
+    "usage": ["price_per_minute", "monthly_cap_minutes", "tags", "mip_opt_out"],
+    "fallback": ["fallback_entity"],
+}
 
 
-async def test_options_are_saved_and_reload_the_entry(hass: HomeAssistant, flux_entry: MockConfigEntry) -> None:
-    result = await hass.config_entries.options.async_init(flux_entry.entry_id)
+def options_form(options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Flat options as the options form submits them: one dict per section."""
+    return {name: {key: options[key] for key in keys if key in options} for name, keys in SECTIONS.items()}
+
+
+async def submit_options(hass: HomeAssistant, entry: MockConfigEntry, options: dict[str, Any]) -> Any:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["step_id"] == "init"
-    result = await hass.config_entries.options.async_configure(result["flow_id"], {**OPTIONS, "eager_eot_threshold": 0.5})
+    return await hass.config_entries.options.async_configure(result["flow_id"], options_form(options))
+
+
+async def test_options_are_saved_flat_and_reload_the_entry(hass: HomeAssistant, flux_entry: MockConfigEntry) -> None:
+    result = await submit_options(hass, flux_entry, {**OPTIONS, "eager_eot_threshold": 0.5})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert flux_entry.options["keyterms"] == ["Léa", "Hue Strip"]
+    assert flux_entry.options["eot_threshold"] == 0.8 and "turn" not in flux_entry.options  # stored as before
     config = flux_entry.runtime_data.session_config  # rebuilt by the reload
     assert (config.eot_threshold, config.eager_eot_threshold, config.eot_timeout_ms) == (0.8, 0.5, 3000)
     assert (config.no_speech_timeout, config.max_command_seconds, config.keyterms) == (6, 20, ("Léa", "Hue Strip"))
 
 
-async def test_options_refuse_an_eager_threshold_above_the_end_of_turn_one(hass: HomeAssistant, flux_entry: MockConfigEntry) -> None:
-    result = await hass.config_entries.options.async_init(flux_entry.entry_id)
-    result = await hass.config_entries.options.async_configure(
-        result["flow_id"], {**OPTIONS, "eot_threshold": 0.6, "eager_eot_threshold": 0.8}
-    )
-    assert result["type"] is FlowResultType.FORM
-    assert result["errors"] == {"eager_eot_threshold": "invalid_threshold"}
-    assert "must not exceed eot_threshold" in result["description_placeholders"]["error"]
-
-
-@pytest.mark.parametrize(("field", "value"), [("eot_threshold", 1.5), ("eot_timeout_ms", 100), ("max_command_seconds", 1000)])
-async def test_options_refuse_out_of_range_values(
-    hass: HomeAssistant, flux_entry: MockConfigEntry, field: str, value: float
+async def test_options_form_is_grouped_in_sections_the_rare_ones_collapsed(
+    hass: HomeAssistant, flux_entry: MockConfigEntry
 ) -> None:
+    from homeassistant.data_entry_flow import section
+
+    hass.config_entries.async_update_entry(flux_entry, options={"eot_threshold": 0.8, "keyterms": ["Léa"]})
     result = await hass.config_entries.options.async_init(flux_entry.entry_id)
-    with pytest.raises(InvalidData) as caught:
-        await hass.config_entries.options.async_configure(result["flow_id"], {**OPTIONS, field: value})
-    assert "is too" in caught.value.schema_errors[field]  # "Value 1.5 is too large", shown under the field
+    schema = result["data_schema"].schema
+    assert [str(key) for key in schema] == list(SECTIONS)
+    parts = {str(key): value for key, value in schema.items()}
+    assert all(isinstance(part, section) for part in parts.values())
+    assert {name: [str(key) for key in part.schema.schema] for name, part in parts.items()} == SECTIONS
+    assert {name for name, part in parts.items() if part.options["collapsed"]} == {"usage", "fallback"}
+    suggested = {str(key): key.description["suggested_value"]
+                 for part in parts.values() for key in part.schema.schema if key.description}
+    assert suggested["eot_threshold"] == 0.8 and suggested["keyterms"] == ["Léa"]  # the entry's, in its section
+    assert suggested["eot_timeout_ms"] == 5000  # and the defaults
+
+
+async def test_options_refuse_an_eager_threshold_above_the_end_of_turn_one_by_its_label_and_limit(
+    hass: HomeAssistant, flux_entry: MockConfigEntry
+) -> None:
+    from homeassistant.helpers.translation import async_get_translations
+
+    result = await submit_options(hass, flux_entry, {**OPTIONS, "eot_threshold": 0.6, "eager_eot_threshold": 0.8})
+    assert result["type"] is FlowResultType.FORM
+    # Shown under the section that holds the field (the frontend shows no error inside a section), once: the
+    # form's description carries no copy of it.
+    assert result["errors"] == {"turn": "eager_above_eot"}
+    strings = await async_get_translations(hass, "en", "options", [DOMAIN])
+    prefix = f"component.{DOMAIN}.options"
+    text = strings[f"{prefix}.error.eager_above_eot"].format(**result["description_placeholders"])
+    label = strings[f"{prefix}.step.init.sections.turn.data.eager_eot_threshold"]
+    limit = strings[f"{prefix}.step.init.sections.turn.data.eot_threshold"]
+    assert text.startswith(f"{label} must not be above the {limit[0].lower()}{limit[1:]} (0.6)")
+    assert "eager_eot_threshold" not in text and "{" not in strings[f"{prefix}.step.init.description"]
+
+
+@pytest.mark.parametrize(("field", "value", "section", "message"), [
+    ("eot_threshold", 1.5, "turn", "End-of-turn confidence must be from 0.5 to 1."),
+    ("eot_timeout_ms", 100, "turn", "End-of-turn timeout must be from 500 to 60000 ms."),
+    ("max_command_seconds", 1000, "turn", "Maximum command length must be from 5 to 300 s."),
+    ("monthly_cap_minutes", 0, "usage", "Monthly cap must be from 1 to 1000000 minutes."),
+])
+async def test_options_refuse_out_of_range_values_by_the_fields_label_and_range(
+    hass: HomeAssistant, flux_entry: MockConfigEntry, field: str, value: float, section: str, message: str
+) -> None:
+    from homeassistant.helpers.translation import async_get_translations
+
+    # Home Assistant's own check would say "Value 1.5 is too large at 'turn.eot_threshold'".
+    result = await submit_options(hass, flux_entry, {**OPTIONS, field: value})
+    assert result["type"] is FlowResultType.FORM and list(result["errors"]) == [section]
+    strings = await async_get_translations(hass, "en", "options", [DOMAIN])
+    text = strings[f"component.{DOMAIN}.options.error.{result['errors'][section]}"]
+    assert text.format(**result["description_placeholders"]) == message
+    assert flux_entry.options == {}
+
+
+async def test_the_wrong_key_error_says_where_to_check_the_key_and_that_it_needs_the_model(
+    hass: HomeAssistant, ha_core: HomeAssistant
+) -> None:
+    from homeassistant.helpers.translation import async_get_translations
+
+    strings = await async_get_translations(hass, "en", "config", [DOMAIN])
+    text = strings[f"component.{DOMAIN}.config.error.invalid_auth"]
+    assert "Deepgram console" in text and "API keys" in text and "model you chose" in text
+
+
+async def test_list_fields_have_add_buttons_that_read_naturally(hass: HomeAssistant, flux_entry: MockConfigEntry) -> None:
+    """The frontend labels a list field's button "Add {label}": the label must name one item."""
+    from homeassistant.helpers.translation import async_get_translations
+
+    strings = await async_get_translations(hass, "en", "options", [DOMAIN])
+    result = await hass.config_entries.options.async_init(flux_entry.entry_id)
+    buttons = {}
+    for name, part in ((str(k), v) for k, v in result["data_schema"].schema.items()):
+        for key, selector in part.schema.schema.items():
+            if selector.config.get("multiple") and type(selector).__name__ == "TextSelector":
+                buttons[str(key)] = f"Add {strings[f'component.{DOMAIN}.options.step.init.sections.{name}.data.{key}']}"
+    assert buttons == {"keyterms": "Add Key term", "tags": "Add Usage tag"}

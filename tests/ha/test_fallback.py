@@ -20,6 +20,7 @@ from custom_components.deepgram_flux.fallback import FALLBACK_TIMEOUT
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
 from tests.faults import FAULTS, Fault, heal
+from tests.ha.test_config_flow import options_form
 from tests.ha.test_faults import one_command
 from tests.ha.test_stt_entity import ENTITY_ID
 from tests.helpers import fixture_text, load_wav, silence
@@ -121,12 +122,15 @@ async def test_the_option_offers_other_stt_entities_only(
     options = {"end_of_speech": "flux", "eot_threshold": 0.7, "eot_timeout_ms": 5000, "boost_exposed_names": True,
                "no_speech_timeout": 8, "max_command_seconds": 30}
     result = await hass.config_entries.options.async_init(flux_entry.entry_id)
-    selector = next(v for k, v in result["data_schema"].schema.items() if k == "fallback_entity")
+    part = next(v for k, v in result["data_schema"].schema.items() if k == "fallback")
+    selector = next(v for k, v in part.schema.schema.items() if k == "fallback_entity")
     assert selector.config["domain"] == ["stt"] and selector.config["exclude_entities"] == [ENTITY_ID]
     for wrong in (ENTITY_ID, "light.kitchen"):
         with pytest.raises(InvalidData):
-            await hass.config_entries.options.async_configure(result["flow_id"], {**options, "fallback_entity": wrong})
-    result = await hass.config_entries.options.async_configure(result["flow_id"], {**options, "fallback_entity": fallback})
+            await hass.config_entries.options.async_configure(
+                result["flow_id"], options_form({**options, "fallback_entity": wrong}))
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], options_form({**options, "fallback_entity": fallback}))
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     assert flux_entry.options["fallback_entity"] == fallback

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 from pytest_homeassistant_custom_component.components.diagnostics import get_diagnostics_for_config_entry
@@ -45,7 +46,7 @@ async def test_the_answer_does_not_wait_for_the_stream_to_close(
 
 
 @pytest.mark.parametrize(("status", "issue"), [(402, "flux_no_credit"), (403, "flux_forbidden"),
-                                                (404, "flux_not_found"), (401, "flux_auth")])
+                                                (404, "flux_not_found")])
 async def test_faults_the_user_must_fix_raise_a_repair_issue_cleared_by_the_next_success(
     hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux, status: int, issue: str
 ) -> None:
@@ -57,11 +58,26 @@ async def test_faults_the_user_must_fix_raise_a_repair_issue_cleared_by_the_next
     assert found is not None and found.translation_key == issue and found.severity is ir.IssueSeverity.ERROR
     assert f"Injected failure {status}" in (found.translation_placeholders or {}).get("detail", "")
     fake_flux.script.handshake_status = None
-    if status == 401:
-        return  # a new key comes through re-authentication, which reloads the entry
     result = await command(hass, load_wav(KITCHEN) + silence(1))
     assert result.text == fixture_text(KITCHEN)
     assert registry.async_get_issue(DOMAIN, found.issue_id) is None
+
+
+async def test_a_rejected_key_is_one_repair_issue_home_assistants_re_authentication(
+    hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux
+) -> None:
+    fake_flux.api_key = "rotated-key"
+    for _ in range(2):  # a second command does not add another
+        assert (await command(hass, load_wav(KITCHEN))).result is stt.SpeechResultState.ERROR
+        await hass.async_block_till_done()
+    issues = [issue for issue in ir.async_get(hass).issues.values() if issue.active]
+    assert [(issue.domain, issue.issue_id) for issue in issues] == [
+        ("homeassistant", f"config_entry_reauth_{DOMAIN}_{flux_entry.entry_id}")]
+    (flow,) = flux_entry.async_get_active_flows(hass, {"reauth"})
+    result = await hass.config_entries.flow.async_configure(flow["flow_id"], {"api_key": "rotated-key"})
+    assert result["type"] is FlowResultType.ABORT and result["reason"] == "reauth_successful"
+    await hass.async_block_till_done()
+    assert not [issue for issue in ir.async_get(hass).issues.values() if issue.active]  # fixed by the new key
 
 
 async def test_faults_a_retry_can_fix_raise_no_issue(

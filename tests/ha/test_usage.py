@@ -9,7 +9,7 @@ from freezegun import freeze_time
 from homeassistant.components import assist_pipeline, stt
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType, PipelineStage
 from homeassistant.core import Context, HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType, InvalidData
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
@@ -18,6 +18,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.deepgram_flux.config_flow import unique_id
 from custom_components.deepgram_flux.usage import next_month_start
 from tests.fake_flux import FakeFlux
+from tests.ha.test_config_flow import submit_options
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
 from tests.ha.test_stt_entity import ENTITY_ID, KITCHEN, entity
 from tests.ha.test_wyoming_integration import metadata
@@ -113,17 +114,15 @@ async def test_stored_figures_load_into_a_fresh_home_assistant_and_last_month_do
 
 
 async def test_price_and_cap_come_from_the_options_flow(hass: HomeAssistant, flux_entry: MockConfigEntry) -> None:
-    flow = await hass.config_entries.options.async_init(flux_entry.entry_id)
     options = {"end_of_speech": "flux", "eot_threshold": 0.7, "eot_timeout_ms": 5000, "boost_exposed_names": True,
                "no_speech_timeout": 8, "max_command_seconds": 30, "price_per_minute": 0.01, "monthly_cap_minutes": 500}
-    result = await hass.config_entries.options.async_configure(flow["flow_id"], options)
+    result = await submit_options(hass, flux_entry, options)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     await hass.async_block_till_done()
     usage = flux_entry.runtime_data.usage  # rebuilt by the reload
     assert (usage.price_per_minute, usage.cap_minutes) == (0.01, 500)
-    flow = await hass.config_entries.options.async_init(flux_entry.entry_id)
-    with pytest.raises(InvalidData):  # below the form's minimum of 1 minute: a form error, nothing saved
-        await hass.config_entries.options.async_configure(flow["flow_id"], {**options, "monthly_cap_minutes": 0})
+    result = await submit_options(hass, flux_entry, {**options, "monthly_cap_minutes": 0})
+    assert result["errors"] == {"usage": "out_of_range_monthly_cap_minutes"}  # below 1 minute: nothing saved
     assert flux_entry.options["monthly_cap_minutes"] == 500
 
 
@@ -138,7 +137,7 @@ async def test_the_cap_fails_commands_at_once_with_a_repair_issue_until_the_mont
     assert issues.async_get_issue(DOMAIN, "capped_monthly_cap") is None  # 59 s of 60: not yet
     assert (await command(hass, load_wav(KITCHEN) + silence(3))).text == fixture_text(KITCHEN)
     issue = issues.async_get_issue(DOMAIN, "capped_monthly_cap")
-    assert issue is not None and issue.translation_key == "monthly_cap_reached"
+    assert issue is not None and issue.translation_key == "monthly_cap_reached" and issue.is_fixable
     assert issue.translation_placeholders and issue.translation_placeholders["cap"] == "1"
     streams = len(fake_flux.streams)
 
@@ -156,7 +155,7 @@ async def test_the_cap_fails_commands_at_once_with_a_repair_issue_until_the_mont
     errors = [event for event in events if event.type is PipelineEventType.ERROR]
     assert errors and errors[0].data and errors[0].data["code"] == "stt-stream-failed"
     assert len(fake_flux.streams) == streams and stream.seconds_sent < 0.5
-    assert sensor(hass, entry, "commands") == 4  # refused commands are not counted
+    assert sensor(hass, entry, "commands") == 5  # a command the cap refused counts as one (it used no audio)
 
     # The month ends: the figures start again, the issue goes, and commands go through.
     with freeze_time(next_month_start(dt_util.now()), tick=True):
@@ -178,3 +177,82 @@ async def test_removing_the_entry_removes_its_figures_and_cap_issue(
     await hass.async_block_till_done()
     assert f"{DOMAIN}.usage.gone" not in hass_storage
     assert ir.async_get(hass).async_get_issue(DOMAIN, "gone_monthly_cap") is None
+
+
+async def test_the_cap_issue_opens_the_cap_and_a_higher_one_fixes_it(
+    hass: HomeAssistant, ha_core: HomeAssistant, hass_client: Any, hass_storage: dict[str, Any],
+    flux_entry_data: dict[str, Any], fake_flux: FakeFlux,
+) -> None:
+    hass_storage[f"{DOMAIN}.usage.fixme"] = {"version": 1, "key": f"{DOMAIN}.usage.fixme", "data": {
+        "month": month(), "audio_seconds": 75.0, "commands": 9, "last_latency": None}}
+    entry = await add_entry(hass, flux_entry_data, {"monthly_cap_minutes": 1, "eot_threshold": 0.8}, entry_id="fixme")
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, "fixme_monthly_cap")
+    assert issue is not None and issue.is_fixable
+    assert await async_setup_component(hass, "repairs", {})
+    client = await hass_client()
+    response = await client.post("/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": issue.issue_id})
+    assert response.status == 200
+    form = await response.json()
+    assert form["type"] == "form" and form["step_id"] == "cap", form
+    (field,) = form["data_schema"]
+    assert field["name"] == "monthly_cap_minutes" and field["description"] == {"suggested_value": 1}
+    assert field["selector"]["number"]["min"] == 1  # the options flow's own field
+    assert form["description_placeholders"]["used"] == "1.2" and form["description_placeholders"]["cap"] == "1"
+
+    # Not above this month's 1.25 minutes: refused on the field, nothing changed.
+    response = await client.post(f"/api/repairs/issues/fix/{form['flow_id']}", json={"monthly_cap_minutes": 1})
+    form = await response.json()
+    assert form["errors"] == {"monthly_cap_minutes": "cap_not_above_usage"}
+    assert entry.options["monthly_cap_minutes"] == 1
+    response = await client.post(f"/api/repairs/issues/fix/{form['flow_id']}", json={"monthly_cap_minutes": 2e6})
+    form = await response.json()
+    assert form["errors"] == {"monthly_cap_minutes": "out_of_range_monthly_cap_minutes"}
+    assert (form["description_placeholders"]["low"], form["description_placeholders"]["high"]) == ("1", "1000000")
+
+    response = await client.post(f"/api/repairs/issues/fix/{form['flow_id']}", json={"monthly_cap_minutes": 2})
+    assert (await response.json())["type"] == "create_entry"
+    await hass.async_block_till_done()
+    assert entry.options == {"monthly_cap_minutes": 2, "eot_threshold": 0.8}  # the other options kept
+    assert ir.async_get(hass).async_get_issue(DOMAIN, "fixme_monthly_cap") is None
+    assert entry.runtime_data.usage.cap_minutes == 2  # reloaded: commands go through again
+    assert (await command(hass, load_wav(KITCHEN) + silence(3))).text == fixture_text(KITCHEN)
+
+
+async def test_the_cap_issue_counts_minutes_in_the_right_number_and_gives_the_reset_as_a_date(
+    hass: HomeAssistant, ha_core: HomeAssistant, hass_storage: dict[str, Any], flux_entry_data: dict[str, Any]
+) -> None:
+    from datetime import UTC, datetime
+
+    from homeassistant.helpers.translation import async_get_translations
+
+    hass_storage[f"{DOMAIN}.usage.one"] = {"version": 1, "key": f"{DOMAIN}.usage.one", "data": {
+        "month": month(), "audio_seconds": 61.0, "commands": 2, "last_latency": None}}
+    await add_entry(hass, flux_entry_data, {"monthly_cap_minutes": 1}, entry_id="one")
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, "one_monthly_cap")
+    assert issue is not None and issue.translation_placeholders is not None
+    # The frontend formats {reset, date, long} from a time in milliseconds, in the browser's time zone: noon UTC
+    # is the reset's calendar day from UTC-12 to UTC+11.
+    reset = datetime.fromtimestamp(int(issue.translation_placeholders["reset"]) / 1000, UTC)
+    assert (reset.date(), reset.hour) == (next_month_start(dt_util.now()).date(), 12)
+    strings = await async_get_translations(hass, "en", "issues", [DOMAIN])
+    text = strings[f"component.{DOMAIN}.issues.monthly_cap_reached.fix_flow.step.cap.description"]
+    assert "{cap, plural, one {# audio minute} other {# audio minutes}}" in text  # 1 audio minute, 2 audio minutes
+    assert "{reset, date, long}" in text
+
+
+async def test_usage_sensors_show_seconds_not_tenths_of_a_minute_and_have_their_own_icons(
+    hass: HomeAssistant, flux_entry: MockConfigEntry
+) -> None:
+    from homeassistant.helpers.icon import async_get_icons
+
+    registry = er.async_get(hass)
+    precision = {}
+    for key in ("audio_minutes", "commands", "last_latency", "estimated_cost"):
+        entity_id = registry.async_get_entity_id("sensor", DOMAIN, f"{flux_entry.entry_id}-{key}")
+        entry = registry.async_get(entity_id or "")
+        assert entry is not None
+        precision[key] = entry.options.get("sensor", {}).get("suggested_display_precision")
+    assert 60 * 10 ** -precision["audio_minutes"] <= 1  # a 5.3 s command shows as 5 s, not 6
+    assert 0.0065 * 2 / 60 >= 10 ** -precision["estimated_cost"] / 2  # and a 2 s command costs more than nothing
+    icons = (await async_get_icons(hass, "entity", [DOMAIN]))[DOMAIN]["sensor"]
+    assert {key: icon["default"].startswith("mdi:") for key, icon in icons.items()} == dict.fromkeys(precision, True)

@@ -140,10 +140,12 @@ def test_translations_cover_every_error_and_step() -> None:
     flow = (INTEGRATION / "config_flow.py").read_text()
     for error in set(re.findall(r'"(invalid_auth|model_forbidden|cannot_connect|invalid_url|unknown)"', flow)):
         assert error in strings["config"]["error"]
-    assert "invalid_threshold" in strings["options"]["error"]
+    options = (INTEGRATION / "options_flow.py").read_text()
+    for error in set(re.findall(r'errors\[[^]]+\] = "(\w+)"', options)):
+        assert error in strings["options"]["error"]
     for step in re.findall(r'step_id="(\w+)"', flow):
-        section = strings["options"] if step == "init" else strings["config"]
-        assert step in section["step"]
+        assert step in strings["config"]["step"]
+    assert "init" in strings["options"]["step"]
     assert "http" not in json.dumps(strings)  # no URLs in strings
 
 

@@ -200,7 +200,8 @@ def test_languages_and_prices_are_the_code_ones() -> None:
 
 def test_the_options_are_the_forms_options() -> None:
     strings = json.loads(text(ROOT / "custom_components" / "deepgram_flux" / "strings.json"))
-    labels = strings["options"]["step"]["init"]["data"].values()
+    labels = [label for part in strings["options"]["step"]["init"]["sections"].values()
+              for label in part["data"].values()]
     listed = re.findall(r"^- \*\*(.+?)\*\* \(default", section(DOCS / "home-assistant.md", "## Options", "\n## "),
                         re.M)
     assert sorted(listed) == sorted(labels)
