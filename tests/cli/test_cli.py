@@ -352,3 +352,12 @@ def test_an_on_off_variable_with_another_value_is_one_line(monkeypatch: pytest.M
     assert main([]) == 2
     assert capsys.readouterr().err.strip() == (f"wyoming-flux: error: {variable} must be 1, true, yes or on "
                                                "(or 0, false, no, off), not maybe")
+
+
+async def test_check_flux_waits_no_longer_than_a_command_would(fake_flux: FakeFlux) -> None:
+    # A handshake slower than the server's bound (3 s) fails every command: check --flux must not pass it.
+    fake_flux.script.handshake_delay = 4.0
+    code, out, err = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 1 and out == "" and "error (flux-timeout)" in err, err
+    code, out, err = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url, "--timeout", "6")
+    assert code == 0 and out.startswith("ok: Flux accepts this key"), err

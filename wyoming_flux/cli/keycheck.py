@@ -12,13 +12,14 @@ import sys
 
 import aiohttp
 
-from ..common.bounds import Number
+from ..common.bounds import Number, env_default, resolve_environment
 from ..deepgram.errors import FluxError
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.flux import DEFAULT_URL, verify_access
 from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
 from ..deepgram.nova import verify_nova_access
-from .config import ConfigError, Parser, env, flux_url, read_api_key
+from ..turn.request import SessionConfig
+from .config import ConfigError, Parser, env, flux_url, parse_switch, read_api_key
 
 
 async def check_flux(url: str, api_key: str, model: str, timeout: float, nova: bool = True) -> int:
@@ -47,16 +48,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-key", default=env("DEEPGRAM_API_KEY"), help="Deepgram API key (env DEEPGRAM_API_KEY)")
     parser.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
                         help="file holding the key (env DEEPGRAM_API_KEY_FILE)")
-    parser.add_argument("--model", choices=sorted(FLUX_MODELS), default=MODEL_EN)
-    parser.add_argument("--no-nova", action="store_true", default=env("WYOMING_FLUX_NOVA", "") in ("0", "false", "off", "no"),
+    parser.add_argument("--model", choices=sorted(FLUX_MODELS), default=MODEL_EN,
+                        help=f"the model the server offers first (default {MODEL_EN})")
+    parser.add_argument("--no-nova", action="store_true",
+                        default=env_default("WYOMING_FLUX_NOVA", lambda text: not parse_switch(text), False),
                         help="the server will not use Nova-3: do not check /v1/listen (env WYOMING_FLUX_NOVA=0)")
     parser.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
                         help="us, eu, au, in, or a ws:// / wss:// URL (env WYOMING_FLUX_URL)")
-    parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=10.0, help="seconds to wait for the handshake")
+    # The server's own bound by default: an endpoint slower than that passes a longer check, then fails every
+    # command with flux-timeout.
+    bound = SessionConfig.connect_timeout
+    parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=bound,
+                        help=f"seconds to wait for each handshake (default {bound:g}, the server's own bound)")
     args = parser.parse_args(argv)
     try:
+        resolve_environment(args)
         key, url = read_api_key(args), flux_url(args.flux_url)
-    except ConfigError as err:
+    except (ConfigError, ValueError) as err:
         print(f"wyoming-flux check: error: {err}", file=sys.stderr)
         return 2
     return asyncio.run(check_flux(url, key, args.model, args.timeout, nova=not args.no_nova))
