@@ -361,3 +361,9 @@ async def test_check_flux_waits_no_longer_than_a_command_would(fake_flux: FakeFl
     assert code == 1 and out == "" and "error (flux-timeout)" in err, err
     code, out, err = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url, "--timeout", "6")
     assert code == 0 and out.startswith("ok: Flux accepts this key"), err
+
+
+def test_check_in_two_modes_at_once_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--flux", "--hass-url", "http://127.0.0.1:8123"]) == 2
+    assert capsys.readouterr().err.strip() == ("wyoming-flux check: error: --flux and --hass-url are two modes: check "
+                                               "one at a time")

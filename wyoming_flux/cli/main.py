@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=COMMANDS, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--uri", default=env("WYOMING_FLUX_URI", "tcp://0.0.0.0:10300"),
-                   help="where to listen: tcp://HOST:PORT or unix://PATH (env WYOMING_FLUX_URI)")
+                   help="where to listen: tcp://HOST:PORT or unix://PATH (default tcp://0.0.0.0:10300; "
+                        "env WYOMING_FLUX_URI)")
     p.add_argument("--log-format", default=env("WYOMING_FLUX_LOG_FORMAT", LOG_FORMAT),
                    help="format for log lines, as Python's logging takes it (env WYOMING_FLUX_LOG_FORMAT)")
     p.add_argument("--api-key", default=env("DEEPGRAM_API_KEY"),
@@ -270,7 +271,11 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["check"] and any(arg.split("=")[0] == "--hass-url" for arg in argv):
+    modes = [mode for mode in ("--flux", "--hass-url") if any(arg.split("=")[0] == mode for arg in argv[1:])]
+    if argv[:1] == ["check"] and len(modes) == 2:
+        print("wyoming-flux check: error: --flux and --hass-url are two modes: check one at a time", file=sys.stderr)
+        return 2
+    if argv[:1] == ["check"] and "--hass-url" in modes:
         from .namecheck import main as namecheck_main
 
         return namecheck_main(argv[1:])

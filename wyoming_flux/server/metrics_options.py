@@ -20,8 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="serve Prometheus /metrics and /healthz on this port (default off; "
                             "env WYOMING_FLUX_METRICS_PORT)")
     group.add_argument("--metrics-host", default=os.environ.get("WYOMING_FLUX_METRICS_HOST"),
-                       help="address for the metrics port (default the --uri host, or 127.0.0.1 for unix:// "
-                            "and stdio; env WYOMING_FLUX_METRICS_HOST)")
+                       help="address for the metrics port (default the --uri host, or 127.0.0.1 for unix://; "
+                            "env WYOMING_FLUX_METRICS_HOST)")
 
 
 def from_args(args: argparse.Namespace) -> tuple[str, int | None]:
