@@ -20,6 +20,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
@@ -327,6 +328,30 @@ class FakeFlux:
         return ws
 
 
+
+async def inject_faults(stream: Any, seconds: float, fatal: Callable[[], Awaitable[None]]) -> bool:
+    """The Script's faults due at `seconds` of audio, the same on both APIs (only a fatal error is said in each
+    API's own way): drop or reset the socket, fail, go silent, send a malformed message. False: the stream ended."""
+    script, ws = stream.script, stream.ws
+    if script.drop_after is not None and seconds >= script.drop_after:
+        if script.drop_mode == "reset":
+            transport = ws._req.transport if ws._req else None
+            if transport is not None:
+                transport.abort()
+        else:
+            await ws.close()
+        return False
+    if script.fatal_after is not None and seconds >= script.fatal_after:
+        await fatal()
+        return False
+    if script.silent_after is not None and seconds >= script.silent_after:
+        stream.muted = True
+    if script.malformed_after is not None and seconds >= script.malformed_after and not stream.malformed_sent:
+        stream.malformed_sent = True
+        if not stream.muted:
+            await ws.send_str("{not json")
+    return True
+
 class _Stream:
     def __init__(self, ws: web.WebSocketResponse, record: StreamRecord, script: Script, request_id: str,
                  index: int) -> None:
@@ -431,23 +456,8 @@ class _Stream:
         self.record.audio_bytes += len(data)
         self.record.frame_sizes.append(len(data))
         seconds = self.record.audio_seconds
-        if script.drop_after is not None and seconds >= script.drop_after:
-            if script.drop_mode == "reset":
-                transport = self.ws._req.transport if self.ws._req else None  # type: ignore[union-attr]
-                if transport is not None:
-                    transport.abort()
-            else:
-                await self.ws.close()
+        if not await inject_faults(self, seconds, lambda: self.fatal("INTERNAL_SERVER_ERROR", "Injected internal error")):
             return False
-        if script.fatal_after is not None and seconds >= script.fatal_after:
-            await self.fatal("INTERNAL_SERVER_ERROR", "Injected internal error")
-            return False
-        if script.silent_after is not None and seconds >= script.silent_after:
-            self.muted = True
-        if script.malformed_after is not None and seconds >= script.malformed_after and not self.malformed_sent:
-            self.malformed_sent = True
-            if not self.muted:
-                await self.ws.send_str("{not json")
         for message in self.engine.feed(data):
             await self.send(message)
             if script.unknown_messages and message.get("event") == "Update":

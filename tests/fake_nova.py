@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from .fake_flux import ENCODINGS, RATES, WINDOW_SECONDS, Script, StreamRecord, _bad, _bench_tag
+from .fake_flux import ENCODINGS, RATES, WINDOW_SECONDS, Script, StreamRecord, _bad, _bench_tag, inject_faults
 
 INTERIM_SECONDS = 1.0  # "typically every second" (Deepgram, Utterance End)
 SEGMENT_SECONDS = 3.0  # continuous speech settles a segment this often (Deepgram finalizes long speech too)
@@ -296,23 +296,8 @@ class _NovaStream:
         self.record.audio_bytes += len(data)
         self.record.frame_sizes.append(len(data))
         seconds = self.record.audio_seconds
-        if script.drop_after is not None and seconds >= script.drop_after:
-            if script.drop_mode == "reset":
-                transport = self.ws._req.transport if self.ws._req else None  # type: ignore[union-attr]
-                if transport is not None:
-                    transport.abort()
-            else:
-                await self.ws.close()
+        if not await inject_faults(self, seconds, lambda: self.close(1011, "NET-0000")):
             return False
-        if script.fatal_after is not None and seconds >= script.fatal_after:
-            await self.close(1011, "NET-0000")
-            return False
-        if script.silent_after is not None and seconds >= script.silent_after:
-            self.muted = True
-        if script.malformed_after is not None and seconds >= script.malformed_after and not self.malformed_sent:
-            self.malformed_sent = True
-            if not self.muted:
-                await self.ws.send_str("{not json")
         for message in self.engine.feed(data):
             await self.send(message)
             if script.unknown_messages and message.get("type") == "Results":
