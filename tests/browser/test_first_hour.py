@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 import wave
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,10 @@ from tests.fake_flux import FakeFlux
 from tests.helpers import RATE, fixture_text, load_wav, silence
 
 ROOT = Path(__file__).parents[2]
-IMAGES = ROOT / "docs" / "images"
+# The docs' screenshots are rewritten only when asked (WYOMING_FLUX_SCREENSHOTS=docs/images): a plain run keeps
+# them in a scratch folder, so the tree stays as it was (each run's pictures differ: "7 seconds ago").
+IMAGES = Path(os.environ.get("WYOMING_FLUX_SCREENSHOTS") or tempfile.mkdtemp(prefix="wyoming-flux-screens-"))
+IMAGES = IMAGES if IMAGES.is_absolute() else ROOT / IMAGES
 CHROMIUM = os.environ.get("WYOMING_FLUX_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 STRINGS = json.loads((ROOT / "custom_components" / "deepgram_flux" / "translations" / "en.json").read_text())
 KITCHEN = "turn_on_the_kitchen_light"
