@@ -68,3 +68,55 @@ class PacedStream:
     @property
     def seconds_sent(self) -> float:
         return self.sent / (2 * RATE)
+
+
+# TCP states in /proc/net/tcp{,6} (hex): the ones a socket we still hold can be in
+_HELD_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
+                "08": "CLOSE_WAIT", "09": "LAST_ACK", "0B": "CLOSING"}
+
+
+def held_sockets(port: int) -> list[str]:
+    """States of the loopback TCP sockets to or from `port` that are still held (not listening, not gone)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                local, remote, state = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16), fields[3]
+                if port in (local, remote) and state in _HELD_STATES:
+                    found.append(_HELD_STATES[state])
+    return found
+
+
+def reset_peak_memory() -> None:
+    """Start measuring this process's peak resident memory from now (Linux)."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def memory_mb() -> tuple[float, float]:
+    """(resident, peak resident since reset_peak_memory) of this process, in MB."""
+    values = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+class FrozenListener:
+    """A TCP port whose server never accepts nor reads, as a process stopped with SIGSTOP: connections complete
+    in the kernel, and what is sent fills a small receive buffer, then nothing moves."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket()
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(8)
+        self.port = int(self.socket.getsockname()[1])
+        self.uri = f"tcp://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self.socket.close()

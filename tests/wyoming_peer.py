@@ -3,7 +3,8 @@
 Run as `python -m tests.wyoming_peer --uri tcp://127.0.0.1:PORT`. It recognises the fixtures: the audio it
 receives must start with a fixture's PCM exactly (as a replay must deliver it), and its answer is that fixture's
 text; any other audio is answered "unrecognised audio (N bytes)". So a transcript proves the whole command,
-from its first chunk, arrived intact and in order. `--delay` makes it slow; `--error` makes it answer an Error.
+from its first chunk, arrived intact and in order. `--delay` makes it slow; `--error` makes it answer an Error;
+`--huge-payload` makes it hostile: it announces a 4 GiB payload and streams 256 MiB of it.
 """
 
 from __future__ import annotations
@@ -37,10 +38,11 @@ def _fixtures() -> dict[str, bytes]:
 
 
 class PeerHandler(AsyncEventHandler):
-    def __init__(self, known: dict[str, bytes], delay: float, error: bool, endpointing: bool, *args: object,
-                 **kwargs: object) -> None:
+    def __init__(self, known: dict[str, bytes], delay: float, error: bool, endpointing: bool, huge: bool,
+                 *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.known, self.delay, self.error, self.endpointing = known, delay, error, endpointing
+        self.huge = huge
         self.answered = False
         self.audio = bytearray()
         self.language: str | None = None
@@ -53,6 +55,9 @@ class PeerHandler(AsyncEventHandler):
                                               description="fixtures", version="1", languages=["en"])])]).event())
         elif Transcribe.is_type(event.type):
             self.language = Transcribe.from_event(event).language
+            if self.huge:
+                await self._huge_payload()
+                return False
         elif AudioStart.is_type(event.type):
             self.audio.clear()
         elif AudioChunk.is_type(event.type):
@@ -77,6 +82,13 @@ class PeerHandler(AsyncEventHandler):
             return False
         return True
 
+    async def _huge_payload(self) -> None:
+        self.writer.write(b'{"type": "transcript", "data": {"text": "x"}, "payload_length": 4294967296}\n')
+        zeros = bytes(1024 * 1024)
+        for _ in range(256):  # 256 MiB, enough to show: a reader without bounds holds it all
+            self.writer.write(zeros)
+            await self.writer.drain()
+
     def _heard(self, after: int) -> str | None:
         """The fixture the audio starts with, once `after` more bytes (trailing silence) followed it."""
         return next((text for text, pcm in self.known.items()
@@ -88,11 +100,12 @@ async def _main(argv: list[str]) -> None:
     parser.add_argument("--uri", required=True)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--error", action="store_true")
+    parser.add_argument("--huge-payload", action="store_true", help="announce a 4 GiB payload and stream it")
     parser.add_argument("--endpointing", action="store_true", help="answer 0.5 s after the speech, before audio-stop")
     args = parser.parse_args(argv)
     server = AsyncServer.from_uri(args.uri)
     known = _fixtures()
-    await server.start(partial(PeerHandler, known, args.delay, args.error, args.endpointing))  # type: ignore[attr-defined]
+    await server.start(partial(PeerHandler, known, args.delay, args.error, args.endpointing, args.huge_payload))  # type: ignore[attr-defined]
     print("ready", flush=True)  # the port is bound: the test may connect
     await asyncio.Event().wait()
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from wyoming.asr import Transcript
-from wyoming.audio import AudioStart, AudioStop
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 
@@ -19,8 +19,9 @@ from tests.conftest import make_settings
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
 from tests.faults import FAULTS, Fault, heal
-from tests.helpers import fixture_text, free_port, load_wav, silence
-from tests.wyoming_io import audio_events, one_command
+from tests.helpers import FrozenListener, fixture_text, free_port, held_sockets, load_wav, memory_mb, silence
+from tests.helpers import reset_peak_memory
+from tests.wyoming_io import audio_events, one_command, read_until
 from wyoming_flux.cli.config import ConfigError
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
 from wyoming_flux.deepgram.errors import FluxError, FluxUnavailableError
@@ -294,3 +295,52 @@ async def test_when_the_fallback_fails_too_the_client_is_told(fake_flux: FakeFlu
     error = Error.from_event(event)
     assert error.code == "flux-rate-limited"
     assert "and the fallback failed: cannot reach the fallback at tcp://127.0.0.1:1" in error.text
+
+
+async def test_a_frozen_fallback_gets_the_command_answered_within_its_bound_and_leaves_no_socket(
+    fake_flux: FakeFlux, session_config: SessionConfig
+) -> None:
+    """Flux down, the fallback stopped (it neither reads nor answers) while a long 48 kHz stereo command is
+    replayed to it: the answer is Flux's error within the fallback's bound, and no socket is left, neither the
+    client's nor the fallback's."""
+    frozen = FrozenListener()
+    try:
+        async with serving(session_config, frozen.uri, 1.0) as server:
+            assert server.port is not None
+            await fake_flux.stop()
+            loop = asyncio.get_running_loop()
+            chunk = bytes(4800 * 2 * 2)  # 0.1 s of 48 kHz 16-bit stereo: 30 s is 5.8 MB, more than buffers hold
+            async with AsyncTcpClient("127.0.0.1", server.port) as client:
+                await client.write_event(AudioStart(rate=48000, width=2, channels=2).event())
+                for _ in range(300):
+                    await client.write_event(AudioChunk(rate=48000, width=2, channels=2, audio=chunk).event())
+                stopped = loop.time()
+                await client.write_event(AudioStop().event())
+                events = await read_until(client, "transcript", timeout=1.0 + FALLBACK_GRACE + 10)
+                after = loop.time() - stopped
+            error = Error.from_event(events[-1])
+            assert error.code == "flux-unavailable"
+            assert after <= 1.0 + FALLBACK_GRACE + 1.0, f"answered {after:.2f} s after AudioStop"
+            for _ in range(100):
+                if not (server.connections or held_sockets(server.port) or held_sockets(frozen.port)):
+                    break
+                await asyncio.sleep(0.05)
+            assert (server.connections, held_sockets(server.port), held_sockets(frozen.port)) == (0, [], [])
+    finally:
+        frozen.close()
+
+
+async def test_a_fallback_announcing_a_huge_payload_is_refused_at_once_without_memory(
+    fake_flux: FakeFlux, session_config: SessionConfig, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with wyoming_peer("--huge-payload") as hostile, serving(session_config, hostile.uri, 4.0) as server:
+        assert server.port is not None
+        fake_flux.script.handshake_status = 503
+        reset_peak_memory()
+        before, _ = memory_mb()
+        event, after = await one_command(server.port, load_wav(KITCHEN), pace=1e6)
+        _, peak = memory_mb()
+    assert Error.from_event(event).code == "flux-unavailable"
+    assert peak - before < 100, f"{peak - before:.0f} MB taken by what the fallback sent"
+    assert after is None or after < 4.0  # refused on the header, not at the fallback's timeout
+    assert any("payload_length 4294967296 is over the limit" in r.getMessage() for r in caplog.records)

@@ -22,7 +22,7 @@ from ..common.wording import count
 from ..deepgram.models import FluxModel, choose_model, unserved_language
 from ..deepgram.pool import WarmPool
 from ..turn.audio import AudioFormatError, check_format
-from ..turn.fallback import AudioBuffer, FluxHealth, answer_with_fallback
+from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, AudioBuffer, FluxHealth, answer_with_fallback
 from ..turn.session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
 from . import fields
 from .fallback_client import WyomingFallback, from_fallback
@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # prometheus-client is imported only by a server that serves 
 _LOGGER = logging.getLogger(__name__)
 
 Step = Coroutine[Any, Any, None] | None
+STEP_MARGIN = 5.0  # seconds on top of a command's own bounds before its connection is dropped as stuck
 Send = Callable[[Event], None]
 
 
@@ -71,6 +72,16 @@ class CommandContext:
     health: FluxHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
     metrics: ServerMetrics | None = None
     closing: set[asyncio.Task[None]] = field(default_factory=set)  # Flux streams of ended commands, closing
+
+    @property
+    def step_bound(self) -> float:
+        """Seconds past which an awaited command step (opening, answering, closing) is taken as stuck: every
+        bound the command has, summed, and a margin. It never decides an answer; it only frees a connection."""
+        config = self.config
+        bound = config.max_command_seconds + config.connect_timeout + config.finalize_timeout + config.stall_timeout
+        if self.fallback is not None:
+            bound += self.fallback.timeout + FALLBACK_GRACE + STOP_TIMEOUT
+        return bound + STEP_MARGIN
 
     def close_later(self, session: TurnSession) -> None:
         """Close a command's Flux stream (bounded) without holding its connection's next event."""

@@ -54,6 +54,7 @@ class WyomingConnection(asyncio.Protocol):
         self._parser = EventParser(shared.limits.wire)
         self._commands = Commands(shared.commands, self.send)
         self._step: asyncio.Task[None] | None = None  # an awaited command step; reading waits for it
+        self._step_started = 0.0
         self._closed_at: float | None = None
         self._write_paused_at: float | None = None
         self._yielding = False
@@ -173,7 +174,7 @@ class WyomingConnection(asyncio.Protocol):
         self._pause_reading()
 
     def _run_step(self, step: Any) -> None:
-        self._last_event = self._loop.time()
+        self._last_event = self._step_started = self._loop.time()
         self._pause_reading()
         self._step = self._loop.create_task(self._run(step), name="wyoming command step")
 
@@ -280,8 +281,17 @@ class WyomingConnection(asyncio.Protocol):
             self._shared.log.warning("unread connections", "Dropping a client that does not read its answers")
             self._closed_at = now
             self.abort()
-        elif self._step is not None or self._yielding:
-            return  # we are the ones busy; the command's own bounds apply
+        elif self._step is not None:
+            # We are the ones busy and the command's own bounds apply; this only catches a step that outlives
+            # them all, so that a client is never left waiting and its socket never lingers.
+            if now - self._step_started > (bound := self._shared.commands.step_bound):
+                self._shared.log.warning("stuck commands", "Dropping a connection whose command did not end "
+                                         "within %g s", bound)
+                self.send(Error(text=f"The command did not end within {bound:g} s", code="timeout").event())
+                self._closed_at = now
+                self.abort()
+        elif self._yielding:
+            return
         elif self._event_started is not None and now - self._event_started > limits.event_timeout:
             self._fail("timeout", f"An event was not completed within {limits.event_timeout:g} s", "timeouts",
                        "Closing a connection that started an event and did not finish it")

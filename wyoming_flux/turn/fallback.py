@@ -19,8 +19,10 @@ from .request import TurnResult
 from .state import Ending
 
 _LOGGER = logging.getLogger(__name__)
+_STRAGGLERS: set[asyncio.Task[tuple[str, str | None]]] = set()
 
 FALLBACK_GRACE = 3.0  # seconds the fallback may take after the audio ended, on top of its own time
+STOP_TIMEOUT = 1.0  # seconds a cancelled replay may take to close its connection before the answer goes out
 # Failures that say Flux cannot take commands now: while they last, commands skip Flux.
 _DOWN_CODES = frozenset({"flux-unavailable", "flux-timeout", "flux-rate-limited", "flux-no-credit",
                          "flux-request-timeout", "flux-stream", "flux-idle-timeout"})
@@ -152,8 +154,11 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
         if not replaying.done():
             buffer.end()  # past the bound (a client sending slower than real time): no more audio goes out
         ended_at = loop.time()
-        async with asyncio.timeout(fallback_timeout + FALLBACK_GRACE):
-            text, language = await replaying
+        # Waited on, never awaited: a replay that is slow to give up cannot hold the answer past its bound.
+        await asyncio.wait([replaying], timeout=fallback_timeout + FALLBACK_GRACE)
+        if not replaying.done():
+            raise TimeoutError
+        text, language = replaying.result()
     except Exception as err:  # whatever the fallback did, the command gets an answer
         if not isinstance(err, (FallbackError, TimeoutError, OSError)):
             _LOGGER.debug("Unexpected fallback failure", exc_info=True)
@@ -173,7 +178,11 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
     finally:
         for task in (replaying, ended):
             task.cancel()
-        await asyncio.gather(replaying, ended, return_exceptions=True)
+        # The replay's close is bounded (an unread connection is aborted); this bound is only a backstop.
+        await asyncio.wait([replaying, ended], timeout=STOP_TIMEOUT)
+        if not replaying.done():
+            _STRAGGLERS.add(replaying)  # referenced until it ends, however late
+            replaying.add_done_callback(_STRAGGLERS.discard)
     _LOGGER.info("Fallback answered (Flux: %s) %.0f ms after the audio ended", why, (loop.time() - ended_at) * 1000)
     return TurnResult(
         text=text.strip(), ended_by=Ending.FALLBACK, language=language, fallback=True,
