@@ -148,12 +148,13 @@ def test_uris_the_server_cannot_listen_on_are_one_clear_line(uri: str, message: 
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--idle-timeout", "0"], "--idle-timeout must be at least"),
-    (["--max-connections", "0"], "--max-connections must be at least"),
-    (["--max-queued-bytes", "10"], "--max-queued-bytes must be at least"),
-    (["--read-window", "-0.01"], "--read-window must be at least 0.0, not -0.01"),
-    (["--read-window", "inf"], "--read-window must be a finite number at least 0.0, not inf"),
-    (["--idle-timeout", "nan"], "--idle-timeout must be a finite number at least 0.01, not nan"),
+    (["--idle-timeout", "0"], "--idle-timeout must be between 0.01 and 86400"),
+    (["--max-connections", "0"], "--max-connections must be between 1 and 100000"),
+    (["--max-queued-bytes", "10"], "--max-queued-bytes must be between 1024 and"),
+    (["--read-window", "-0.01"], "--read-window must be between 0 and 1, not -0.01"),
+    (["--read-window", "1e308"], "--read-window must be between 0 and 1, not 1e+308"),
+    (["--read-window", "inf"], "--read-window must be a finite number, not inf"),
+    (["--idle-timeout", "nan"], "--idle-timeout must be a finite number, not nan"),
 ])
 def test_bad_connection_limits_are_one_clear_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _exit_code(["--api-key", "k", *argv]) == 2
@@ -271,7 +272,7 @@ def test_help_lists_every_command_and_every_mode_of_check(capsys: pytest.Capture
      "WYOMING_FLUX_EOT_TIMEOUT_MS must be a whole number between 500 and 60000, not 2.5"),
     (["--warm-connections", "11"], {}, "--warm-connections must be between 0 and 10, not 11"),
     ([], {"WYOMING_FLUX_WARM_MAX_AGE": "1"}, "WYOMING_FLUX_WARM_MAX_AGE must be between 2 and 300, not 1"),
-    ([], {"WYOMING_FLUX_MAX_SESSIONS": "0"}, "WYOMING_FLUX_MAX_SESSIONS must be at least 1, not 0"),
+    ([], {"WYOMING_FLUX_MAX_SESSIONS": "0"}, "WYOMING_FLUX_MAX_SESSIONS must be between 1 and 100000, not 0"),
     ([], {"WYOMING_FLUX_FALLBACK_TIMEOUT": "soon"},
      "WYOMING_FLUX_FALLBACK_TIMEOUT must be a number between 1 and 120, not soon"),
     ([], {"WYOMING_FLUX_IDLE_TIMEOUT": "x"}, "WYOMING_FLUX_IDLE_TIMEOUT must be a number at least 0.01, not x"),
@@ -367,3 +368,44 @@ def test_check_in_two_modes_at_once_is_one_line(capsys: pytest.CaptureFixture[st
     assert main(["check", "--flux", "--hass-url", "http://127.0.0.1:8123"]) == 2
     assert capsys.readouterr().err.strip() == ("wyoming-flux check: error: --flux and --hass-url are two modes: check "
                                                "one at a time")
+
+
+def _numeric_flags() -> list[str]:
+    from wyoming_flux.cli.main import build_parser
+    from wyoming_flux.common.bounds import Number
+
+    return sorted(option for action in build_parser()._actions if isinstance(action.type, Number)  # noqa: SLF001
+                  for option in action.option_strings if option.startswith("--"))
+
+
+@pytest.fixture
+def no_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A configuration that is accepted fails the test instead of serving."""
+    import wyoming_flux.cli.main as cli_main
+
+    async def accepted(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the configuration was accepted")
+
+    monkeypatch.setattr(cli_main, "serve", accepted)
+
+
+@pytest.mark.parametrize("flag", _numeric_flags())
+@pytest.mark.parametrize("value", ["inf", "-inf", "nan", "1e308", "-1e308", "99999999999999999999"])
+def test_every_numeric_option_refuses_what_would_overflow_or_make_no_sense_in_one_line(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str], no_serving: None
+) -> None:
+    try:
+        code = main(["--api-key", "k", "--uri", "tcp://127.0.0.1:10300", f"{flag}={value}"])
+    except SystemExit as exit_:  # argparse's own refusal (not a number of that type)
+        code = exit_.code  # type: ignore[assignment]
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wyoming-flux: error:") and err.count("\n") == 0 and flag in err, err
+
+
+@pytest.mark.parametrize("fmt", ["%(nosuchfield)s", "%(message)d", "plain words", "%(asctime", "{message}"])
+def test_a_log_format_logging_cannot_use_is_one_line_at_start(fmt: str, capsys: pytest.CaptureFixture[str],
+                                                             no_serving: None) -> None:
+    assert main(["--api-key", "k", "--log-format", fmt]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("wyoming-flux: error: --log-format") and err.count("\n") == 0, err

@@ -143,16 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_log_format(fmt: str) -> None:
+    """ConfigError for a format logging refuses or fails on (it would fail on every line, as a traceback)."""
+    try:
+        logging.Formatter(fmt).format(logging.LogRecord("wyoming_flux", logging.INFO, __file__, 1, "%s", ("x",), None))
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"--log-format {fmt!r} is not a logging format ({type(err).__name__}: {err})") from None
+
+
 def settings_from_args(args: argparse.Namespace) -> ServerSettings:
     """Check everything up front; raise ConfigError with one readable line."""
+    check_log_format(args.log_format)
     try:
         resolve_environment(args)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     try:
         validate_thresholds(args.eot_threshold, args.eager_eot_threshold, args.eot_timeout_ms)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    except ValueError as err:  # it names the option as the integration does: name the flag
+        name, _, rest = str(err).partition(" ")
+        raise ConfigError(f"--{name.replace('_', '-')} {rest}") from None
     for name in ("no_speech_timeout", "max_command_seconds"):
         try:
             check_range(name, getattr(args, name))

@@ -21,7 +21,7 @@ RANGES: dict[str, tuple[float, float]] = {
 }
 # The server's own options (not in the integration or the add-on); None: no upper bound.
 SERVER_RANGES: dict[str, tuple[float, float | None]] = {
-    "max_sessions": (1, None),
+    "max_sessions": (1, 100_000),
     "warm_connections": (0, 10),
     "warm_max_age": (2, 300),  # seconds
     "warm_window": (0, 86400),
