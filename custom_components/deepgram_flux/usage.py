@@ -126,8 +126,7 @@ class UsageTracker:
         if result is None:
             self._changed()
             return
-        if result.connect_seconds is not None:
-            self.audio_seconds += result.audio_seconds
+        self.audio_seconds += result.billed_seconds
         if result.speech_end_seconds is not None:
             self.last_latency = result.speech_end_seconds
         self._changed()

@@ -17,7 +17,8 @@ from wyoming.client import AsyncTcpClient
 from wyoming.error import Error
 
 from tests.conftest import API_KEY, make_settings, start_server
-from tests.fake_flux import FakeFlux
+from tests.fake_flux import FakeFlux, Script
+from tests.fallback_peer import wyoming_peer
 from tests.helpers import fixture_text, free_port, load_wav, silence
 from tests.wyoming_io import (
     audio_events,
@@ -234,3 +235,26 @@ async def test_metrics_without_prometheus_client_is_one_clear_error(session_conf
     with pytest.raises(MetricsListenError, match=r"--metrics-port needs prometheus_client"):
         await server.start()
     assert server.port is None  # nothing half-started is left listening
+
+
+async def test_billed_audio_is_exactly_what_flux_received(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
+    """Commands the fallback answered count only the audio Flux got before failing; none when Flux's handshake
+    failed. The integration's usage adds the same TurnResult.billed_seconds."""
+    async with wyoming_peer() as peer:
+        server = await start(session_config, fallback_uri=peer.uri, fallback_timeout=4.0)
+        try:
+            assert server.port is not None
+            fake_flux.script.handshake_status = 503  # Flux refuses: the fallback answers, Flux got nothing
+            event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(0.5))
+            assert Transcript.from_event(event).text == fixture_text(KITCHEN)
+            assert value(await scrape(server), "audio_sent_seconds_total") == 0
+            await asyncio.sleep(2.2)  # past the backoff: Flux is tried again
+            fake_flux.script = Script(fatal_after=1.0)  # Flux hears 1 s, then fails: the fallback answers
+            event, _ = await one_command(server.port, load_wav(KITCHEN) + silence(0.5))
+            assert Transcript.from_event(event).text == fixture_text(KITCHEN)
+            await until(lambda: all(stream.closed for stream in fake_flux.streams))
+            received = sum(stream.audio_seconds for stream in fake_flux.streams)
+            assert 1.0 <= received < 2.0
+            assert value(await scrape(server), "audio_sent_seconds_total") == pytest.approx(received, abs=0.001)
+        finally:
+            await server.stop()

@@ -41,8 +41,8 @@ class ServerMetrics:
         r = self.registry
         self.commands = Counter(f"{PREFIX}_commands", "Commands by outcome (how they ended) and Flux's end-of-turn "
                                 "trigger (none when Flux did not end the turn)", ["outcome", "trigger"], registry=r)
-        self.audio = Counter(f"{PREFIX}_audio_sent_seconds", "Seconds of client audio streamed to Flux (billed)",
-                             registry=r)
+        self.audio = Counter(f"{PREFIX}_audio_sent_seconds", "Seconds of audio Flux received (what Deepgram "
+                             "bills; TurnResult.billed_seconds, as the integration's usage counts it)", registry=r)
         self.latency = Histogram(f"{PREFIX}_speech_end_to_transcript_seconds", "From the last Flux update that "
                                  "brought new words to the transcript", buckets=LATENCY_BUCKETS, registry=r)
         self.handshake = Histogram(f"{PREFIX}_flux_handshake_seconds", "From the command's start to its Flux "
@@ -68,7 +68,7 @@ class ServerMetrics:
         self.commands.labels(outcome=outcome, trigger=result.trigger or "none").inc()
         if fallback:
             self.fallbacks.inc()
-        self.audio.inc(result.audio_seconds)
+        self.audio.inc(result.billed_seconds)
         if result.speech_end_seconds is not None:
             self.latency.observe(result.speech_end_seconds)
         if result.connect_seconds is not None:

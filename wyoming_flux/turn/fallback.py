@@ -187,7 +187,8 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
     return TurnResult(
         text=text.strip(), ended_by=Ending.FALLBACK, language=language, fallback=True,
         error=flux.error if flux else None,  # why Flux could not answer (e.g. a key to fix), for the owner
-        audio_seconds=round(buffer.seconds, 3), request_id=flux.request_id if flux else None,
+        audio_seconds=round(buffer.seconds, 3), billed_seconds=flux.billed_seconds if flux else 0.0,
+        request_id=flux.request_id if flux else None,
         connect_seconds=flux.connect_seconds if flux else None,  # Flux got (and bills) audio before it failed
         finalize_seconds=loop.time() - ended_at, elapsed_seconds=loop.time() - started,
         notes=(*(flux.notes if flux else ()), f"fallback: {why}"),

@@ -68,7 +68,11 @@ class TurnResult:
     trigger: str | None = None  # Flux's own EndOfTurn trigger, when one came
     degraded: bool = False  # Flux failed or went quiet; the text is the best heard, not a confirmed final
     error: FluxError | None = None
-    audio_seconds: float = 0.0
+    audio_seconds: float = 0.0  # of the client's audio, heard by Flux or by the fallback
+    # Seconds of audio Flux received for this command, on every stream it opened (a warm socket's replay too),
+    # silence we sent included: what Deepgram bills. The one count of billed audio: the server's
+    # audio_sent_seconds metric and the integration's usage both add exactly this.
+    billed_seconds: float = 0.0
     request_id: str | None = None
     connect_seconds: float | None = None  # start -> Flux stream open
     first_text_seconds: float | None = None  # start -> first partial text

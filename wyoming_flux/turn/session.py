@@ -70,6 +70,8 @@ class TurnSession:
         self._http = http
         self._pool = pool
         self._warm = False  # streaming on a socket the pool opened earlier
+        self._billed = 0.0  # seconds of audio sent to Flux on every stream of this command (TurnResult.billed_seconds)
+        self._sending = 0.0  # seconds of the frame being sent now
         self._confirmed = False  # Flux has answered about our audio: the socket is good
         self._replay: list[bytes | str] = []  # sent on a warm socket, until confirmed
         self._config = config
@@ -269,18 +271,33 @@ class TurnSession:
                 await socket.close_stream()
                 self._state.force_sent(self._loop.time())
             elif isinstance(item, bytes):
-                await socket.send_audio(item)
-                self._state.audio_sent(len(item) / (2 * self._adapter.out_rate))
+                if self.done:
+                    continue  # the answer is decided: more audio would only be billed
+                seconds = len(item) / (2 * self._adapter.out_rate)
+                await self._send_billed(socket, item, seconds)
+                self._state.audio_sent(seconds)
 
     def _silence_frames(self) -> int:
         return round((self._config.eot_timeout + _SILENCE_MARGIN) / FRAME_SECONDS)
+
+    async def _send_billed(self, socket: DeepgramSocket[Any], frame: bytes, seconds: float) -> None:
+        """Send a frame and count it as received once sent; while it is on its way, an outcome decided meanwhile
+        counts it too (it reaches Flux all the same)."""
+        self._sending = seconds
+        try:
+            await socket.send_audio(frame)
+            self._billed += seconds
+        finally:
+            self._sending = 0.0
 
     async def _send_silence(self, socket: DeepgramSocket[Any]) -> None:
         """Flux's eot_timeout in silence, faster than real time; cancelled with the sender once the turn ends."""
         frame = bytes(self._adapter.frame_bytes)
         count = self._silence_frames()
         for _ in range(count):
-            await socket.send_audio(frame)
+            if self.done:
+                return
+            await self._send_billed(socket, frame, FRAME_SECONDS)
             self._state.audio_sent(FRAME_SECONDS)
             await asyncio.sleep(_SILENCE_WALL / count)
 
@@ -376,6 +393,7 @@ class TurnSession:
             degraded=decision.degraded,
             error=decision.error,
             audio_seconds=round(self._adapter.seconds_in, 3),
+            billed_seconds=round(self._billed + self._sending, 3),
             request_id=self._request_id,
             connect_seconds=None if connected is None else connected - started,
             first_text_seconds=None if self._first_text_at is None else self._first_text_at - started,
