@@ -131,3 +131,22 @@ async def read_until(client: AsyncTcpClient, last_type: str, timeout: float = 5.
 def port(server: FluxServer) -> int:
     assert server.port is not None
     return server.port
+
+
+async def describe_latencies(port: int, count: int, interval: float = 0.02) -> list[float]:
+    """Seconds each of `count` Describe round trips took on one connection, `interval` apart."""
+    from wyoming.info import Describe, Info
+
+    loop = asyncio.get_running_loop()
+    latencies = []
+    async with AsyncTcpClient("127.0.0.1", port) as client:
+        for _ in range(count):
+            started = loop.time()
+            await client.write_event(Describe().event())
+            async with asyncio.timeout(10):
+                while (event := await client.read_event()) is not None and not Info.is_type(event.type):
+                    pass
+            assert event is not None, "the server closed the connection"
+            latencies.append(loop.time() - started)
+            await asyncio.sleep(interval)
+    return latencies

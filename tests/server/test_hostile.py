@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ipaddress
 import json
 import logging
+import os
+import sys
 
+import aiohttp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,10 +23,10 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe
 
-from tests.conftest import API_KEY, make_settings
+from tests.conftest import API_KEY, make_settings, start_server
 from tests.fake_flux import FakeFlux
-from tests.helpers import fixture_text, load_wav, silence
-from tests.wyoming_io import one_command, port, read_until
+from tests.helpers import fixture_text, free_port, load_wav, silence
+from tests.wyoming_io import describe_latencies, one_command, port, read_until
 from wyoming_flux.cli.main import exposure_warning
 from wyoming_flux.server.server import FluxServer
 from wyoming_flux.turn.session import SessionConfig
@@ -271,3 +275,66 @@ async def test_any_event_sequence_leaves_the_server_answering(wyoming_server: Fl
             break
         await asyncio.sleep(0.02)
     assert wyoming_server.gate.active == 0  # every command was closed
+
+
+HALF_A_REQUEST = b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n"  # and the rest never comes
+
+
+async def test_a_metrics_slowloris_is_closed_and_never_slows_the_wyoming_port(session_config: SessionConfig) -> None:
+    server = await start_server(session_config, metrics_port=0)
+    clients: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        assert server.metrics_port is not None
+        for _ in range(100):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.metrics_port)
+            writer.write(HALF_A_REQUEST)
+            clients.append((reader, writer))
+        assert max(await describe_latencies(port(server), 20)) < 0.5  # ~1 ms; a wide margin for a busy machine
+        # Those over the cap (16) are refused at once, the others closed at their head deadline (5 s).
+        async with asyncio.timeout(5.0 + 5.0):
+            for reader, _ in clients:
+                with contextlib.suppress(ConnectionError):
+                    await reader.read()
+        async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.metrics_port}/metrics") as r:
+            assert r.status == 200 and "wyoming_flux_commands" in await r.text()
+    finally:
+        for _, writer in clients:
+            writer.close()
+        await server.stop()
+
+
+async def test_a_metrics_flood_cannot_take_the_descriptors_the_wyoming_port_needs(fake_flux: FakeFlux) -> None:
+    """The real process with 256 descriptors: 400 half-sent requests to the metrics port, and the Wyoming port
+    still answers, with no accept() failure in the log."""
+    wyoming_port, metrics_port = free_port(), free_port()
+    limited = ("import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); "
+               "os.execv(sys.executable, [sys.executable, '-m', 'wyoming_flux', *sys.argv[1:]])")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", limited, "--uri", f"tcp://127.0.0.1:{wyoming_port}", "--flux-url", fake_flux.url,
+        "--metrics-port", str(metrics_port), "--max-connections", "20", env={**os.environ, "DEEPGRAM_API_KEY": API_KEY},
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    writers: list[asyncio.StreamWriter] = []
+    try:
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", wyoming_port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        for _ in range(400):
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(2):
+                    _, writer = await asyncio.open_connection("127.0.0.1", metrics_port)
+                    writer.write(HALF_A_REQUEST)
+                    writers.append(writer)
+        assert max(await describe_latencies(wyoming_port, 5)) < 2.0
+    finally:
+        for writer in writers:
+            writer.close()
+        process.terminate()
+        _, err = await asyncio.wait_for(process.communicate(), 30)
+    log = err.decode()
+    assert "out of system resource" not in log and "Traceback" not in log, log[-2000:]
+    assert len(log.splitlines()) < 20

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +20,7 @@ from prometheus_client import (
 )
 
 from ..turn.request import TurnResult
+from .http_endpoint import Answer, HttpEndpoint, HttpLimits
 from .metrics_options import MetricsListenError
 
 _LOGGER = logging.getLogger(__name__)
@@ -38,6 +38,10 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._rendered: bytes | None = None
+        self._rendered_key: tuple[float, ...] = ()
+        self._changes = 0  # counted figures changed this many times
+        self._gauges: tuple[Callable[[], float], ...] = ()
         r = self.registry
         self.commands = Counter(f"{PREFIX}_commands", "Commands by outcome (how they ended) and Flux's end-of-turn "
                                 "trigger (none when Flux did not end the turn)", ["outcome", "trigger"], registry=r)
@@ -62,8 +66,10 @@ class ServerMetrics:
         self.sessions.set_function(sessions)
         self.connections.set_function(connections)
         self.warm.set_function(warm)
+        self._gauges = (sessions, connections, warm)
 
     def command_done(self, result: TurnResult, *, fallback: bool = False) -> None:
+        self._changes += 1
         outcome = FALLBACK_OUTCOME if fallback else result.ended_by.value
         self.commands.labels(outcome=outcome, trigger=result.trigger or "none").inc()
         if fallback:
@@ -78,52 +84,47 @@ class ServerMetrics:
             self.configure_failures.inc(failed)
 
     def error_sent(self, code: str | None) -> None:
+        self._changes += 1
         self.errors.labels(code=code or "unknown").inc()
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text of every metric, rendered again only when a figure changed: a scrape flood costs a few
+        gauge reads per request, not a rendering."""
+        key = (self._changes, *(read() for read in self._gauges))
+        if self._rendered is None or key != self._rendered_key:
+            self._rendered, self._rendered_key = generate_latest(self.registry), key
+        return self._rendered
 
 
 class MetricsEndpoint:
-    """/metrics (Prometheus text format) and /healthz (200 while the server listens) on their own port."""
+    """/metrics (Prometheus text format) and /healthz (200 while the server listens) on their own port, with
+    their own connection cap and deadlines (http_endpoint.py): they can never take what the Wyoming port needs."""
 
-    def __init__(self, metrics: ServerMetrics, healthy: Callable[[], bool], host: str, port: int) -> None:
+    def __init__(self, metrics: ServerMetrics, healthy: Callable[[], bool], host: str, port: int,
+                 limits: HttpLimits = HttpLimits()) -> None:
         self._metrics, self._healthy = metrics, healthy
         self.host, self._port = host, port
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
+        self._http = HttpEndpoint({"/metrics": self._serve_metrics, "/healthz": self._serve_health}, host, port,
+                                  limits)
 
     @property
     def port(self) -> int | None:
-        server = self._site._server if self._site is not None else None  # noqa: SLF001 - the bound port of port 0
-        sockets = getattr(server, "sockets", None)
-        return int(sockets[0].getsockname()[1]) if sockets else None
+        return self._http.port
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._serve_metrics)
-        app.router.add_get("/healthz", self._serve_health)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        self._site = web.TCPSite(self._runner, self.host, self._port)
         try:
-            await self._site.start()
+            await self._http.start()
         except OSError as err:
-            await self.stop()
             raise MetricsListenError(f"cannot serve metrics on {self.host}:{self._port}: {err.strerror or err}") from None
         _LOGGER.info("Metrics on http://%s:%d/metrics", self.host, self.port or self._port)
 
     async def stop(self) -> None:
-        runner, self._runner, self._site = self._runner, None, None
-        if runner is not None:
-            await runner.cleanup()
+        await self._http.stop()
 
-    async def _serve_metrics(self, _request: web.Request) -> web.Response:
-        response = web.Response(body=self._metrics.render())
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
+    def _serve_metrics(self) -> Answer:
+        return 200, CONTENT_TYPE_LATEST, self._metrics.render()
 
-    async def _serve_health(self, _request: web.Request) -> web.Response:
+    def _serve_health(self) -> Answer:
         if self._healthy():
-            return web.Response(text="ok\n")
-        return web.Response(status=503, text="not serving\n")
+            return 200, "text/plain; charset=utf-8", b"ok\n"
+        return 503, "text/plain; charset=utf-8", b"not serving\n"

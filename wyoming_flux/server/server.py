@@ -25,6 +25,7 @@ from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
 from .fallback_client import WyomingFallback, probe
 from .hass_names import HassNames
+from .http_endpoint import HttpLimits
 from .metrics_options import MetricsListenError
 from .ratelog import RateLimitedLog
 from .settings import ServerSettings, build_info, client_allowed
@@ -54,6 +55,7 @@ class FluxServer:
         self.names: HassNames | None = None
         self.metrics: ServerMetrics | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
+        self.metrics_limits = HttpLimits()  # what the metrics port's clients may hold (a caller may change it)
 
     @property
     def port(self) -> int | None:
@@ -83,10 +85,16 @@ class FluxServer:
             await self.stop()  # nothing half-started is left behind (no "Unclosed client session")
             raise
 
+    def descriptors_needed(self) -> int:
+        """Wyoming connections, their Flux sockets, the metrics port's connections, and room for the rest
+        (listeners, Home Assistant, the fallback, logs)."""
+        metrics = self.metrics_limits.max_connections + 1 if self.settings.metrics_port is not None else 0
+        return self.settings.limits.max_connections + self.flux_connection_limit() + metrics + 64
+
     def _ensure_descriptors(self) -> None:
         """Each connection may hold a Flux socket too: make sure the process may open that many descriptors, so a
         full server refuses with an Error instead of failing accept() with EMFILE."""
-        needed = self.settings.limits.max_connections + self.flux_connection_limit() + 64
+        needed = self.descriptors_needed()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft != resource.RLIM_INFINITY and soft < needed:
             target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
@@ -142,7 +150,7 @@ class FluxServer:
             from .metrics import MetricsEndpoint
 
             self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
-                                                     self.settings.metrics_port)
+                                                     self.settings.metrics_port, self.metrics_limits)
             await self._metrics_endpoint.start()
 
     async def _probe_fallback(self, uri: str) -> None:
