@@ -148,7 +148,7 @@ async def test_exposed_names_reach_commands_and_registry_changes_reach_the_next_
     hass: HomeAssistant, ha_api: HomeAssistantApi, token: str, home: er.RegistryEntry, fake_flux: FakeFlux,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    names = HassNames(ha_api.url, token, debounce=0.05)
+    names = HassNames(ha_api.url, token, debounce=0.05, min_interval=0.05)
     server = await serving(fake_flux, names, keyterms=("Zigbee",))
     try:
         await eventually(lambda: names.fetches >= 1, "names fetched")
@@ -229,7 +229,7 @@ async def test_names_come_back_after_home_assistant_restarts(
     hass: HomeAssistant, ha_api: HomeAssistantApi, token: str, home: er.RegistryEntry, fake_flux: FakeFlux,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    names = HassNames(ha_api.url, token, min_backoff=0.05, max_backoff=0.5, debounce=0.05)
+    names = HassNames(ha_api.url, token, min_backoff=0.05, max_backoff=0.5, debounce=0.05, min_interval=0.05)
     server = await serving(fake_flux, names)
     try:
         await eventually(lambda: names.connected, "connected")

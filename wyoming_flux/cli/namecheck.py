@@ -11,14 +11,13 @@ import aiohttp
 from ..common.bounds import Number
 from ..common.wording import count
 from ..server.hass_names import HassAuthError, HassNames, HassProtocolError
-from ..turn.names import keyterms_from_names
 from .config import ConfigError, Parser, env, read_hass
 
 
 async def check_names(url: str, token: str, timeout: float) -> int:
     names = HassNames(url, token, timeout=timeout)
     try:
-        areas, entities = await names.fetch_once()
+        areas, entities, terms = await names.fetch_once()
     except HassAuthError as err:
         print(f"wyoming-flux check: Home Assistant at {names.url} {err}", file=sys.stderr)
         return 1
@@ -26,8 +25,7 @@ async def check_names(url: str, token: str, timeout: float) -> int:
         print(f"wyoming-flux check: Home Assistant at {names.url} is unreachable: {str(err) or type(err).__name__}",
               file=sys.stderr)
         return 1
-    terms = keyterms_from_names(areas, entities)
-    print(f"ok: Home Assistant at {names.url}: {count(len(areas), 'area')}, {count(len(entities), 'entity', 'entities')} "
+    print(f"ok: Home Assistant at {names.url}: {count(areas, 'area')}, {count(entities, 'entity', 'entities')} "
           f"exposed to Assist -> {count(len(terms), 'keyterm')}")
     return 0
 

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any, Union
 
 import aiohttp
@@ -100,23 +101,41 @@ def estimate_tokens(term: str) -> int:
     return sum(max(1, math.ceil(len(word) / 4)) for word in term.split())
 
 
-def trim_keyterms(terms: list[str], budget: int = KEYTERM_TOKEN_BUDGET) -> list[str]:
-    """Keep terms in order (first ones matter most), without duplicates, within Flux's token budget."""
-    kept: list[str] = []
-    seen: set[str] = set()
-    used = 0
-    for raw in terms:
+class Keyterms:
+    """Terms kept as they are added: in order (first ones matter most), without duplicates, within Flux's token
+    budget. Once `full` (every term costs a token at least) nothing more fits, so a long list can stop there."""
+
+    def __init__(self, budget: int = KEYTERM_TOKEN_BUDGET) -> None:
+        self.budget = budget
+        self.kept: list[str] = []
+        self.used = 0
+        self._seen: set[str] = set()
+
+    @property
+    def full(self) -> bool:
+        return self.used >= self.budget
+
+    def add(self, raw: str) -> None:
         term = " ".join(raw.split())
         key = term.casefold()
-        if not term or key in seen:
-            continue
+        if not term or key in self._seen:
+            return
         cost = estimate_tokens(term)
-        if used + cost > budget:
-            continue
-        kept.append(term)
-        seen.add(key)
-        used += cost
-    return kept
+        if self.used + cost > self.budget:
+            return
+        self.kept.append(term)
+        self._seen.add(key)
+        self.used += cost
+
+
+def trim_keyterms(terms: Iterable[str], budget: int = KEYTERM_TOKEN_BUDGET) -> list[str]:
+    """Keep terms in order (first ones matter most), without duplicates, within Flux's token budget."""
+    keyterms = Keyterms(budget)
+    for term in terms:
+        if keyterms.full:
+            break
+        keyterms.add(term)
+    return keyterms.kept
 
 
 # ---------------------------------------------------------------- messages

@@ -3,6 +3,11 @@
 Home Assistant sends no names over Wyoming, so the server asks for them itself: the areas and the entities
 exposed to Assist, with their aliases, refreshed when a registry changes. Commands never wait for this: they
 take whatever `terms` holds at that moment (empty until the first fetch, or while HA is away).
+
+A large home's answers (get_states of 100k entities is tens of MB) are decoded element by element in a worker
+thread, keeping only the names (json_elements.py), so the event loop and the Wyoming port never wait on them
+and the memory they took is returned; re-reads are at least `min_interval` apart however often HA's registries
+change; everything HA sends is bounded (MAX_MESSAGE_BYTES, MAX_EVENT_BYTES).
 """
 
 from __future__ import annotations
@@ -10,7 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import inspect
+import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -19,7 +27,9 @@ import aiohttp
 
 from ..common.tasks import cancel
 from ..common.wording import count
-from ..turn.names import Named, keyterms_from_names
+from ..deepgram.flux import Keyterms
+from ..turn.names import Named, add_names
+from .json_elements import Element, decode_elements
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,7 +37,13 @@ ASSISTANT = "conversation"  # Assist's key in HA's exposure settings
 # Exposure of a registered entity lives in its registry options, so these two events cover names, aliases,
 # areas and exposure changes; a periodic refresh catches the rest (entities outside the registry).
 WATCHED_EVENTS = ("entity_registry_updated", "area_registry_updated")
-MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # get_states of a large home, with room to spare; bounded all the same
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a names answer: get_states of ~100k entities; larger ones are refused
+MAX_EVENT_BYTES = 64 * 1024  # a registry event is a few hundred bytes; a larger one only marks the names stale
+SMALL_MESSAGE_BYTES = 64 * 1024  # decoded at once on the event loop (well under a millisecond); larger: in a thread
+ENTRIES_PER_CALL = 1000  # entity registry entries asked for at once (their aliases)
+# Large answers are decoded from UTF-8 in the worker thread too, where aiohttp can leave that to us.
+_RAW_TEXT = {"decode_text": False} if "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters else {}
+_HEAD = re.compile(r'\s*\{\s*"id"\s*:\s*(\d+)\s*,\s*"type"\s*:\s*"(\w+)"')  # HA writes id and type first
 
 
 class HassAuthError(Exception):
@@ -39,6 +55,25 @@ class HassAuthError(Exception):
 
 class HassProtocolError(Exception):
     """Home Assistant answered something this client does not understand, or a command failed."""
+
+
+class HassTooLargeError(HassProtocolError):
+    """Home Assistant sent more than MAX_MESSAGE_BYTES in one message."""
+
+    def __init__(self) -> None:
+        super().__init__(f"sent a message of more than {MAX_MESSAGE_BYTES // (1024 * 1024)} MiB, the bound on a "
+                         "names answer; names stay as they were")
+
+
+class _LargeAnswer:
+    """A result too large to decode on the event loop: its text, for the caller to decode in a thread."""
+
+    def __init__(self, text: str | bytes) -> None:
+        self.text = text
+
+
+def _decode_answer(text: str | bytes, path: tuple[str, ...], element: Element) -> Any:
+    return decode_elements(text.decode("utf-8") if isinstance(text, bytes) else text, path, element)
 
 
 def websocket_url(url: str) -> str:
@@ -54,34 +89,84 @@ def websocket_url(url: str) -> str:
     return urlunsplit((scheme, parts.netloc, path, "", ""))
 
 
-def names_from(areas: list[dict[str, Any]], exposed: dict[str, Any], states: list[dict[str, Any]],
+def _area(_key: str | None, area: Any) -> Named | None:
+    if not isinstance(area, dict):
+        return None
+    aliases = area.get("aliases")
+    return Named.of(area.get("name"), aliases if isinstance(aliases, list) else ())
+
+
+def _exposed(_key: str | None, settings: Any) -> bool | None:
+    return True if isinstance(settings, dict) and settings.get(ASSISTANT) else None
+
+
+def _aliases(_key: str | None, entry: Any) -> tuple[Any, ...] | None:
+    aliases = entry.get("aliases") if isinstance(entry, dict) else None
+    return tuple(aliases) if isinstance(aliases, list) else None
+
+
+def _exposed_state(exposed: dict[str, Any]) -> Element:
+    """get_states element -> (entity id, name) of an entity exposed to Assist; nothing else is kept."""
+
+    def keep(_key: str | None, state: Any) -> tuple[str, str] | None:
+        entity_id = state.get("entity_id") if isinstance(state, dict) else None
+        if not isinstance(entity_id, str) or not exposed.get(entity_id):
+            return None
+        attributes = state.get("attributes")
+        name = attributes.get("friendly_name") if isinstance(attributes, dict) else None
+        # As HA's State.name: the friendly name, else the object id with spaces.
+        return entity_id, name if isinstance(name, str) and name else entity_id.partition(".")[2].replace("_", " ")
+
+    return keep
+
+
+def names_from(areas: list[Any], exposed: dict[str, Any], states: list[Any],
                entries: dict[str, Any]) -> tuple[list[Named], list[Named]]:
     """HA's answers -> areas and exposed entities, in HA's own order (the order the integration sees too)."""
-    area_names = [Named.of(area.get("name"), area.get("aliases") or ()) for area in areas if isinstance(area, dict)]
-    entities: list[Named] = []
-    for state in states:
-        entity_id = state.get("entity_id") if isinstance(state, dict) else None
-        if not isinstance(entity_id, str) or not (exposed.get(entity_id) or {}).get(ASSISTANT):
-            continue
-        attributes = state.get("attributes") or {}
-        # As HA's State.name: the friendly name, else the object id with spaces.
-        name = attributes.get("friendly_name") or entity_id.partition(".")[2].replace("_", " ")
-        entry = entries.get(entity_id)
-        entities.append(Named.of(name, (entry.get("aliases") or ()) if isinstance(entry, dict) else ()))
-    return area_names, entities
+    exposed_ids = {key: True for key, value in exposed.items() if _exposed(key, value)}
+    keep = _exposed_state(exposed_ids)
+    kept = [item for state in states if (item := keep(None, state)) is not None]
+    aliases = {key: item for key, value in entries.items() if (item := _aliases(key, value)) is not None}
+    entities = [Named.of(name, aliases.get(entity_id, ())) for entity_id, name in kept]
+    return [item for area in areas if (item := _area(None, area)) is not None], entities
+
+
+def _pick(value: Any, path: tuple[str, ...], element: Element) -> Any:
+    """As decode_elements does for a large answer, on one already decoded."""
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, list):
+        return [item for v in value if (item := element(None, v)) is not None]
+    if isinstance(value, dict):
+        return {k: item for k, v in value.items() if (item := element(k, v)) is not None}
+    return value
+
+
+def _keep(_key: str | None, value: Any) -> Any:
+    return value
 
 
 class HassNames:
-    """Keeps `terms` up to date from one Home Assistant; reconnects with backoff, warns once per outage."""
+    """Keeps `terms` up to date from one Home Assistant; reconnects with backoff, warns once per outage.
+
+    An outage ends when a connection has stayed up `stable` seconds: a Home Assistant that closes after every
+    read is one outage (one warning, a backoff that keeps growing), not a warning and a reset per reconnect."""
 
     def __init__(self, url: str, token: str, *, timeout: float = 10.0, min_backoff: float = 1.0,
-                 max_backoff: float = 60.0, debounce: float = 0.5, resync: float = 600.0) -> None:
+                 max_backoff: float = 60.0, debounce: float = 0.5, resync: float = 600.0,
+                 min_interval: float = 5.0, stable: float = 60.0) -> None:
         self.url = websocket_url(url)
         self._token = token
         self.timeout = timeout  # bound on each step: connect, auth, each command
         self.min_backoff, self.max_backoff = min_backoff, max_backoff
         self.debounce = debounce  # registry events come in bursts: one fetch per burst
         self.resync = resync  # fetch again this often even without events
+        # Re-reads start at least this far apart, and ten times as far as the last one took (a large home).
+        self.min_interval = min_interval
+        self.stable = stable  # seconds a connection must last to end an outage
+        self._announced = False  # the names were logged since the last warning
+        self._last_read: tuple[float, float] = (-1e9, 0.0)  # loop time the last read started, and its duration
+        self._big_event_warned = False
         self.terms: tuple[str, ...] = ()
         self.status = "not connected yet"  # "connected", "token ...", or why the last try failed
         self.connected = False
@@ -104,12 +189,14 @@ class HassNames:
             await cancel(self._task)
             self._task = None
 
-    async def fetch_once(self) -> tuple[list[Named], list[Named]]:
-        """Connect, authenticate, read the names, disconnect (for `wyoming-flux check`)."""
+    async def fetch_once(self) -> tuple[int, int, tuple[str, ...]]:
+        """Connect, authenticate, read the names, disconnect (for `wyoming-flux check`): how many areas, how many
+        entities exposed to Assist, and the keyterms they make."""
         async with aiohttp.ClientSession() as http, self._connect(http) as ws:
             reader = asyncio.create_task(self._read(ws))
             try:
-                return await self._fetch(ws)
+                areas, states = await self._fetch(ws)
+                return len(areas), len(states), tuple(await self._keyterms(ws, areas, states))
             finally:
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -119,8 +206,10 @@ class HassNames:
 
     async def _run(self) -> None:
         delay = self.min_backoff
+        loop = asyncio.get_running_loop()
         async with aiohttp.ClientSession() as http:
             while True:
+                began = loop.time()
                 try:
                     await self._serve(http)
                     problem = "Home Assistant closed the connection"
@@ -130,14 +219,19 @@ class HassNames:
                     _LOGGER.warning("Home Assistant at %s %s (check --hass-token-file or HASS_TOKEN); commands go on "
                                     "without names until the server restarts with another token", self.url, err)
                     return
+                except HassTooLargeError as err:
+                    problem = f"Home Assistant at {self.url} {err}"
                 except (aiohttp.ClientError, OSError, TimeoutError, HassProtocolError, ValueError) as err:
                     problem = f"Home Assistant at {self.url} is unreachable: {_describe(err)}"
-                if self.connected:
-                    delay = self.min_backoff  # it worked a moment ago: try again soon
+                except Exception as err:  # noqa: BLE001 - odd answers must not end the names for good
+                    _LOGGER.debug("Unexpected failure reading names", exc_info=True)
+                    problem = f"Home Assistant at {self.url} answered what we cannot read: {_describe(err)}"
+                if self.connected and loop.time() - began >= self.stable:
+                    delay, self._warned = self.min_backoff, False  # it worked for a while: a new outage begins
                 self.connected = False
                 self.status = problem
                 if not self._warned:
-                    self._warned = True
+                    self._warned, self._announced = True, False
                     _LOGGER.warning("%s; commands go on with the names known so far (%d), retrying in the "
                                     "background", problem, len(self.terms))
                 else:
@@ -149,7 +243,7 @@ class HassNames:
     async def _connect(self, http: aiohttp.ClientSession):  # type: ignore[no-untyped-def]
         async with asyncio.timeout(self.timeout):
             ws = await http.ws_connect(self.url, heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES,
-                                       timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout))
+                                       timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout), **_RAW_TEXT)
         try:
             async with asyncio.timeout(self.timeout):
                 await self._authenticate(ws)
@@ -178,16 +272,19 @@ class HassNames:
                 for event_type in WATCHED_EVENTS:  # before the fetch, so no change slips between the two
                     await self._call(ws, "subscribe_events", event_type=event_type)
                 await self._refresh(ws)
-                if not self.connected:
+                if not self._announced:  # once, and again only after an outage was warned about
+                    self._announced = True
                     _LOGGER.info("Home Assistant names: %s from %s", count(len(self.terms), "keyterm"), self.url)
-                self.connected, self._warned, self.status = True, False, "connected"
+                self.connected, self.status = True, "connected"
                 while not reader.done():
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.resync):
                             await _first(self._dirty.wait(), reader)
                     if reader.done():
                         break
-                    await asyncio.sleep(self.debounce)
+                    await _first(asyncio.sleep(self._next_read_in()), reader)
+                    if reader.done():
+                        break
                     await self._refresh(ws)
                 reader.result()  # a reader failure is this connection's failure
             finally:
@@ -196,53 +293,101 @@ class HassNames:
                     await reader
                 self._pending.clear()
 
+    def _next_read_in(self) -> float:
+        """Seconds to wait before the next re-read: the debounce, and the minimum interval from the last one."""
+        started, took = self._last_read
+        since = asyncio.get_running_loop().time() - started
+        return max(self.debounce, max(self.min_interval, 10 * took) - since)
+
     async def _refresh(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self._dirty.clear()
-        areas, entities = await self._fetch(ws)
-        self.terms = tuple(keyterms_from_names(areas, entities))
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        areas, states = await self._fetch(ws)
+        self.terms = tuple(await self._keyterms(ws, areas, states))
+        self._last_read = (started, loop.time() - started)
         self.fetches += 1
         _LOGGER.debug("Home Assistant names: %s, %s -> %s", count(len(areas), "area"),
-                      count(len(entities), "exposed entity", "exposed entities"), count(len(self.terms), "keyterm"))
+                      count(len(states), "exposed entity", "exposed entities"), count(len(self.terms), "keyterm"))
 
-    async def _fetch(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Named], list[Named]]:
-        areas = await self._call(ws, "config/area_registry/list")
-        exposed = (await self._call(ws, "homeassistant/expose_entity/list")).get("exposed_entities") or {}
-        states = await self._call(ws, "get_states")
-        ids = [s.get("entity_id") for s in states if isinstance(s, dict) and (exposed.get(s.get("entity_id")) or {}).get(ASSISTANT)]
-        entries = await self._call(ws, "config/entity_registry/get_entries", entity_ids=ids) if ids else {}
-        if not (isinstance(areas, list) and isinstance(exposed, dict) and isinstance(states, list)
-                and isinstance(entries, dict)):
+    async def _fetch(self, ws: aiohttp.ClientWebSocketResponse) -> tuple[list[Named], list[tuple[str, str]]]:
+        """Areas, and (entity id, name) of the entities exposed to Assist, in HA's order. Each answer is reduced
+        to these as it is decoded: a large home's answers are never held whole."""
+        areas = await self._call(ws, "config/area_registry/list", element=_area)
+        exposed = await self._call(ws, "homeassistant/expose_entity/list", path=("exposed_entities",),
+                                   element=_exposed) or {}
+        if not isinstance(exposed, dict):
             raise HassProtocolError("unexpected answer shapes from Home Assistant")
-        return names_from(areas, exposed, states, entries)
+        states = await self._call(ws, "get_states", element=_exposed_state(exposed))
+        if not (isinstance(areas, list) and isinstance(states, list)):
+            raise HassProtocolError("unexpected answer shapes from Home Assistant")
+        return areas, states
+
+    async def _keyterms(self, ws: aiohttp.ClientWebSocketResponse, areas: list[Named],
+                        states: list[tuple[str, str]]) -> list[str]:
+        """The keyterms, as keyterms_from_names makes them; aliases are asked for ENTRIES_PER_CALL entities at a
+        time, only until the token budget is full (the first few hundred entities of a large home)."""
+        keyterms = Keyterms()
+        add_names(keyterms, areas)
+        for start in range(0, len(states), ENTRIES_PER_CALL):
+            if keyterms.full:
+                break
+            part = states[start:start + ENTRIES_PER_CALL]
+            entries = await self._call(ws, "config/entity_registry/get_entries", element=_aliases,
+                                       entity_ids=[entity_id for entity_id, _ in part])
+            if not isinstance(entries, dict):
+                raise HassProtocolError("unexpected answer shapes from Home Assistant")
+            add_names(keyterms, entities=(Named.of(name, entries.get(entity_id, ())) for entity_id, name in part))
+        return keyterms.kept
 
     # ------------------------------------------------------------ messages
 
-    async def _call(self, ws: aiohttp.ClientWebSocketResponse, kind: str, **data: Any) -> Any:
+    async def _call(self, ws: aiohttp.ClientWebSocketResponse, kind: str, path: tuple[str, ...] = (),
+                    element: Element = _keep, **data: Any) -> Any:
+        """The result of one command, at `path` inside it, each element of that container through `element`."""
         message_id = next(self._ids)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = future
         try:
             await ws.send_json({"id": message_id, "type": kind, **data})
             async with asyncio.timeout(self.timeout):
-                return await future
+                answer = await future
         finally:
             self._pending.pop(message_id, None)
+        if isinstance(answer, _LargeAnswer):
+            try:
+                async with asyncio.timeout(self.timeout):
+                    item = await asyncio.to_thread(_decode_answer, answer.text, ("result", *path), element)
+            except ValueError as err:
+                raise HassProtocolError(f"unreadable answer to {kind}: {err}") from None
+            del answer  # the text goes as soon as the thread is done with it
+            return _result(item, ("result", *path))
+        return _pick(_result(answer, ()), path, element)
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Results go to their callers, events mark the names stale; returns when the socket closes."""
+        failure: Exception = HassProtocolError("the connection closed")
         try:
             async for message in ws:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     continue
-                payload = message.json()
+                if len(message.data) > SMALL_MESSAGE_BYTES:
+                    self._dispatch_large(message.data)
+                    continue
+                payload = json.loads(message.data)
                 for item in payload if isinstance(payload, list) else [payload]:  # HA may coalesce messages
                     self._dispatch(item)
-            if ws.exception() is not None:
-                raise HassProtocolError(f"connection failed: {_describe(ws.exception())}")
-        finally:  # a caller waiting for an answer learns at once that none will come
+            error = ws.exception()
+            if isinstance(error, aiohttp.WebSocketError) and error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
+                failure = HassTooLargeError()
+                raise failure
+            if error is not None:
+                failure = HassProtocolError(f"connection failed: {_describe(error)}")
+                raise failure
+        finally:  # a caller waiting for an answer learns at once that none will come, and why
             for future in self._pending.values():
                 if not future.done():
-                    future.set_exception(HassProtocolError("the connection closed"))
+                    future.set_exception(failure)
 
     def _dispatch(self, item: Any) -> None:
         if not isinstance(item, dict):
@@ -251,22 +396,35 @@ class HassNames:
             self._dirty.set()
             return
         future = self._pending.get(item.get("id"))  # type: ignore[arg-type]
-        if future is None or future.done() or item.get("type") != "result":
+        if future is not None and not future.done() and item.get("type") == "result":
+            future.set_result(item)
+
+    def _dispatch_large(self, text: str | bytes) -> None:
+        """A message too large to decode here: an answer goes to its caller as text, an event is not read."""
+        start = text[:256]
+        head = _HEAD.match(start.decode("utf-8", "replace") if isinstance(start, bytes) else start)
+        if head is None:
+            _LOGGER.debug("Ignoring a message of %d bytes from Home Assistant that names no id first", len(text))
             return
-        if item.get("success"):
-            future.set_result(item.get("result"))
-        else:
-            error = item.get("error") or {}
-            if error.get("code") == "unauthorized":  # the list of exposed entities is an admin API
-                future.set_exception(HassAuthError("accepted the token, but its user is not an administrator"))
-            else:
-                future.set_exception(HassProtocolError(f"{error.get('code', 'error')}: {error.get('message', '')}"))
+        message_id, kind = int(head[1]), head[2]
+        if kind == "event":
+            if len(text) > MAX_EVENT_BYTES and not self._big_event_warned:
+                self._big_event_warned = True
+                _LOGGER.warning("Home Assistant sent an event of %d bytes (more than %d KiB); such events are not "
+                                "read, the names are read again all the same", len(text), MAX_EVENT_BYTES // 1024)
+            self._dirty.set()
+            return
+        future = self._pending.get(message_id)
+        if future is not None and not future.done() and kind == "result":
+            future.set_result(_LargeAnswer(text))
 
 
 async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     message = await ws.receive()
     if message.type is not aiohttp.WSMsgType.TEXT:
         raise HassProtocolError("the connection closed during authentication")
+    if len(message.data) > SMALL_MESSAGE_BYTES:
+        raise HassProtocolError("unexpected large message during authentication")
     payload = message.json()
     if not isinstance(payload, dict):
         raise HassProtocolError("unexpected message during authentication")
@@ -280,6 +438,22 @@ async def _first(wait: Any, task: asyncio.Task[None]) -> None:
         await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
+
+
+def _result(item: Any, path: tuple[str, ...]) -> Any:
+    """A command's result (at `path` in its message), or the error it answered."""
+    if not isinstance(item, dict):
+        raise HassProtocolError("unexpected answer shapes from Home Assistant")
+    if not item.get("success"):
+        error = item.get("error")
+        error = error if isinstance(error, dict) else {}
+        if error.get("code") == "unauthorized":  # the list of exposed entities is an admin API
+            raise HassAuthError("accepted the token, but its user is not an administrator")
+        raise HassProtocolError(f"{error.get('code', 'error')}: {error.get('message', '')}")
+    value: Any = item
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value if path else item.get("result")
 
 
 def _describe(err: BaseException | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..deepgram.flux import KEYTERM_TOKEN_BUDGET, trim_keyterms
+from ..deepgram.flux import KEYTERM_TOKEN_BUDGET, Keyterms
 
 
 @dataclass(frozen=True)
@@ -30,9 +30,19 @@ def keyterms_from_names(areas: Iterable[Named], entities: Iterable[Named],
     """Areas first (few, and said in most commands), each followed by its aliases; then exposed entities in the
     order given, each with its aliases. Duplicates and what does not fit the token budget are dropped, so the
     last entities are the ones left out of a large home."""
-    terms: list[str] = []
+    keyterms = Keyterms(budget)
+    add_names(keyterms, areas, entities)
+    return keyterms.kept
+
+
+def add_names(keyterms: Keyterms, areas: Iterable[Named] = (), entities: Iterable[Named] = ()) -> None:
+    """keyterms_from_names a part at a time: entities are read only until the budget is full, so a caller can
+    fetch a large home's entities (and their aliases) in parts and stop early."""
     for area in areas:
-        terms += [area.name, *sorted(area.aliases)]
+        for term in (area.name, *sorted(area.aliases)):
+            keyterms.add(term)
     for entity in entities:
-        terms += [entity.name, *entity.aliases]
-    return trim_keyterms(terms, budget)
+        if keyterms.full:
+            return
+        for term in (entity.name, *entity.aliases):
+            keyterms.add(term)
