@@ -83,8 +83,8 @@ def held_sockets(port: int) -> list[str]:
             next(rows)
             for row in rows:
                 fields = row.split()
-                local, remote, state = int(fields[1].rsplit(":", 1)[1], 16), int(fields[2].rsplit(":", 1)[1], 16), fields[3]
-                if port in (local, remote) and state in _HELD_STATES:
+                local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                if port in (local, remote) and (state := fields[3]) in _HELD_STATES:
                     found.append(_HELD_STATES[state])
     return found
 

@@ -105,7 +105,8 @@ async def _main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     server = AsyncServer.from_uri(args.uri)
     known = _fixtures()
-    await server.start(partial(PeerHandler, known, args.delay, args.error, args.endpointing, args.huge_payload))  # type: ignore[attr-defined]
+    handler = partial(PeerHandler, known, args.delay, args.error, args.endpointing, args.huge_payload)
+    await server.start(handler)  # type: ignore[attr-defined]
     print("ready", flush=True)  # the port is bound: the test may connect
     await asyncio.Event().wait()
 

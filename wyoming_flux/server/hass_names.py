@@ -42,7 +42,8 @@ MAX_EVENT_BYTES = 64 * 1024  # a registry event is a few hundred bytes; a larger
 SMALL_MESSAGE_BYTES = 64 * 1024  # decoded at once on the event loop (well under a millisecond); larger: in a thread
 ENTRIES_PER_CALL = 1000  # entity registry entries asked for at once (their aliases)
 # Large answers are decoded from UTF-8 in the worker thread too, where aiohttp can leave that to us.
-_RAW_TEXT = {"decode_text": False} if "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters else {}
+_RAW_TEXT = ({"decode_text": False}
+             if "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters else {})
 _HEAD = re.compile(r'\s*\{\s*"id"\s*:\s*(\d+)\s*,\s*"type"\s*:\s*"(\w+)"')  # HA writes id and type first
 
 

@@ -189,7 +189,7 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
         error=flux.error if flux else None,  # why Flux could not answer (e.g. a key to fix), for the owner
         audio_seconds=round(buffer.seconds, 3), billed_seconds=flux.billed_seconds if flux else 0.0,
         request_id=flux.request_id if flux else None,
-        connect_seconds=flux.connect_seconds if flux else None,  # Flux got (and bills) audio before it failed
+        connect_seconds=flux.connect_seconds if flux else None,  # Flux's handshake, when it got that far
         finalize_seconds=loop.time() - ended_at, elapsed_seconds=loop.time() - started,
         notes=(*(flux.notes if flux else ()), f"fallback: {why}"),
     )
