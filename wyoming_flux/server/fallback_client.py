@@ -82,11 +82,13 @@ async def probe(uri: str, is_self: Callable[[tuple[Any, ...]], bool]) -> str | N
     warning). FallbackLoopError if the connection arrives at this very server (`is_self` of our local address)."""
     host, port = tcp_address(uri)
     writer: asyncio.StreamWriter | None = None
+    answered = False
     try:
         async with asyncio.timeout(_PROBE_TIMEOUT):
             reader, writer = await asyncio.open_connection(host, port)
             await _write(writer, Describe().event())
             async for event in _events(reader):
+                answered = True
                 if is_self(writer.get_extra_info("sockname")):  # whatever we answered ourselves
                     raise FallbackLoopError(f"--fallback-uri {uri} is this server: name another Wyoming "
                                             "speech-to-text server")
@@ -105,8 +107,12 @@ async def probe(uri: str, is_self: Callable[[tuple[Any, ...]], bool]) -> str | N
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         return f"it does not speak Wyoming ({type(err).__name__})"
     finally:
-        if writer is not None:
+        if writer is None:
+            pass
+        elif answered:
             await close(writer)
+        else:  # a fallback that is stopped would hold a graceful close (and our half of it) for minutes
+            reset(writer.transport)
 
 
 class WyomingFallback:
@@ -132,11 +138,14 @@ class WyomingFallback:
             raise FallbackError(f"cannot reach the fallback at {self.uri}: {err.strerror or err}") from None
         uploading = asyncio.create_task(_upload(writer, buffer, language))
         reading = asyncio.create_task(_read(reader, language))
+        answered = False
         try:
             await asyncio.wait([uploading, reading], return_when=asyncio.FIRST_COMPLETED)
             if not reading.done():
                 uploading.result()  # the upload's failure, if it failed
-            return await reading
+            result = await reading
+            answered = True
+            return result
         except (ConnectionError, OSError) as err:
             raise FallbackError(f"the fallback connection broke: {err}") from None
         except BadEvent as err:  # over our bounds, or not Wyoming at all
@@ -149,7 +158,10 @@ class WyomingFallback:
             try:
                 await asyncio.gather(uploading, reading, return_exceptions=True)
             finally:  # even when cancelled here: the socket never outlives the replay
-                await close(writer)
+                if answered:
+                    await close(writer)
+                else:  # failed, or past the bound: the fallback may not be reading, and we need nothing more
+                    reset(writer.transport)
 
 
 async def close(writer: asyncio.StreamWriter) -> None:
