@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -402,7 +403,9 @@ async def test_a_unix_socket_is_served_and_a_stale_socket_file_replaced(session_
 
         pytest_socket.socket_allow_hosts(["127.0.0.1"], allow_unix_socket=True)
     path = tmp_path / "flux.sock"
-    path.write_text("")  # left over from an earlier run
+    stale = socket.socket(socket.AF_UNIX)  # a socket file left over from an earlier run
+    stale.bind(str(path))
+    stale.close()
     server = FluxServer(make_settings(session_config), f"unix://{path}")
     await server.start()
     try:
