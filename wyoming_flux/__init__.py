@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 from .common.bounds import RANGES
 from .common.tasks import cancel
+from .deepgram.access import verify_model
 from .deepgram.errors import KINDS, FluxAuthError, FluxError
 from .deepgram.flux import REGIONS, validate_thresholds, verify_access
 from .deepgram.models import (
@@ -24,10 +25,14 @@ from .deepgram.models import (
     MODEL_EN,
     MODEL_MULTI,
     MODEL_NOVA,
+    NOVA,
+    FluxModel,
     base_language,
     choose_model,
+    nova_language,
     unserved_language,
 )
+from .deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from .turn.audio import AudioFormatError, check_format
 from .turn.fallback import AudioBuffer, FallbackError, FluxHealth, answer_with_fallback
 from .turn.names import Named, keyterms_from_names
@@ -36,11 +41,14 @@ from .turn.session import TurnSession
 from .turn.state import Ending
 
 __all__ = [
+    "DEFAULT_ENDPOINTING_MS",
+    "DEFAULT_UTTERANCE_END_MS",
     "FLUX_MODELS",
     "KINDS",
     "MODEL_EN",
     "MODEL_MULTI",
     "MODEL_NOVA",
+    "NOVA",
     "RANGES",
     "REGIONS",
     "AudioBuffer",
@@ -50,6 +58,7 @@ __all__ = [
     "FluxAuthError",
     "FluxError",
     "FluxHealth",
+    "FluxModel",
     "Named",
     "SessionConfig",
     "TurnRequest",
@@ -62,7 +71,9 @@ __all__ = [
     "check_format",
     "choose_model",
     "keyterms_from_names",
+    "nova_language",
     "unserved_language",
     "validate_thresholds",
     "verify_access",
+    "verify_model",
 ]

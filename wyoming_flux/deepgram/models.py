@@ -121,14 +121,15 @@ def choose_model(models: list[FluxModel], name: str | None, language: str | None
     return None
 
 
-def unserved_language(models: list[FluxModel], language: str, nova_off: str = "--no-nova") -> str:
+def unserved_language(models: list[FluxModel], language: str, nova_off: str = "--no-nova",
+                      model_option: str = "--model") -> str:
     """What to tell a client whose command's language no offered model speaks, and which setting would serve
-    it (`nova_off`: how the user turned Nova-3 off)."""
+    it (`nova_off`: how the user turned Nova-3 off; `model_option`: how a model is chosen)."""
     offered = ", ".join(model.name for model in models)
     if FLUX_MODELS[MODEL_MULTI].speaks(language):
-        fix = f"--model {MODEL_MULTI}, or Nova-3 (without {nova_off}),"
+        fix = f"{model_option} {MODEL_MULTI}, or Nova-3 (without {nova_off}),"
     elif FLUX_MODELS[MODEL_NOVA].speaks(language):
-        fix = f"Nova-3 (without {nova_off}, or --model {MODEL_NOVA})"
+        fix = f"Nova-3 (without {nova_off}, or {model_option} {MODEL_NOVA})"
     else:
         return f"No model speaks language {language}: Deepgram has none for it (offered: {offered})"
     return f"No offered model speaks language {language} (offered: {offered}); {fix} would serve it"
