@@ -1,8 +1,10 @@
-"""Deepgram Flux speech-to-text for Home Assistant: Flux, not a silence timer, decides when a command ends."""
+"""Deepgram Flux speech-to-text for Home Assistant: Flux, not a silence timer, decides when a command ends (and
+Nova-3, by Deepgram's endpointing, for the languages Flux does not speak)."""
 
 from __future__ import annotations
 
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +12,7 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
 
-from wyoming_flux import FluxHealth, SessionConfig
+from wyoming_flux import FLUX_MODELS, MODEL_NOVA, FluxHealth, FluxModel, SessionConfig, nova_language
 
 from .const import (
     CONF_BOOST_EXPOSED,
@@ -18,6 +20,7 @@ from .const import (
     CONF_EAGER_EOT_THRESHOLD,
     CONF_END_OF_SPEECH,
     CONF_ENDPOINT,
+    CONF_ENDPOINTING_MS,
     CONF_EOT_THRESHOLD,
     CONF_EOT_TIMEOUT_MS,
     CONF_KEYTERMS,
@@ -26,14 +29,17 @@ from .const import (
     CONF_MODEL,
     CONF_MONTHLY_CAP_MINUTES,
     CONF_NO_SPEECH_TIMEOUT,
+    CONF_NOVA,
     CONF_PRICE_PER_MINUTE,
     CONF_TAGS,
+    CONF_UTTERANCE_END_MS,
     DEFAULT_OPTIONS,
     DEFAULT_PRICES,
     END_OF_SPEECH_FLUX,
     ENDPOINT_CUSTOM,
     ENDPOINT_URLS,
     HISTORY_LENGTH,
+    NOVA_MULTI,
 )
 from .keyterms import KeytermIndex
 from .repairs import clear_issues
@@ -64,6 +70,27 @@ def endpoint_url(data: dict[str, Any]) -> str:
     return ENDPOINT_URLS[data.get(CONF_ENDPOINT) or "us"]
 
 
+def entry_models(data: Mapping[str, Any]) -> list[FluxModel]:
+    """The models an entry offers, in the order a command's language tries them: its Flux model, then Nova-3
+    for the languages that model does not speak (unless turned off; entries from before Nova-3 have it on);
+    nova-3 as the entry's model hears every language."""
+    model = FLUX_MODELS[data[CONF_MODEL]]
+    if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True):
+        return [model]
+    return [model, FLUX_MODELS[MODEL_NOVA]]
+
+
+def uses_nova(data: Mapping[str, Any]) -> bool:
+    return any(model.name == MODEL_NOVA for model in entry_models(data))
+
+
+def default_price(model: FluxModel, language: str | None) -> float:
+    """Deepgram's pay-as-you-go rate for one command: its model's, Nova-3's multilingual one for language=multi."""
+    if model.name == MODEL_NOVA and nova_language(language)[0] == "multi":
+        return DEFAULT_PRICES[NOVA_MULTI]
+    return DEFAULT_PRICES[model.name]
+
+
 def options_with_defaults(entry: ConfigEntry) -> dict[str, Any]:
     return {**DEFAULT_OPTIONS, **entry.options}
 
@@ -84,15 +111,19 @@ def session_config(entry: ConfigEntry) -> SessionConfig:
         max_command_seconds=float(options[CONF_MAX_COMMAND_SECONDS]),
         mip_opt_out=bool(options[CONF_MIP_OPT_OUT]),
         tags=tuple(options[CONF_TAGS]),
+        endpointing_ms=int(options[CONF_ENDPOINTING_MS]),
+        utterance_end_ms=int(options[CONF_UTTERANCE_END_MS]),
     )
 
 
 def usage_tracker(hass: HomeAssistant, entry: ConfigEntry) -> UsageTracker:
-    """The entry's usage, priced at its option or the model's pay-as-you-go rate, with its optional cap."""
+    """The entry's usage, priced at its option or each command's model's pay-as-you-go rate, with its optional
+    cap."""
     price, cap = entry.options.get(CONF_PRICE_PER_MINUTE), entry.options.get(CONF_MONTHLY_CAP_MINUTES)
     return UsageTracker(hass, entry.entry_id, entry.title,
-                        float(price) if price not in (None, "") else DEFAULT_PRICES[entry.data[CONF_MODEL]],
-                        float(cap) if cap not in (None, "") else None)
+                        float(price) if price not in (None, "") else None,
+                        float(cap) if cap not in (None, "") else None,
+                        default_price=DEFAULT_PRICES[entry.data[CONF_MODEL]])
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:

@@ -1,4 +1,4 @@
-"""Config flow for Deepgram Flux: key, model and endpoint, checked by a real Flux handshake."""
+"""Config flow for Deepgram Flux: key, model(s) and endpoint, checked by a real handshake for each model used."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from homeassistant.const import CONF_API_KEY
 from homeassistant.core import callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
+    BooleanSelector,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -25,13 +26,14 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux import FluxError, verify_access
+from wyoming_flux import FluxError, verify_model
 
-from . import DeepgramFluxConfigEntry, endpoint_url
+from . import DeepgramFluxConfigEntry, endpoint_url, entry_models
 from .const import (
     CONF_CUSTOM_URL,
     CONF_ENDPOINT,
     CONF_MODEL,
+    CONF_NOVA,
     DOMAIN,
     ENDPOINT_CUSTOM,
     ENDPOINT_US,
@@ -63,6 +65,7 @@ def _connection_schema(defaults: Mapping[str, Any], key_required: bool) -> vol.S
             vol.Required(CONF_MODEL, default=defaults.get(CONF_MODEL, MODELS[0])): SelectSelector(
                 SelectSelectorConfig(options=MODELS, translation_key=CONF_MODEL, mode=SelectSelectorMode.LIST)
             ),
+            vol.Required(CONF_NOVA, default=defaults.get(CONF_NOVA, True)): BooleanSelector(),
             vol.Required(CONF_ENDPOINT, default=defaults.get(CONF_ENDPOINT, ENDPOINT_US)): SelectSelector(
                 SelectSelectorConfig(
                     options=ENDPOINTS,
@@ -93,17 +96,18 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
     VERSION = 1
 
     async def _validate(self, data: dict[str, Any]) -> dict[str, str]:
-        """A real Flux handshake with these values: errors for the form, or none."""
+        """A real handshake for each model the entry would use (Flux's, and Nova-3's unless turned off) with
+        these values: errors for the form, or none."""
         if (error := _check_custom_url(data)) is not None:
             return {CONF_CUSTOM_URL: error}
         try:
-            await verify_access(
-                async_get_clientsession(self.hass), endpoint_url(data), data[CONF_API_KEY], data[CONF_MODEL]
-            )
+            for model in entry_models(data):
+                await verify_model(async_get_clientsession(self.hass), endpoint_url(data), data[CONF_API_KEY],
+                                   model.name)
         except FluxError as err:
             if err.code in _FORM_ERRORS:
                 return {"base": _FORM_ERRORS[err.code]}
-            _LOGGER.error("Unexpected answer from Flux while checking the key: %s", err)
+            _LOGGER.error("Unexpected answer from Deepgram while checking the key: %s", err)
             return {"base": "unknown"}
         except Exception:  # anything else must still end in a readable form error
             _LOGGER.exception("Unexpected error while checking the key")

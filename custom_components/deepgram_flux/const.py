@@ -4,20 +4,21 @@ from __future__ import annotations
 
 from typing import Final
 
-from wyoming_flux import MODEL_EN, MODEL_MULTI, REGIONS
+from wyoming_flux import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, MODEL_EN, MODEL_MULTI, MODEL_NOVA, REGIONS
 
 DOMAIN: Final = "deepgram_flux"
 
 CONF_MODEL: Final = "model"
 CONF_ENDPOINT: Final = "endpoint"
 CONF_CUSTOM_URL: Final = "custom_url"
+CONF_NOVA: Final = "nova"  # Nova-3 for the languages the Flux model does not speak (absent: on)
 
 ENDPOINT_US: Final = "us"
 ENDPOINT_EU: Final = "eu"
 ENDPOINT_CUSTOM: Final = "custom"
 ENDPOINT_URLS: Final = dict(REGIONS)  # us, eu, au, in: Deepgram's regional hosts
 ENDPOINTS: Final = [*ENDPOINT_URLS, ENDPOINT_CUSTOM]
-MODELS: Final = [MODEL_EN, MODEL_MULTI]
+MODELS: Final = [MODEL_EN, MODEL_MULTI, MODEL_NOVA]  # nova-3 alone: every language, English too
 
 # Options
 CONF_EOT_THRESHOLD: Final = "eot_threshold"
@@ -28,14 +29,19 @@ CONF_BOOST_EXPOSED: Final = "boost_exposed_names"
 CONF_END_OF_SPEECH: Final = "end_of_speech"
 CONF_NO_SPEECH_TIMEOUT: Final = "no_speech_timeout"
 CONF_MAX_COMMAND_SECONDS: Final = "max_command_seconds"
+CONF_ENDPOINTING_MS: Final = "endpointing_ms"  # Nova-3 only
+CONF_UTTERANCE_END_MS: Final = "utterance_end_ms"  # Nova-3 only
 CONF_MIP_OPT_OUT: Final = "mip_opt_out"
 CONF_TAGS: Final = "tags"
 CONF_FALLBACK_ENTITY: Final = "fallback_entity"
 CONF_PRICE_PER_MINUTE: Final = "price_per_minute"  # empty: the model's pay-as-you-go rate below
 CONF_MONTHLY_CAP_MINUTES: Final = "monthly_cap_minutes"  # empty: no cap
 
-# Deepgram's pay-as-you-go Flux rates in USD per audio minute (source and date: docs/languages.md).
-DEFAULT_PRICES: Final = {MODEL_EN: 0.0065, MODEL_MULTI: 0.0078}
+# Deepgram's pay-as-you-go streaming rates in USD per audio minute, as recorded from deepgram.com/pricing:
+# Flux on 2026-11-04, Nova-3 on 2026-05-05 and 2026-08-01 (docs/languages.md). Nova-3 with language=multi
+# (the languages it has no monolingual model for) is priced apart.
+NOVA_MULTI: Final = "nova-3-multi"
+DEFAULT_PRICES: Final = {MODEL_EN: 0.0065, MODEL_MULTI: 0.0078, MODEL_NOVA: 0.0048, NOVA_MULTI: 0.0058}
 
 END_OF_SPEECH_FLUX: Final = "flux"
 END_OF_SPEECH_HA_VAD: Final = "ha_vad"
@@ -48,6 +54,8 @@ DEFAULT_OPTIONS: Final = {
     CONF_END_OF_SPEECH: END_OF_SPEECH_FLUX,
     CONF_NO_SPEECH_TIMEOUT: 8.0,
     CONF_MAX_COMMAND_SECONDS: 30.0,
+    CONF_ENDPOINTING_MS: DEFAULT_ENDPOINTING_MS,
+    CONF_UTTERANCE_END_MS: DEFAULT_UTTERANCE_END_MS,
     CONF_MIP_OPT_OUT: False,
     CONF_TAGS: [],
 }

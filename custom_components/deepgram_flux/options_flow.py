@@ -28,11 +28,12 @@ from homeassistant.helpers.selector import (
 
 from wyoming_flux import RANGES
 
-from . import options_with_defaults
+from . import options_with_defaults, uses_nova
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_EAGER_EOT_THRESHOLD,
     CONF_END_OF_SPEECH,
+    CONF_ENDPOINTING_MS,
     CONF_EOT_THRESHOLD,
     CONF_EOT_TIMEOUT_MS,
     CONF_FALLBACK_ENTITY,
@@ -43,6 +44,7 @@ from .const import (
     CONF_NO_SPEECH_TIMEOUT,
     CONF_PRICE_PER_MINUTE,
     CONF_TAGS,
+    CONF_UTTERANCE_END_MS,
     END_OF_SPEECH_FLUX,
     END_OF_SPEECH_HA_VAD,
 )
@@ -115,6 +117,12 @@ SECTIONS: tuple[Section, ...] = (
     }, collapsed=True),
     Section("fallback", {}, collapsed=True),  # its entity field depends on the entry: see _schema
 )
+# Only for an entry that uses Nova-3 (its model, or for the other languages): added to "turn" by _schema.
+NOVA_FIELDS: dict[vol.Marker, Any] = {  # empty: the default
+    vol.Optional(CONF_ENDPOINTING_MS): _number(*RANGES["endpointing_ms"], 10, "ms"),
+    vol.Optional(CONF_UTTERANCE_END_MS): _number(*RANGES["utterance_end_ms"], 100, "ms"),
+}
+NOVA_OPTIONS = tuple(str(marker) for marker in NOVA_FIELDS)
 
 
 def _schema(extra: Mapping[str, dict[vol.Marker, Any]]) -> vol.Schema:
@@ -143,16 +151,21 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
         errors: dict[str, str] = {}
         placeholders: dict[str, str] = {}
         entry_id = self.config_entry.entry_id
-        schema = _schema({"fallback": fallback_schema(self.hass, entry_id)})
+        nova = uses_nova(self.config_entry.data)
+        extra = {"fallback": fallback_schema(self.hass, entry_id), "turn": NOVA_FIELDS if nova else {}}
+        schema = _schema(extra)
         if user_input is not None:
-            options = flatten(user_input)
+            # Options the form does not show (Nova-3's, while it is off) keep their values.
+            kept = {} if nova else {key: value for key, value in self.config_entry.options.items()
+                                    if key in NOVA_OPTIONS}
+            options = {**kept, **flatten(user_input)}
             options[CONF_KEYTERMS] = [t.strip() for t in options.get(CONF_KEYTERMS) or [] if t.strip()]
             options[CONF_TAGS] = [t.strip()[:128] for t in options.get(CONF_TAGS) or [] if t.strip()]
             if not valid_fallback(self.hass, entry_id, options.get(CONF_FALLBACK_ENTITY)):
                 errors["fallback"] = "invalid_fallback"
             # One range error at a time: the form's placeholders ({low}, {high}) are shared by its sections.
             for part in SECTIONS:
-                if (found := range_error(part.fields, options)) is not None:
+                if (found := range_error({**part.fields, **extra.get(part.name, {})}, options)) is not None:
                     errors[part.name], range_placeholders = found
                     placeholders.update(range_placeholders)
                     break
@@ -161,7 +174,9 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
                 errors["turn"] = "eager_above_eot"  # the one rule between two fields
                 placeholders["eot_threshold"] = plain(options[CONF_EOT_THRESHOLD])
             if not errors:
-                options[CONF_EOT_TIMEOUT_MS] = int(options[CONF_EOT_TIMEOUT_MS])
+                for key in (CONF_EOT_TIMEOUT_MS, *NOVA_OPTIONS):
+                    if options.get(key) is not None:
+                        options[key] = int(options[key])
                 return self.async_create_entry(data=options)
         suggested = user_input or nest(options_with_defaults(self.config_entry), schema)
         return self.async_show_form(

@@ -1,4 +1,5 @@
-"""The Deepgram Flux speech-to-text entity: streams the pipeline's audio and returns on Flux's EndOfTurn."""
+"""The Deepgram Flux speech-to-text entity: streams the pipeline's audio and returns on Flux's EndOfTurn (or,
+for a language the Flux model does not speak, on Nova-3's endpointing)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from wyoming_flux import (
-    FLUX_MODELS,
     AudioBuffer,
     AudioFormatError,
     Ending,
@@ -25,10 +25,12 @@ from wyoming_flux import (
     answer_with_fallback,
     cancel,
     check_format,
+    choose_model,
+    unserved_language,
 )
 
-from . import DeepgramFluxConfigEntry, options_with_defaults
-from .const import CONF_FALLBACK_ENTITY, CONF_MODEL
+from . import DeepgramFluxConfigEntry, default_price, entry_models, options_with_defaults
+from .const import CONF_FALLBACK_ENTITY
 from .device import device_info
 from .fallback import FALLBACK_TIMEOUT, EntityFallback, fallback_entity_id
 from .repairs import clear_issues, raise_issue
@@ -53,13 +55,13 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
 
     def __init__(self, entry: DeepgramFluxConfigEntry) -> None:
         self._entry = entry
-        self._model = FLUX_MODELS[entry.data[CONF_MODEL]]
+        self._models = entry_models(entry.data)
         self._attr_unique_id = f"{entry.entry_id}-stt"
         self._attr_device_info = device_info(entry)
 
     @property
     def supported_languages(self) -> list[str]:
-        return list(self._model.languages)
+        return list(dict.fromkeys(code for model in self._models for code in model.languages))
 
     @property
     def supported_formats(self) -> list[stt.AudioFormats]:
@@ -105,7 +107,14 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             if not fallback_id:
                 runtime.usage.record(None)  # a command all the same: the sensor counts it
                 return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        request = TurnRequest(self._model, metadata.language, tuple(runtime.keyterms.terms()))
+        model = choose_model(self._models, None, metadata.language)
+        if model is None:  # never a transcript in the wrong language
+            _LOGGER.error("Deepgram Flux: %s", unserved_language(
+                self._models, metadata.language, nova_off="the setting “Nova-3 for other languages” turned off",
+                model_option="the model"))
+            runtime.usage.record(None)
+            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+        request = TurnRequest(model, metadata.language, tuple(runtime.keyterms.terms()))
         started = asyncio.get_running_loop().time()
         # With a fallback, the command's audio is kept from its first chunk; while Flux is down it skips Flux.
         buffer = AudioBuffer(runtime.session_config.max_command_seconds) if fallback_id else None
@@ -130,7 +139,8 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             # not wait for: it runs after the answer, as a task the entry cancels on unload.
             if session is not None:
                 self._entry.async_create_background_task(self.hass, session.aclose(), "deepgram_flux close stream")
-        self._record(metadata, result)
+        self._record(metadata, model.name, result)
+        runtime.usage.record(result, default_price(model, metadata.language))
         return self._speech_result(result)
 
     async def _feed(self, session: TurnSession | None, buffer: AudioBuffer | None, metadata: stt.SpeechMetadata,
@@ -178,7 +188,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         clear_issues(self.hass, self._entry.entry_id)
         return stt.SpeechResult(result.text, stt.SpeechResultState.SUCCESS)
 
-    def _record(self, metadata: stt.SpeechMetadata, result: TurnResult) -> None:
+    def _record(self, metadata: stt.SpeechMetadata, model: str, result: TurnResult) -> None:
         """Keep a short history for diagnostics: figures, never the words or the key."""
         def ms(seconds: float | None) -> int | None:
             return None if seconds is None else round(seconds * 1000)
@@ -186,7 +196,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         entry: dict[str, Any] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "language": metadata.language,
-            "model": self._model.name,
+            "model": model,
             "audio_seconds": result.audio_seconds,
             "ended_by": result.ended_by.value,
             "trigger": result.trigger,
@@ -202,7 +212,6 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         }
         runtime = self._entry.runtime_data
         runtime.history.append(entry)
-        runtime.usage.record(result)
         if result.error is not None:
             runtime.counters[f"error:{result.error.code}"] += 1
         for note in result.notes:

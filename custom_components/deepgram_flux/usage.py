@@ -1,4 +1,4 @@
-"""Usage of one config entry this month: audio sent to Flux, commands, the last command's latency, the
+"""Usage of one config entry this month: audio sent to Deepgram, commands, the last command's latency, the
 estimated cost, and the optional monthly cap. Stored (not only in memory), so a restart keeps the month's
 figures; a new month starts from zero, at the month's start in Home Assistant's time zone."""
 
@@ -41,11 +41,13 @@ def _month_key(now: datetime) -> str:
 class UsageTracker:
     """This month's usage of one entry, with its price per minute and optional cap in minutes."""
 
-    def __init__(self, hass: HomeAssistant, entry_id: str, title: str, price_per_minute: float,
-                 cap_minutes: float | None) -> None:
+    def __init__(self, hass: HomeAssistant, entry_id: str, title: str, price_per_minute: float | None,
+                 cap_minutes: float | None, default_price: float = 0.0) -> None:
         self._hass, self._entry_id, self._title = hass, entry_id, title
-        self.price_per_minute = price_per_minute
+        self.price_per_minute = price_per_minute  # the user's price for every command; None: each model's rate
+        self.default_price = default_price  # for a month stored before its cost was: the entry's model's rate
         self.cap_minutes = cap_minutes
+        self.cost = 0.0  # USD this month: each command's minutes at its own model's price
         self._store: Store[dict[str, Any]] = Store(hass, STORAGE_VERSION, f"{DOMAIN}.usage.{entry_id}")
         self.month = _month_key(dt_util.now())
         self.audio_seconds = 0.0
@@ -58,10 +60,6 @@ class UsageTracker:
     @property
     def minutes(self) -> float:
         return self.audio_seconds / 60
-
-    @property
-    def cost(self) -> float:
-        return self.minutes * self.price_per_minute
 
     @property
     def month_started(self) -> datetime:
@@ -78,6 +76,10 @@ class UsageTracker:
         if stored and stored.get("month") == self.month:  # last month's figures do not carry over
             self.audio_seconds = float(stored.get("audio_seconds", 0.0))
             self.commands = int(stored.get("commands", 0))
+            cost = stored.get("cost")
+            self.cost = (float(cost) if cost is not None
+                         else self.minutes * (self.price_per_minute if self.price_per_minute is not None
+                                              else self.default_price))
             latency = stored.get("last_latency")
             self.last_latency = None if latency is None else float(latency)
         self._update_issue()
@@ -115,8 +117,9 @@ class UsageTracker:
     # ------------------------------------------------------------ commands
 
     @callback
-    def record(self, result: TurnResult | None) -> None:
-        """A command ran: what Flux received (none if no stream opened) and how fast the words came back.
+    def record(self, result: TurnResult | None, model_price: float = 0.0) -> None:
+        """A command ran: what Deepgram received (none if no stream opened), at `model_price` per minute (the
+        rate of the command's model, unless the user set a price), and how fast the words came back.
 
         Every command the entity is asked to transcribe counts, whatever became of it: answered, failed (a
         refused handshake too), answered by the fallback, or refused at once by the cap (`result` None). Audio
@@ -127,6 +130,8 @@ class UsageTracker:
             self._changed()
             return
         self.audio_seconds += result.billed_seconds
+        price = self.price_per_minute if self.price_per_minute is not None else model_price
+        self.cost += result.billed_seconds / 60 * price
         if result.speech_end_seconds is not None:
             self.last_latency = result.speech_end_seconds
         self._changed()
@@ -134,7 +139,7 @@ class UsageTracker:
     def _roll(self) -> None:
         month = _month_key(dt_util.now())
         if month != self.month:
-            self.month, self.audio_seconds, self.commands = month, 0.0, 0
+            self.month, self.audio_seconds, self.commands, self.cost = month, 0.0, 0, 0.0
             self._changed()
 
     def _changed(self) -> None:
@@ -145,7 +150,7 @@ class UsageTracker:
 
     def _data(self) -> dict[str, Any]:
         return {"month": self.month, "audio_seconds": round(self.audio_seconds, 3), "commands": self.commands,
-                "last_latency": self.last_latency}
+                "last_latency": self.last_latency, "cost": round(self.cost, 6)}
 
     # ------------------------------------------------------------ the cap's repair issue
 

@@ -34,11 +34,27 @@ async def ha_core(hass):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def flux_entry_data(fake_flux):  # type: ignore[no-untyped-def]
-    """A config entry pointed at the fake Flux (a custom endpoint)."""
+def entry_model() -> str:
+    """The model of the test's entry; a test runs on both backends with
+    `@pytest.mark.parametrize("entry_model", BACKENDS)` (nova-3 alone hears every language, English too)."""
+    return "flux-general-en"
+
+
+BACKENDS = ["flux-general-en", "nova-3"]
+
+
+def stt_entity_id(model: str) -> str:
+    """The STT entity of an entry titled after its model."""
+    return f"stt.deepgram_flux_{model.replace('-', '_')}"
+
+
+@pytest.fixture
+def flux_entry_data(fake_flux, entry_model):  # type: ignore[no-untyped-def]
+    """A config entry pointed at the fake Flux (a custom endpoint), made before Nova-3 for other languages
+    was a setting (so it has the default: on)."""
     from tests.conftest import API_KEY
 
-    return {"api_key": API_KEY, "model": "flux-general-en", "endpoint": "custom", "custom_url": fake_flux.url}
+    return {"api_key": API_KEY, "model": entry_model, "endpoint": "custom", "custom_url": fake_flux.url}
 
 
 @pytest.fixture
@@ -50,7 +66,7 @@ async def flux_entry(hass, ha_core, flux_entry_data):  # type: ignore[no-untyped
 
     entry = MockConfigEntry(
         domain="deepgram_flux", data=flux_entry_data, unique_id=unique_id(flux_entry_data),
-        title="Deepgram Flux (flux-general-en)",
+        title=f"Deepgram Flux ({flux_entry_data['model']})",
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

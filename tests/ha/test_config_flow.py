@@ -28,11 +28,13 @@ async def test_user_step_creates_the_entry_after_a_real_handshake(
     result = await start_user_flow(hass, flux_entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "Deepgram Flux (flux-general-en)"
-    assert result["data"] == flux_entry_data
+    assert result["data"] == {**flux_entry_data, "nova": True}  # Nova-3 for other languages: on by default
     entry = result["result"]
     assert entry.unique_id and API_KEY not in entry.unique_id
-    assert fake_flux.handshakes == 1
-    assert fake_flux.streams[0].audio_bytes == 0 and fake_flux.streams[0].closed  # no audio, closed at once
+    # One handshake per API the entry uses: Flux for its model, Nova-3 for the other languages.
+    assert fake_flux.handshakes == 2
+    assert [stream.query["model"] for stream in fake_flux.streams] == [["flux-general-en"], ["nova-3"]]
+    assert all(s.audio_bytes == 0 and s.closed for s in fake_flux.streams)  # no audio, closed at once
     assert hass.states.get("stt.deepgram_flux_flux_general_en") is not None
 
 
@@ -114,7 +116,7 @@ OPTIONS = {
 # The options form's sections, in order, and the fields each holds (the user's view of the options).
 SECTIONS = {
     "turn": ["end_of_speech", "eot_threshold", "eager_eot_threshold", "eot_timeout_ms", "no_speech_timeout",
-             "max_command_seconds"],
+             "max_command_seconds", "endpointing_ms", "utterance_end_ms"],  # the last two: only with Nova-3
     "names": ["boost_exposed_names", "keyterms"],
     "usage": ["price_per_minute", "monthly_cap_minutes", "tags", "mip_opt_out"],
     "fallback": ["fallback_entity"],

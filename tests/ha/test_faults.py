@@ -1,4 +1,6 @@
-"""The fault matrix through the Home Assistant entity: ERROR (with the code in diagnostics) or the best text."""
+"""The fault matrix through the Home Assistant entity, on Flux and on Nova-3 (an entry whose model is nova-3,
+so the English fixture goes to /v1/listen of the same fake): ERROR (with the code in diagnostics) or the best
+text."""
 
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from tests.fake_flux import FakeFlux
 from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome, heal
-from tests.ha.test_stt_entity import ENTITY_ID
+from tests.ha.conftest import BACKENDS
+from tests.ha.test_stt_entity import entity as stt_entity
 from tests.ha.test_wyoming_integration import metadata
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
 
@@ -19,8 +22,7 @@ KITCHEN = "turn_on_the_kitchen_light"
 
 
 async def one_command(hass: HomeAssistant, pcm: bytes) -> tuple[stt.SpeechResult, float | None]:
-    entity = stt.async_get_speech_to_text_entity(hass, ENTITY_ID)
-    assert entity is not None
+    entity = stt_entity(hass)
     stream = PacedStream(pcm, pace=10)
     async with asyncio.timeout(15):
         result = await entity.async_process_audio_stream(metadata(), aiter(stream))
@@ -28,8 +30,10 @@ async def one_command(hass: HomeAssistant, pcm: bytes) -> tuple[stt.SpeechResult
     return result, after
 
 
+@pytest.mark.parametrize("entry_model", BACKENDS)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
-async def test_fault(hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux, fault: Fault) -> None:
+async def test_fault(hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux, fault: Fault,
+                     entry_model: str) -> None:
     fault.arrange(fake_flux)
     if fault.refused:
         await fake_flux.stop()
@@ -44,3 +48,4 @@ async def test_fault(hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux
     await heal(fake_flux, fault)
     result, _ = await one_command(hass, load_wav(KITCHEN) + silence(1))
     assert result.text == fixture_text(KITCHEN)
+    assert fake_flux.streams[-1].query["model"] == [entry_model]  # the backend under test served it

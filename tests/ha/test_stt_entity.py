@@ -27,8 +27,12 @@ ENTITY_ID = "stt.deepgram_flux_flux_general_en"
 KITCHEN = "turn_on_the_kitchen_light"
 
 
-def entity(hass: HomeAssistant) -> stt.SpeechToTextEntity:
-    found = stt.async_get_speech_to_text_entity(hass, ENTITY_ID)
+def entity(hass: HomeAssistant, entity_id: str | None = None) -> stt.SpeechToTextEntity:
+    """The STT entity `entity_id`, or the one of our integration (whichever its model)."""
+    if entity_id is None:
+        (entity_id,) = [e.entity_id for e in er.async_get(hass).entities.values()
+                        if e.platform == "deepgram_flux" and e.domain == "stt"]
+    found = stt.async_get_speech_to_text_entity(hass, entity_id)
     assert found is not None
     return found
 
@@ -36,7 +40,8 @@ def entity(hass: HomeAssistant) -> stt.SpeechToTextEntity:
 async def test_entity_describes_what_home_assistant_may_send(hass: HomeAssistant, flux_entry: MockConfigEntry) -> None:
     stt_entity = entity(hass)
     assert {"en", "en-US", "en-GB", "en-AU"} <= set(stt_entity.supported_languages)
-    assert "de-DE" not in stt_entity.supported_languages
+    languages = set(stt_entity.supported_languages)
+    assert {"de-DE", "pl"} <= languages and "tlh" not in languages  # Nova-3 for the others (on by default)
     assert stt_entity.supported_sample_rates == [stt.AudioSampleRates.SAMPLERATE_16000]
     assert stt_entity.supported_channels == [stt.AudioChannels.CHANNEL_MONO]
     processing = stt_entity.audio_processing

@@ -18,9 +18,10 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry, async_
 from custom_components.deepgram_flux.config_flow import unique_id
 from custom_components.deepgram_flux.usage import next_month_start
 from tests.fake_flux import FakeFlux
+from tests.ha.conftest import BACKENDS, stt_entity_id
 from tests.ha.test_config_flow import submit_options
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
-from tests.ha.test_stt_entity import ENTITY_ID, KITCHEN, entity
+from tests.ha.test_stt_entity import KITCHEN, entity
 from tests.ha.test_wyoming_integration import metadata
 
 DOMAIN = "deepgram_flux"
@@ -47,7 +48,7 @@ async def add_entry(hass: HomeAssistant, data: dict[str, Any], options: dict[str
                     entry_id: str | None = None) -> MockConfigEntry:
     extra = {"entry_id": entry_id} if entry_id else {}
     entry = MockConfigEntry(domain=DOMAIN, data=data, options=options or {}, unique_id=unique_id(data),
-                            title="Deepgram Flux (flux-general-en)", **extra)
+                            title=f"Deepgram Flux ({data['model']})", **extra)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -60,8 +61,12 @@ async def command(hass: HomeAssistant, pcm: bytes) -> stt.SpeechResult:
     return result
 
 
+PRICES = {"flux-general-en": 0.0065, "nova-3": 0.0048}  # Deepgram's rates for English on each backend
+
+
+@pytest.mark.parametrize("entry_model", BACKENDS)
 async def test_sensors_count_audio_commands_latency_and_cost(hass: HomeAssistant, flux_entry: MockConfigEntry,
-                                                             fake_flux: FakeFlux) -> None:
+                                                             fake_flux: FakeFlux, entry_model: str) -> None:
     assert sensor(hass, flux_entry, "commands") == 0 and sensor(hass, flux_entry, "audio_minutes") == 0
     assert sensor(hass, flux_entry, "last_latency") is None
     for _ in range(2):
@@ -75,7 +80,8 @@ async def test_sensors_count_audio_commands_latency_and_cost(hass: HomeAssistant
     # The fake ends the turn 0.26 s of silence after the last word, reported every 0.24 s: well under 3 s.
     assert latency is not None and 0.0 < latency < 3.0
     cost = sensor(hass, flux_entry, "estimated_cost")
-    assert cost == pytest.approx(round(minutes * 0.0065, 4), abs=1e-4)  # Deepgram's rate for flux-general-en
+    assert cost == pytest.approx(round(minutes * PRICES[entry_model], 4), abs=1e-4)  # the model's own rate
+    assert {stream.query["model"][0] for stream in fake_flux.streams} == {entry_model}
     entity_id = er.async_get(hass).async_get_entity_id("sensor", DOMAIN, f"{flux_entry.entry_id}-estimated_cost")
     state = hass.states.get(entity_id or "")
     assert state is not None and state.attributes["unit_of_measurement"] == "USD"
@@ -126,9 +132,10 @@ async def test_price_and_cap_come_from_the_options_flow(hass: HomeAssistant, flu
     assert flux_entry.options["monthly_cap_minutes"] == 500
 
 
+@pytest.mark.parametrize("entry_model", BACKENDS)
 async def test_the_cap_fails_commands_at_once_with_a_repair_issue_until_the_month_ends(
     hass: HomeAssistant, ha_core: HomeAssistant, hass_storage: dict[str, Any], flux_entry_data: dict[str, Any],
-    fake_flux: FakeFlux,
+    fake_flux: FakeFlux, entry_model: str,
 ) -> None:
     hass_storage[f"{DOMAIN}.usage.capped"] = {"version": 1, "key": f"{DOMAIN}.usage.capped", "data": {
         "month": month(), "audio_seconds": 59.0, "commands": 3, "last_latency": None}}
@@ -145,7 +152,8 @@ async def test_the_cap_fails_commands_at_once_with_a_repair_issue_until_the_mont
     for component in ("intent", "conversation", "assist_pipeline"):
         assert await async_setup_component(hass, component, {})
     pipeline = assist_pipeline.async_get_pipeline(hass)
-    await assist_pipeline.async_update_pipeline(hass, pipeline, stt_engine=ENTITY_ID, stt_language="en-US")
+    await assist_pipeline.async_update_pipeline(hass, pipeline, stt_engine=stt_entity_id(entry_model),
+                                                stt_language="en-US")
     events: list[PipelineEvent] = []
     stream = PacedStream(load_wav(KITCHEN) + silence(3))
     await assist_pipeline.async_pipeline_from_audio_stream(

@@ -191,11 +191,17 @@ def test_languages_and_prices_are_the_code_ones() -> None:
     const = ast.parse(text(ROOT / "custom_components" / "deepgram_flux" / "const.py"))
     prices = next(node.value for node in ast.walk(const) if isinstance(node, ast.AnnAssign)
                   and getattr(node.target, "id", "") == "DEFAULT_PRICES")
+    # (the model as the prices' row names it, as the integration's page names it)
+    names = {"MODEL_EN": ("`flux-general-en`", "`flux-general-en`"),
+             "MODEL_MULTI": ("`flux-general-multi`", "`flux-general-multi`"),
+             "MODEL_NOVA": ("`nova-3` (monolingual)", "`nova-3` (monolingual)"),
+             "NOVA_MULTI": ("`nova-3` (`language=multi`)", "`nova-3` with `language=multi`")}
+    assert len(prices.keys) == len(names)  # type: ignore[attr-defined]
     for key, value in zip(prices.keys, prices.values):  # type: ignore[attr-defined]
-        model = {"MODEL_EN": "flux-general-en", "MODEL_MULTI": "flux-general-multi"}[key.id]  # type: ignore[union-attr]
+        row, named = names[key.id]  # type: ignore[union-attr]
         price = value.value  # type: ignore[attr-defined]
-        assert re.search(rf"^\| `{model}` \| \${price} \|", page, re.M), model
-        assert f"${price}/min for `{model}`" in " ".join(text(DOCS / "home-assistant.md").split()), model
+        assert re.search(rf"^\| {re.escape(row)} \| \${price} \|", page, re.M), row
+        assert f"${price}/min for {named}" in " ".join(text(DOCS / "home-assistant.md").split()), named
 
 
 def test_the_options_are_the_forms_options() -> None:
