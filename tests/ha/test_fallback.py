@@ -20,6 +20,7 @@ from custom_components.deepgram_flux.fallback import FALLBACK_TIMEOUT
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import Peer, wyoming_peer
 from tests.faults import FAULTS, Fault, heal
+from tests.ha.conftest import BACKENDS
 from tests.ha.test_config_flow import options_form
 from tests.ha.test_faults import one_command
 from tests.ha.test_stt_entity import ENTITY_ID
@@ -56,9 +57,10 @@ async def with_fallback(hass: HomeAssistant, flux_entry: MockConfigEntry, peer: 
     return flux_entry
 
 
+@pytest.mark.parametrize("entry_model", BACKENDS)
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 async def test_fault_answered_by_flux_or_the_fallback(
-    hass: HomeAssistant, with_fallback: MockConfigEntry, fake_flux: FakeFlux, fault: Fault
+    hass: HomeAssistant, with_fallback: MockConfigEntry, fake_flux: FakeFlux, fault: Fault, entry_model: str
 ) -> None:
     fault.arrange(fake_flux)
     if fault.refused:
@@ -74,6 +76,8 @@ async def test_fault_answered_by_flux_or_the_fallback(
     await heal(fake_flux, fault)
     result, _ = await one_command(hass, load_wav(KITCHEN) + silence(1))
     assert result.text == fixture_text(KITCHEN)
+    assert {c["model"] for c in with_fallback.runtime_data.history} == {entry_model}  # the backend under test
+    assert {s.query["model"][0] for s in fake_flux.streams} <= {entry_model}
 
 
 async def test_while_flux_is_down_commands_skip_it_and_diagnostics_say_so(
@@ -136,8 +140,9 @@ async def test_the_option_offers_other_stt_entities_only(
     assert flux_entry.options["fallback_entity"] == fallback
 
 
+@pytest.mark.parametrize("entry_model", BACKENDS)
 async def test_a_capped_month_goes_to_the_fallback_without_opening_flux(
-    hass: HomeAssistant, with_fallback: MockConfigEntry, fake_flux: FakeFlux
+    hass: HomeAssistant, with_fallback: MockConfigEntry, fake_flux: FakeFlux, entry_model: str
 ) -> None:
     hass.config_entries.async_update_entry(with_fallback, options={**with_fallback.options, "monthly_cap_minutes": 1})
     assert await hass.config_entries.async_reload(with_fallback.entry_id)  # as saving the options does

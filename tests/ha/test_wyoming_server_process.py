@@ -23,6 +23,7 @@ from tests.helpers import PacedStream, fixture_text, free_port, load_wav, silenc
 
 ROOT = Path(__file__).parents[2]
 KITCHEN = "turn_on_the_kitchen_light"
+POLISH = "pl_wlacz_swiatlo_w_kuchni"
 
 
 def _uv() -> str:
@@ -79,3 +80,19 @@ async def test_this_home_assistants_wyoming_client_gets_the_text(
     assert result.result is stt.SpeechResultState.SUCCESS
     assert result.text == fixture_text(KITCHEN)
     assert fake_flux.streams and fake_flux.streams[0].query["model"] == ["flux-general-en"]
+
+
+async def test_a_polish_command_through_home_assistants_wyoming_client_reaches_nova(
+    hass: HomeAssistant, ha_core: HomeAssistant, server_process: Server, fake_flux: FakeFlux
+) -> None:
+    """The server's defaults (Flux English, Nova-3 for the rest): Home Assistant offers Polish from our Info, and a
+    Polish command goes to /v1/listen with model=nova-3 and is answered on Deepgram's endpointing."""
+    entity = await setup_wyoming(hass, server_process)  # type: ignore[arg-type]
+    assert {"en-US", "pl", "pl-PL", "sv"} <= set(entity.supported_languages)
+    fake_flux.script.transcripts = [fixture_text(POLISH)]
+    stream = PacedStream(load_wav(POLISH) + silence(2), pace=4.0)
+    result = await asyncio.wait_for(entity.internal_async_process_audio_stream(metadata("pl-PL"), aiter(stream)), 30)
+    assert (result.result, result.text) == (stt.SpeechResultState.SUCCESS, fixture_text(POLISH))
+    assert (fake_flux.streams[0].query["model"], fake_flux.streams[0].query["language"]) == (["nova-3"], ["pl"])
+    assert any(m.get("speech_final") for m in fake_flux.streams[0].sent)
+
