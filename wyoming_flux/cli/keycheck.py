@@ -13,11 +13,11 @@ import sys
 import aiohttp
 
 from ..common.bounds import Number, env_default, resolve_environment
-from ..deepgram.errors import FluxError
+from ..deepgram.access import verify_model
 from ..deepgram.endpoints import listen_urls
-from ..deepgram.flux import DEFAULT_URL, verify_access
-from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
-from ..deepgram.nova import verify_nova_access
+from ..deepgram.errors import FluxError
+from ..deepgram.flux import DEFAULT_URL
+from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA, NOVA
 from ..turn.request import SessionConfig
 from .config import ConfigError, Parser, env, flux_url, parse_switch, read_api_key
 
@@ -25,16 +25,12 @@ from .config import ConfigError, Parser, env, flux_url, parse_switch, read_api_k
 async def check_flux(url: str, api_key: str, model: str, timeout: float, nova: bool = True) -> int:
     """Every API the server would use: Flux for a Flux model, and Nova-3 unless it is off."""
     flux_url, nova_url = listen_urls(url)
-    checks = [] if model == MODEL_NOVA else [("Flux", model, flux_url)]
-    if nova or model == MODEL_NOVA:
-        checks.append(("Nova-3", MODEL_NOVA, nova_url))
+    models = ([] if model == MODEL_NOVA else [model]) + ([MODEL_NOVA] if nova or model == MODEL_NOVA else [])
     async with aiohttp.ClientSession() as http:
-        for api, name, endpoint in checks:
+        for name in models:
+            api, endpoint = ("Nova-3", nova_url) if FLUX_MODELS[name].api == NOVA else ("Flux", flux_url)
             try:
-                if api == "Flux":
-                    request_id = await verify_access(http, endpoint, api_key, name, timeout=timeout)
-                else:
-                    request_id = await verify_nova_access(http, endpoint, api_key, timeout=timeout)
+                request_id = await verify_model(http, url, api_key, name, timeout=timeout)
             except FluxError as err:
                 print(f"wyoming-flux check: error ({err.code}): {err} ({api} at {endpoint})", file=sys.stderr)
                 return 1
