@@ -8,11 +8,13 @@ a pipeline without one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import shutil
 import sys
 from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +192,16 @@ class HomeAssistant:
         async with aiohttp.ClientSession() as session, session.get(f"{self.url}{path}", headers=headers) as response:
             assert response.status == 200, await response.text()
             return await response.json()
+
+
+@contextlib.asynccontextmanager
+async def onboarded_home_assistant(config: Path) -> AsyncIterator[HomeAssistant]:
+    """A configured, started and onboarded Home Assistant, stopped on the way out (read its log after that)."""
+    ha = HomeAssistant(config)
+    ha.write_config()
+    await ha.start()
+    try:
+        await ha.onboard()
+        yield ha
+    finally:
+        await ha.stop()

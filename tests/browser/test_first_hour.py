@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.harness import HomeAssistant
+from tests.browser.harness import HomeAssistant, onboarded_home_assistant
 from tests.fake_flux import FakeFlux
 from tests.helpers import RATE, fixture_text, load_wav, silence
 
@@ -113,14 +113,8 @@ async def fake_flux() -> AsyncIterator[FakeFlux]:
 
 @pytest.fixture
 async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
-    ha = HomeAssistant(tmp_path / "config")
-    ha.write_config()
-    await ha.start()
-    try:
-        await ha.onboard()
+    async with onboarded_home_assistant(tmp_path / "config") as ha:
         yield ha
-    finally:
-        await ha.stop()
     log = ha.log_text()
     assert KEY not in log and ROTATED not in log  # the key never reaches the log
     assert "custom_components/deepgram_flux/" not in log  # no traceback through our code

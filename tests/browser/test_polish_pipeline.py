@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.browser.harness import HomeAssistant
+from tests.browser.harness import HomeAssistant, onboarded_home_assistant
 from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
@@ -29,14 +29,8 @@ KITCHEN = "turn_on_the_kitchen_light"
 
 @pytest.fixture
 async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
-    ha = HomeAssistant(tmp_path / "config")
-    ha.write_config()
-    await ha.start()
-    try:
-        await ha.onboard()
+    async with onboarded_home_assistant(tmp_path / "config") as ha:
         yield ha
-    finally:
-        await ha.stop()
     log = ha.log_text()
     assert API_KEY not in log and "custom_components/deepgram_flux/" not in log  # no key, no traceback of ours
     assert not [line for line in log.splitlines() if "ERROR" in line and "deepgram_flux" in line]
