@@ -91,7 +91,28 @@ class StreamRecord:
         return [m for m in self.sent if m.get("event") == name]
 
 
-class TurnEngine:
+class EnergyWindows:
+    """What a fake hears: the audio in windows of WINDOW_SECONDS, each speech or silence by its energy, and the
+    messages each window brings (`_step`, the API's own)."""
+
+    pending: bytearray
+    window: int  # bytes of one window
+    script: Script
+
+    def feed(self, pcm: bytes) -> list[dict[str, Any]]:
+        self.pending += pcm
+        out: list[dict[str, Any]] = []
+        while len(self.pending) >= self.window:
+            chunk = np.frombuffer(bytes(self.pending[: self.window]), dtype="<i2").astype(np.float64)
+            del self.pending[: self.window]
+            out += self._step(float(np.sqrt(np.mean(chunk * chunk))) > self.script.speech_rms)
+        return out
+
+    def _step(self, speech: bool) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class TurnEngine(EnergyWindows):
     """Turns received audio into TurnInfo messages, on audio time."""
 
     def __init__(self, script: Script, rate: int, eot_threshold: float, eager: float | None, timeout_ms: int) -> None:
@@ -136,15 +157,6 @@ class TurnEngine:
             **extra,
         }
         return msg
-
-    def feed(self, pcm: bytes) -> list[dict[str, Any]]:
-        self.pending += pcm
-        out: list[dict[str, Any]] = []
-        while len(self.pending) >= self.window:
-            chunk = np.frombuffer(bytes(self.pending[: self.window]), dtype="<i2").astype(np.float64)
-            del self.pending[: self.window]
-            out += self._step(float(np.sqrt(np.mean(chunk * chunk))) > self.script.speech_rms)
-        return out
 
     def _step(self, speech: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []

@@ -18,10 +18,19 @@ import math
 import uuid
 from typing import Any
 
-import numpy as np
 from aiohttp import WSMsgType, web
 
-from .fake_flux import ENCODINGS, RATES, WINDOW_SECONDS, Script, StreamRecord, _bad, _bench_tag, inject_faults
+from .fake_flux import (
+    ENCODINGS,
+    RATES,
+    WINDOW_SECONDS,
+    EnergyWindows,
+    Script,
+    StreamRecord,
+    _bad,
+    _bench_tag,
+    inject_faults,
+)
 
 INTERIM_SECONDS = 1.0  # "typically every second" (Deepgram, Utterance End)
 SEGMENT_SECONDS = 3.0  # continuous speech settles a segment this often (Deepgram finalizes long speech too)
@@ -77,7 +86,7 @@ def check_nova_query(query: dict[str, list[str]], script: Script) -> web.Respons
     return None
 
 
-class NovaEngine:
+class NovaEngine(EnergyWindows):
     """Turns received audio into /v1/listen messages, on audio time."""
 
     def __init__(self, script: Script, query: dict[str, list[str]]) -> None:
@@ -135,15 +144,6 @@ class NovaEngine:
 
     def _unsettled(self) -> list[str]:
         return self._words()[self.settled : self._shown()]
-
-    def feed(self, pcm: bytes) -> list[dict[str, Any]]:
-        self.pending += pcm
-        out: list[dict[str, Any]] = []
-        while len(self.pending) >= self.window:
-            chunk = np.frombuffer(bytes(self.pending[: self.window]), dtype="<i2").astype(np.float64)
-            del self.pending[: self.window]
-            out += self._step(float(np.sqrt(np.mean(chunk * chunk))) > self.script.speech_rms)
-        return out
 
     def _step(self, speech: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
