@@ -34,6 +34,7 @@ from .deepgram.models import (
 )
 from .deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from .turn.audio import AudioFormatError, check_format
+from .turn.command import Command, CommandRefused, CommandSetup, Fallback, Wording
 from .turn.fallback import AudioBuffer, FallbackError, FluxHealth, answer_with_fallback
 from .turn.names import Named, keyterms_from_names
 from .turn.request import SessionConfig, TurnRequest, TurnResult
@@ -53,7 +54,11 @@ __all__ = [
     "REGIONS",
     "AudioBuffer",
     "AudioFormatError",
+    "Command",
+    "CommandRefused",
+    "CommandSetup",
     "Ending",
+    "Fallback",
     "FallbackError",
     "FluxAuthError",
     "FluxError",
@@ -64,6 +69,7 @@ __all__ = [
     "TurnRequest",
     "TurnResult",
     "TurnSession",
+    "Wording",
     "__version__",
     "answer_with_fallback",
     "base_language",

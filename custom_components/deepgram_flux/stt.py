@@ -15,18 +15,15 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from wyoming_flux import (
-    AudioBuffer,
-    AudioFormatError,
+    Command,
+    CommandRefused,
+    CommandSetup,
     Ending,
+    Fallback,
     FluxAuthError,
-    TurnRequest,
     TurnResult,
-    TurnSession,
-    answer_with_fallback,
+    Wording,
     cancel,
-    check_format,
-    choose_model,
-    unserved_language,
 )
 
 from . import DeepgramFluxConfigEntry, default_price, entry_models, options_with_defaults
@@ -36,6 +33,9 @@ from .fallback import FALLBACK_TIMEOUT, EntityFallback, fallback_entity_id
 from .repairs import clear_issues, raise_issue
 
 _LOGGER = logging.getLogger(__name__)
+
+# What a refusal names: the integration's option labels, not the server's flags.
+_WORDING = Wording(nova_off="the setting “Nova-3 for other languages” turned off", model_option="the model")
 
 
 async def async_setup_entry(
@@ -96,78 +96,53 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
     async def async_process_audio_stream(
         self, metadata: stt.SpeechMetadata, stream: AsyncIterable[bytes]
     ) -> stt.SpeechResult:
-        """Stream the audio to Flux as it comes; return as soon as the turn is decided."""
+        """Stream the audio to Deepgram as it comes; return as soon as the command is decided."""
         runtime = self._entry.runtime_data
         fallback_id = fallback_entity_id(options_with_defaults(self._entry).get(CONF_FALLBACK_ENTITY))
         capped = runtime.usage.cap_reached()
-        if capped:  # at once, no Flux stream: the fallback answers, or the command fails; the repair issue says why
-            _LOGGER.error("Deepgram Flux: the monthly cap of %g audio minutes is reached; %s until the month's end "
-                          "or a higher cap in the options", runtime.usage.cap_minutes,
-                          "the fallback answers" if fallback_id else "commands fail")
+        if capped:  # at once, no stream: the fallback answers, or the command fails; the repair issue says why
+            runtime.usage.log_capped(bool(fallback_id))
             if not fallback_id:
                 runtime.usage.record(None)  # a command all the same: the sensor counts it
                 return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        model = choose_model(self._models, None, metadata.language)
-        if model is None:  # never a transcript in the wrong language
-            _LOGGER.error("Deepgram Flux: %s", unserved_language(
-                self._models, metadata.language, nova_off="the setting “Nova-3 for other languages” turned off",
-                model_option="the model"))
-            runtime.usage.record(None)
-            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
-        request = TurnRequest(model, metadata.language, tuple(runtime.keyterms.terms()))
-        started = asyncio.get_running_loop().time()
-        # With a fallback, the command's audio is kept from its first chunk; while Flux is down it skips Flux.
-        buffer = AudioBuffer(runtime.session_config.max_command_seconds) if fallback_id else None
-        session = None
-        if not capped and (buffer is None or not runtime.health.skip_flux()):
-            session = TurnSession(
-                async_get_clientsession(self.hass), runtime.session_config, request, int(metadata.sample_rate)
-            )
-            session.start()
-        feeder = asyncio.create_task(self._feed(session, buffer, metadata, stream))
-        try:
-            result = await session.wait() if session is not None else None
-            if fallback_id and buffer is not None:
-                replay = EntityFallback(self.hass, fallback_id, metadata).replay
-                result = await answer_with_fallback(result, buffer, replay, fallback_timeout=FALLBACK_TIMEOUT,
-                                                    health=runtime.health, started=started)
-            assert result is not None
-        finally:
-            # The turn is decided: stop reading the pipeline's stream (HA does not close it for us).
-            await cancel(feeder)
-            # Closing the Flux stream (CloseStream, then Flux's close) is a network round trip the user must
-            # not wait for: it runs after the answer, as a task the entry cancels on unload.
-            if session is not None:
-                self._entry.async_create_background_task(self.hass, session.aclose(), "deepgram_flux close stream")
-        self._record(metadata, model.name, result)
-        runtime.usage.record(result, default_price(model, metadata.language))
-        return self._speech_result(result)
-
-    async def _feed(self, session: TurnSession | None, buffer: AudioBuffer | None, metadata: stt.SpeechMetadata,
-                    stream: AsyncIterable[bytes]) -> None:
-        """Feed Flux and keep the audio for the fallback (while a fallback may still need it)."""
+        setup = CommandSetup(runtime.session_config, tuple(self._models), async_get_clientsession(self.hass),
+                             runtime.health, wording=_WORDING)
         rate, width, channels = int(metadata.sample_rate), int(metadata.bit_rate) // 8, int(metadata.channel)
         try:
-            check_format(rate, width, channels)
+            request = setup.request(metadata.language, keyterms=runtime.keyterms.terms())
+            fallback = (Fallback(EntityFallback(self.hass, fallback_id, metadata).replay, FALLBACK_TIMEOUT)
+                        if fallback_id else None)
+            command = Command(setup, request, rate, width, channels, fallback=fallback, skip_deepgram=capped)
+        except CommandRefused as err:  # never a transcript in the wrong language, nothing streamed
+            _LOGGER.error("Deepgram: %s", err)
+            runtime.usage.record(None)
+            return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+        feeder = asyncio.create_task(self._feed(command, stream))
+        try:
+            result = await command.result()
+        finally:
+            # The command is decided: stop reading the pipeline's stream (HA does not close it for us).
+            await cancel(feeder)
+            # Closing the stream (CloseStream, then Deepgram's close) is a network round trip the user must not
+            # wait for: it runs after the answer, as a task the entry cancels on unload.
+            self._entry.async_create_background_task(self.hass, command.aclose(), "deepgram_flux close stream")
+        self._record(metadata, request.model.name, result)
+        runtime.usage.record(result, default_price(request.model, metadata.language))
+        return self._speech_result(result)
+
+    @staticmethod
+    async def _feed(command: Command, stream: AsyncIterable[bytes]) -> None:
+        """Feed the command as the pipeline's audio comes; its end asks Deepgram for the final text."""
+        try:
             async for chunk in stream:
-                if buffer is not None:
-                    buffer.append(chunk, rate, width, channels)
-                if session is not None:
-                    session.feed(chunk, rate, width, channels)
-                    if session.done and buffer is None:
-                        return
-        except AudioFormatError as err:
-            _LOGGER.error("Audio format not supported: %s", err)
-            if buffer is not None:
-                buffer.chunks.clear()
-                buffer.end()
-            if session is not None:
-                await session.aclose()
+                command.feed(chunk)
+                if command.decided:
+                    return
+        except CommandRefused as err:
+            _LOGGER.error("%s", err)
+            await command.aclose()
             return
-        if buffer is not None:
-            buffer.end()
-        if session is not None:
-            await session.finish()  # the stream ended before Flux did: finalize on what was heard
+        await command.finish()
 
     def _speech_result(self, result: TurnResult) -> stt.SpeechResult:
         if result.fallback:

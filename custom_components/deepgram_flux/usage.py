@@ -4,6 +4,7 @@ figures; a new month starts from zero, at the month's start in Home Assistant's 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,6 +24,8 @@ STORAGE_VERSION = 1
 SAVE_DELAY = 10.0  # seconds: a burst of commands is one write; unload and shutdown write at once
 CAP_ISSUE = "monthly_cap"
 CAP_ISSUE_KEY = "monthly_cap_reached"
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def month_start(now: datetime) -> datetime:
@@ -54,6 +57,7 @@ class UsageTracker:
         self.commands = 0
         self.last_latency: float | None = None
         self._listeners: list[Callable[[], None]] = []
+        self._cap_told: str | None = None  # the month whose cap the log has already told about
 
     # ------------------------------------------------------------ figures
 
@@ -68,6 +72,15 @@ class UsageTracker:
     def cap_reached(self) -> bool:
         self._roll()
         return self.cap_minutes is not None and self.minutes >= self.cap_minutes
+
+    def log_capped(self, fallback: bool) -> None:
+        """A command met the cap: reaching it is the intended outcome, so one warning a month, then debug."""
+        cap = self.cap_minutes or 0
+        level = logging.DEBUG if self._cap_told == self.month else logging.WARNING
+        self._cap_told = self.month
+        _LOGGER.log(level, "Deepgram: the monthly cap of %g audio minute%s is reached; %s until the month's end or a "
+                    "higher cap in the options", cap, "" if cap == 1 else "s",
+                    "the fallback answers" if fallback else "commands fail")
 
     # ------------------------------------------------------------ life
 

@@ -135,18 +135,6 @@ def unserved_language(models: list[FluxModel], language: str, nova_off: str = "-
     return f"No offered model speaks language {language} (offered: {offered}); {fix} would serve it"
 
 
-def pick_model(models: list[FluxModel], name: str | None, language: str | None) -> FluxModel:
-    """Choose the model for one command: by name if it names one of ours, else the first that speaks the language."""
-    by_name = {model.name: model for model in models}
-    if name and name in by_name:
-        return by_name[name]
-    if language:
-        for model in models:
-            if language in model.languages or base_language(language) in model.languages:
-                return model
-    return models[0]
-
-
 def language_hints(model: FluxModel, language: str | None) -> list[str]:
     """The language_hint values to send: only multi takes them (it is a 400 on flux-general-en)."""
     if model.api == NOVA:

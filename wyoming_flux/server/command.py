@@ -19,11 +19,11 @@ from wyoming.event import Event
 
 from ..common.tasks import keep
 from ..common.wording import count
-from ..deepgram.models import FluxModel, choose_model, unserved_language
+from ..deepgram.models import FluxModel
 from ..deepgram.pool import WarmPool
-from ..turn.audio import AudioFormatError, check_format
-from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, AudioBuffer, FluxHealth, answer_with_fallback
-from ..turn.session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
+from ..turn.command import AUDIO_FORMAT, Command, CommandRefused, CommandSetup, Fallback, check_audio
+from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, FluxHealth
+from ..turn.session import Ending, SessionConfig
 from . import fields
 from .fallback_client import WyomingFallback, from_fallback
 from .fields import AudioFormat, MalformedEvent
@@ -83,28 +83,27 @@ class CommandContext:
             bound += self.fallback.timeout + FALLBACK_GRACE + STOP_TIMEOUT
         return bound + STEP_MARGIN
 
-    def close_later(self, session: TurnSession) -> None:
-        """Close a command's Flux stream (bounded) without holding its connection's next event."""
-        keep(session.aclose(), self.closing, "flux stream close")
+    def close_later(self, command: Command) -> None:
+        """Close a command's stream (bounded) without holding its connection's next event."""
+        keep(command.aclose(), self.closing, "deepgram stream close")
 
 
 class Commands:
-    """Transcribe, AudioStart, AudioChunk, AudioStop for one connection; one command at a time."""
+    """Transcribe, AudioStart, AudioChunk, AudioStop for one connection; one command at a time. The command
+    itself is the shared runner's (turn/command.py); this adapts Wyoming events to it and its answer to events."""
 
-    def __init__(self, context: CommandContext, send: Send) -> None:
+    def __init__(self, context: CommandContext, send: Send, peer: Callable[[], str] = lambda: "a client") -> None:
         self._ctx = context
         self._send = send
-        self._request: TurnRequest | None = None  # from a Transcribe, for the next command only
-        self._unserved: str | None = None  # the next command's language, which no offered model speaks
+        self._peer = peer  # for log lines: the address a refusal went to
+        self._asked: tuple[str | None, str | None, tuple[str, ...]] = (None, None, ())  # Transcribe's model, language, terms
         self._open = False  # between AudioStart (or a first bare AudioChunk) and AudioStop
         self._format: AudioFormat | None = None
         self._chunk_format: tuple[int, int, int] | None = None  # (rate, width, channels) of the last chunk
         self._answered = False
         self._holds_gate = False
         self._language: str | None = None
-        self._session: TurnSession | None = None
-        self._buffer: AudioBuffer | None = None  # the command's audio, for the fallback (when one is set)
-        self._started = 0.0  # loop time the command started
+        self._command: Command | None = None
         self._answer_task: asyncio.Task[None] | None = None
         self._chunks = ChunkStream()
         self._from_fallback = False  # the next command is another wyoming-flux's fallback: no fallback of ours
@@ -114,12 +113,8 @@ class Commands:
         return self._open
 
     def transcribe(self, data: dict[str, Any]) -> Step:
-        name, language = fields.text(data, "name"), fields.text(data, "language")
         keyterms = (*fields.texts(data, "transcript_names"), *fields.texts(data, "transcript_terms"))
-        model = choose_model(list(self._ctx.models), name, language)
-        self._unserved = None if model is not None or language is None else language
-        self._request = (None if model is None  # for the next command
-                         else TurnRequest(model=model, language=language, keyterms=keyterms))
+        self._asked = (fields.text(data, "name"), fields.text(data, "language"), keyterms)  # for the next command
         self._from_fallback = from_fallback(data)
         return None
 
@@ -145,7 +140,7 @@ class Commands:
                 fmt = fields.audio_format(data, self._format)
                 chunk_format = (fmt.rate, fmt.width, fmt.channels)
         except MalformedEvent as err:
-            return self._refuse_audio(err)
+            return self._refuse(CommandRefused(AUDIO_FORMAT, f"Audio format not supported: {err}"))
         self._chunk_format = chunk_format
         return self._feed(event.payload or b"")
 
@@ -156,39 +151,35 @@ class Commands:
     @property
     def _discarding(self) -> bool:
         """Refused, failed or already answered: audio is discarded until AudioStop."""
-        return self._answered or (self._session is None and self._buffer is None)
+        return self._answered or self._command is None or self._command.discarding
 
     def audio_wanted(self) -> tuple[int, int] | None:
-        """(client bytes that complete the next Flux frame, client bytes per second of audio) while the
-        command streams to Flux and Flux ends the turn; None when there is nothing to wait for."""
-        session, fmt = self._session, self._chunk_format
-        if session is None or fmt is None or self._answered or not self._ctx.config.end_on_flux_eot:
+        """(client bytes that complete the next Deepgram frame, client bytes per second of audio) while the
+        command streams and Deepgram ends the command; None when there is nothing to wait for."""
+        command, fmt = self._command, self._chunk_format
+        if command is None or fmt is None or self._answered or not self._ctx.config.end_on_flux_eot:
             return None  # with the client's VAD, AudioStop ends the command: read it as soon as it comes
-        needed = session.audio_needed()
+        needed = command.audio_needed()
         return (needed, fmt[0] * fmt[1] * fmt[2]) if needed else None
 
     def _feed(self, audio: bytes) -> Step:
-        session, buffer = self._session, self._buffer
-        rate, width, channels = self._chunk_format or (0, 0, 0)
+        command = self._command
+        if command is None:
+            return None
         try:
-            if session is not None:
-                session.feed(audio, rate, width, channels)
-            elif buffer is not None:  # Flux is skipped: the checks feed() would make
-                check_format(rate, width, channels)
-            if buffer is not None:
-                buffer.append(audio, rate, width, channels)
-        except (AudioFormatError, TypeError) as err:
-            return self._refuse_audio(err)
+            command.feed(audio, *(self._chunk_format or (0, 0, 0)))
+        except CommandRefused as err:
+            return self._refuse(err)
         return None
 
-    def _refuse_audio(self, err: Exception) -> Step:
-        self._answer_error(f"Audio format not supported: {err}", "audio-format")
+    def _refuse(self, err: CommandRefused) -> Step:
+        self._answer_refusal(err)
         return self._end_command(keep_open=True)  # answered: the rest is discarded until AudioStop
 
     def audio_stop(self) -> Step:
         if not self._open:  # nothing to transcribe: answer as peers do, with empty text
-            request, self._request = self._request, None
-            self._send(Transcript(text="", language=request.language if request else None).event())
+            language, self._asked = self._asked[1], (None, None, ())
+            self._send(Transcript(text="", language=language).event())
             return None
         return self._stop()
 
@@ -202,22 +193,22 @@ class Commands:
         if (step := self.audio_chunk(chunk)) is not None:
             await step
 
+    def _setup(self) -> CommandSetup:
+        ctx = self._ctx
+        return CommandSetup(ctx.config, ctx.models, ctx.http, ctx.health, ctx.pool)
+
     async def _start(self, fmt: AudioFormat) -> None:
         await self._end_command()  # a new stream replaces one the client abandoned
         self._open, self._answered, self._format, self._chunk_format = True, False, fmt, None
-        request, self._request = self._request, None
+        (name, language, terms), self._asked = self._asked, (None, None, ())
         to_fallback, self._from_fallback = self._ctx.fallback is not None and not self._from_fallback, False
-        if (unserved := self._unserved) is not None:  # never a transcript in the wrong language
-            self._unserved = None
-            why = unserved_language(list(self._ctx.models), unserved)
-            self._answer_error(why, "unsupported-language")
-            return
+        setup = self._setup()
         try:
-            check_format(fmt.rate, fmt.width, fmt.channels)
-        except AudioFormatError as err:
-            self._answer_error(f"Audio format not supported: {err}", "audio-format")
+            request = setup.request(language, name=name, keyterms=terms)
+            check_audio(fmt.rate, fmt.width, fmt.channels)
+        except CommandRefused as err:
+            self._answer_refusal(err)
             return
-        request = request or TurnRequest(model=self._ctx.models[0])
         if names := self._ctx.names():  # after configured and client terms; the budget trims the rest
             request = replace(request, keyterms=(*request.keyterms, *names))
         if not self._ctx.gate.enter():
@@ -230,28 +221,21 @@ class Commands:
         try:
             self._chunks = ChunkStream()
             self._language = request.language
-            self._started = asyncio.get_running_loop().time()
-            health = self._ctx.health
-            if to_fallback:
-                self._buffer = AudioBuffer(self._ctx.config.max_command_seconds)
-            if self._buffer is not None and health is not None and health.skip_flux():
-                _LOGGER.info("Flux is down (%s): the command goes to the fallback", health.last_error)
-            else:
-                self._session = TurnSession(self._ctx.http, self._ctx.config, request, fmt.rate,
-                                            on_partial=self._on_partial, pool=self._ctx.pool)
-                self._session.start()
-            self._answer_task = asyncio.create_task(self._answer_when_decided(self._session, request))
+            fallback = None
+            if to_fallback and (client := self._ctx.fallback) is not None:
+                fallback = Fallback(lambda audio: client.replay(audio, language), client.timeout)
+            self._command = Command(setup, request, fmt.rate, fmt.width, fmt.channels, fallback=fallback,
+                                    on_partial=self._on_partial)
+            self._answer_task = asyncio.create_task(self._answer_when_decided(self._command))
         except BaseException:
             self._release_gate()
             raise
 
     async def _stop(self) -> None:
-        session = self._session
-        if self._buffer is not None:
-            self._buffer.end()
-        if not self._answered:
-            if session is not None:
-                await session.finish()
+        command = self._command
+        if command is not None and not self._answered:
+            with contextlib.suppress(asyncio.CancelledError):
+                await command.finish()
             if self._answer_task is not None:
                 await self._answer_task  # the answer is written before we read the next event
         await self._end_command()
@@ -264,13 +248,11 @@ class Commands:
     async def _end_command(self, keep_open: bool = False) -> None:
         self._open = keep_open
         self._release_gate()
-        session, self._session = self._session, None
+        command, self._command = self._command, None
         task, self._answer_task = self._answer_task, None
-        if self._buffer is not None and task is not None:
-            task.cancel()  # the client left before the fallback answered: nobody waits for it
-        self._buffer = None
-        if session is not None:
-            self._ctx.close_later(session)
+        if command is not None:
+            command.abandon()  # the client left before a fallback answered: nobody waits for it
+            self._ctx.close_later(command)
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -289,16 +271,9 @@ class Commands:
             self._chunks.started = True
             self._send(TranscriptStart(language=self._language).event())
 
-    async def _answer_when_decided(self, session: TurnSession | None, request: TurnRequest) -> None:
-        model = request.model
-        result = await session.wait() if session is not None else None
-        self._release_gate()  # the Flux stream closes now; the client may keep sending until AudioStop
-        if (fallback := self._ctx.fallback) is not None and self._buffer is not None and self._ctx.health:
-            buffer, language = self._buffer, request.language
-            result = await answer_with_fallback(result, buffer, lambda audio: fallback.replay(audio, language),
-                                                fallback_timeout=fallback.timeout, health=self._ctx.health,
-                                                started=self._started)
-        assert result is not None
+    async def _answer_when_decided(self, command: Command) -> None:
+        result = await command.result()
+        self._release_gate()  # the stream closes now; the client may keep sending until AudioStop
         if self._ctx.metrics is not None:
             self._ctx.metrics.command_done(result, fallback=result.fallback)
         if self._answered or result.ended_by is Ending.CANCELLED:
@@ -314,28 +289,12 @@ class Commands:
         self._send(Transcript(text=result.text, language=result.language or self._language).event())
         if self._chunks.started:
             self._send(TranscriptStop().event())
-        _log_command(model, result)
+
+    def _answer_refusal(self, err: CommandRefused) -> None:
+        _LOGGER.warning("Refused a command from %s (%s): %s", self._peer(), err.code, err)
+        self._answer_error(str(err), err.code)
 
     def _answer_error(self, text: str, code: str) -> None:
         if not self._answered:
             self._answered = True
             self._send(Error(text=text, code=code).event())
-
-
-def _ms(seconds: float | None) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
-
-
-def _log_command(model: FluxModel, result: TurnResult) -> None:
-    _LOGGER.info(
-        "Command done: model=%s audio=%.2fs ended_by=%s%s text_chars=%d connect=%s first_text=%s finalize=%s total=%s",
-        model.name,
-        result.audio_seconds,
-        result.ended_by.value,
-        f"({result.trigger})" if result.trigger else "",
-        len(result.text),
-        _ms(result.connect_seconds),
-        _ms(result.first_text_seconds),
-        _ms(result.finalize_seconds),
-        _ms(result.elapsed_seconds),
-    )

@@ -24,6 +24,7 @@ from .fields import MalformedEvent
 from .limits import ConnectionLimits
 from .ratelog import RateLimitedLog
 from .reads import BatchWatch, ReadBatching
+from .uri import peer_address
 from .wire import BadEvent, EventParser, encode_event
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class WyomingConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._parser = EventParser(shared.limits.wire)
-        self._commands = Commands(shared.commands, self.send)
+        self._commands = Commands(shared.commands, self.send, lambda: peer_address(self.peer))
         self._step: asyncio.Task[None] | None = None  # an awaited command step; reading waits for it
         self._step_started = 0.0
         self._closed_at: float | None = None

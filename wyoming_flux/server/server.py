@@ -29,7 +29,7 @@ from .http_endpoint import HttpLimits
 from .metrics_options import MetricsListenError
 from .ratelog import RateLimitedLog
 from .settings import ServerSettings, build_info, client_allowed
-from .uri import tcp_address, unix_path
+from .uri import peer_address, tcp_address, unix_path
 from .wire import encode_event
 
 if TYPE_CHECKING:
@@ -246,10 +246,3 @@ class Admission(WyomingConnection):
             shared.log.warning("refused connections", "Refused a connection from %s: not in --allow",
                                peer_address(peer))
             self.refuse("client-not-allowed", "This client is not allowed to use this server")
-
-
-def peer_address(peer: object) -> str:
-    """The client's address for a log line: 192.168.1.5, 2001:db8::5, or "a local socket"."""
-    if isinstance(peer, tuple) and peer:
-        return str(peer[0])
-    return "a local socket"

@@ -34,3 +34,10 @@ def check_uri(uri: str) -> None:
         raise ValueError("stdio:// is not supported: use tcp://HOST:PORT or unix://PATH")
     else:
         raise ValueError(f"--uri must be tcp://HOST:PORT or unix://PATH, not {uri}")
+
+
+def peer_address(peer: object) -> str:
+    """The client's address for a log line: 192.168.1.5, 2001:db8::5, or "a local socket"."""
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return "a local socket"
