@@ -31,6 +31,13 @@ ENCODINGS = {"linear16", "linear32", "mulaw", "alaw", "opus", "ogg-opus"}
 RATES = {8000, 16000, 24000, 44100, 48000}
 UPDATE_SECONDS = 0.24
 WINDOW_SECONDS = 0.02
+PAUSE_SECONDS = 0.3  # silence between two stretches of speech that a "|" in a transcript stands for
+
+
+def heard_words(transcript: str, segment: int) -> list[str]:
+    """The words of a transcript up to its `segment`-th stretch of speech: "set a timer | for five minutes" is
+    "set a timer" until the speaker goes on after the pause (so a fake never shows words not yet spoken)."""
+    return " ".join(transcript.split("|")[: segment + 1]).split()
 
 
 @dataclass
@@ -39,6 +46,7 @@ class Script:
 
     transcripts: list[str] = field(default_factory=lambda: ["turn on the kitchen light"])
     eot_silence: float = 0.26  # silence after speech before a model EndOfTurn (at eot_threshold 0.7)
+    eager_silence: float | None = None  # silence before EagerEndOfTurn (when asked for); None: a share of eot's
     word_seconds: float = 0.2  # one more word revealed per this much speech
     speech_rms: float = 300.0  # int16 RMS above which a 20 ms window is speech
     languages: list[str] = field(default_factory=lambda: ["en"])  # reported by the multi model
@@ -47,6 +55,7 @@ class Script:
     handshake_status: int | None = None
     handshake_delay: float = 0.0
     message_delay: float = 0.0  # a slow server: every message waits this long
+    report_lag: float = 0.0  # audio seconds the reports lag behind the audio received (Deepgram's processing)
     silent_after: float | None = None  # audio seconds after which nothing more is sent (a stuck turn)
     drop_after: float | None = None  # audio seconds after which the socket goes away
     drop_mode: str = "close"  # close | reset
@@ -98,14 +107,26 @@ class EnergyWindows:
     pending: bytearray
     window: int  # bytes of one window
     script: Script
+    segment = 0  # stretches of speech heard so far, less one (a pause of PAUSE_SECONDS separates two)
+    _quiet = 0.0
+    _spoke = False
 
-    def feed(self, pcm: bytes) -> list[dict[str, Any]]:
+    def feed(self, pcm: bytes, flush: bool = False) -> list[dict[str, Any]]:
+        """The messages the audio brings; with a report lag, the newest `report_lag` seconds wait (`flush`: none)."""
         self.pending += pcm
         out: list[dict[str, Any]] = []
-        while len(self.pending) >= self.window:
+        lag = 0 if flush else round(self.script.report_lag / WINDOW_SECONDS) * self.window
+        while len(self.pending) >= self.window + lag:
             chunk = np.frombuffer(bytes(self.pending[: self.window]), dtype="<i2").astype(np.float64)
             del self.pending[: self.window]
-            out += self._step(float(np.sqrt(np.mean(chunk * chunk))) > self.script.speech_rms)
+            speech = float(np.sqrt(np.mean(chunk * chunk))) > self.script.speech_rms
+            if speech:
+                if self._spoke and self._quiet >= PAUSE_SECONDS:
+                    self.segment += 1
+                self._spoke, self._quiet = True, 0.0
+            else:
+                self._quiet += WINDOW_SECONDS
+            out += self._step(speech)
         return out
 
     def _step(self, speech: bool) -> list[dict[str, Any]]:
@@ -121,7 +142,8 @@ class TurnEngine(EnergyWindows):
         self.window = int(rate * WINDOW_SECONDS) * 2
         self.model_eot = eot_threshold < 1.0
         self.eot_silence = script.eot_silence * (eot_threshold / 0.7)
-        self.eager_silence = None if eager is None else self.eot_silence * (eager / eot_threshold) * 0.6
+        self.eager_silence = (None if eager is None else script.eager_silence if script.eager_silence is not None
+                              else self.eot_silence * (eager / eot_threshold) * 0.6)
         self.timeout = timeout_ms / 1000
         self.t = 0.0
         self.next_update = UPDATE_SECONDS
@@ -136,7 +158,7 @@ class TurnEngine(EnergyWindows):
 
     def _words(self) -> list[str]:
         texts = self.script.transcripts
-        return texts[min(self.turn_index, len(texts) - 1)].split() if texts else []
+        return heard_words(texts[min(self.turn_index, len(texts) - 1)], self.segment) if texts else []
 
     def _text(self, final: bool = False) -> str:
         words = self._words()
@@ -198,6 +220,7 @@ class TurnEngine(EnergyWindows):
             msg["words"] = [{"word": w, "confidence": 0.9} for w in msg["transcript"].split()]
         self.in_turn, self.eager_sent, self.silence = False, False, 0.0
         self.turn_index += 1
+        self.segment, self._spoke = 0, False
         return msg
 
 
@@ -494,6 +517,8 @@ class _Stream:
                                  "description": "ForceEndTurn received with no active turn"})
             return True
         if kind == "CloseStream":
+            for lagging in self.engine.feed(b"", flush=True):  # decode what was received
+                await self.send(lagging)
             if self.script.close_stream_delay:
                 # Decode what was received: the pending Updates come first, then the close (still no EndOfTurn).
                 await self.send(self.engine._info("Update"))

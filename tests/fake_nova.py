@@ -29,6 +29,7 @@ from .fake_flux import (
     StreamRecord,
     _bad,
     _bench_tag,
+    heard_words,
     inject_faults,
 )
 
@@ -113,7 +114,7 @@ class NovaEngine(EnergyWindows):
 
     def _words(self) -> list[str]:
         """The stream's words: the script's transcripts in order (one command may span several utterances)."""
-        return " ".join(self.script.transcripts).split()
+        return heard_words(" ".join(self.script.transcripts), self.segment)
 
     def _shown(self) -> int:
         """Words heard so far: one more per `word_seconds` of speech, counted over the whole stream, so an

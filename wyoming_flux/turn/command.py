@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -21,6 +21,7 @@ import aiohttp
 from ..deepgram.models import FluxModel, choose_model, unserved_language
 from ..deepgram.pool import WarmPool
 from .audio import AudioFormatError, check_format
+from .completion import CompletionCheck
 from .fallback import AudioBuffer, FluxHealth, Replay, answer_with_fallback
 from .request import PartialCallback, SessionConfig, TurnRequest, TurnResult
 from .session import TurnSession
@@ -66,6 +67,8 @@ class CommandSetup:
     health: FluxHealth | None = None  # shared: after a failure, Deepgram is skipped for a while (with a fallback)
     pool: WarmPool | None = None
     wording: Wording = Wording()
+    completion: CompletionCheck | None = None  # is this a complete command? (early answers; completion.py)
+    on_resumed: Callable[[], None] | None = None  # the speaker went on after an early answer (a door counts it)
 
     def request(self, language: str | None, *, name: str | None = None,
                 keyterms: Sequence[str] = ()) -> TurnRequest:
@@ -113,7 +116,8 @@ class Command:
             _LOGGER.info("Deepgram is down (%s): the command goes to the fallback", self._health.last_error)
         if not skip:
             self._session = TurnSession(setup.http, setup.config, request, rate, on_partial=on_partial,
-                                        pool=setup.pool)
+                                        pool=setup.pool, completion=setup.completion,
+                                        on_resumed=setup.on_resumed)
             self._session.start()
         self._answer = asyncio.create_task(self._decide(), name="voice command")
 

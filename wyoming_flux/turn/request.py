@@ -34,6 +34,7 @@ class SessionConfig:
     tags: tuple[str, ...] = ()  # Deepgram usage-report labels
     endpointing_ms: int = DEFAULT_ENDPOINTING_MS  # Nova-3: silence that ends a command
     utterance_end_ms: int = DEFAULT_UTTERANCE_END_MS  # Nova-3: the word-timing backup when speech_final never comes
+    early_answer: bool = True  # with a completion check: answer a complete command at the first sign of its end
 
     @property
     def eot_timeout(self) -> float:
@@ -87,15 +88,23 @@ class TurnResult:
 PartialCallback = Callable[[str], None]
 
 
-def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int) -> StreamOptions | NovaOptions:
+# Early answers (completion.py): Flux is asked for EagerEndOfTurn at this confidence unless the user chose one;
+# Nova-3 marks a pause this short, and the words decide whether it ends the command.
+DEFAULT_EAGER_EOT_THRESHOLD = 0.5
+EARLY_ENDPOINTING_MS = 200
+
+
+def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int, *, early: bool = False,
+                   nova_check: bool = False) -> StreamOptions | NovaOptions:
     """The query for a command. The warm pool opens its sockets with the same function, so a socket it
-    holds fits a command exactly when the two agree."""
+    holds fits a command exactly when the two agree. `early`: a completion check is configured (Flux then asks
+    for eager end-of-turn); `nova_check`: it can answer now (Nova-3 then marks short pauses)."""
     if request.model.api == NOVA:
         language, hints = nova_language(request.language)
         return NovaOptions(
             language=language,
             sample_rate=sample_rate,
-            endpointing_ms=config.endpointing_ms,
+            endpointing_ms=min(config.endpointing_ms, EARLY_ENDPOINTING_MS) if nova_check else config.endpointing_ms,
             utterance_end_ms=config.utterance_end_ms,
             language_hints=hints,
             keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
@@ -106,7 +115,8 @@ def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int
         model=request.model.name,
         sample_rate=sample_rate,
         eot_threshold=config.eot_threshold,
-        eager_eot_threshold=config.eager_eot_threshold,
+        eager_eot_threshold=(config.eager_eot_threshold if config.eager_eot_threshold is not None or not early
+                             else min(DEFAULT_EAGER_EOT_THRESHOLD, config.eot_threshold or 0.7)),
         eot_timeout_ms=config.eot_timeout_ms,
         keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
         language_hints=tuple(language_hints(request.model, request.language)),

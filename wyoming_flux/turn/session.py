@@ -12,27 +12,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from ..common.tasks import cancel
+from ..common.tasks import cancel, keep
 from ..deepgram.errors import FluxError, FluxStreamError
-from ..deepgram.flux import Connected, StreamOptions, UnknownMessage
+from ..deepgram.flux import Connected, StreamOptions, TurnInfo, UnknownMessage
 from ..deepgram.models import language_mismatch
-from ..deepgram.nova import Metadata, NovaOptions
+from ..deepgram.nova import Metadata, NovaOptions, Results
 from ..deepgram.pool import WarmPool
 from ..deepgram.stream import DeepgramSocket
 from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
 from .backend import backend_for
+from .completion import EARLY_TRIGGER, CompletionCheck
 from .request import (
+    EARLY_ENDPOINTING_MS,
     PartialCallback,
     SessionConfig,
     TurnRequest,
     TurnResult,
     stream_options,
 )
-from .state import Bounds, Decision, Ending, ForceTurn, TurnState
+from .state import Bounds, Check, Decision, Ending, ForceTurn, Step, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
 
@@ -42,6 +45,7 @@ _TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
 _FORCE = "force"
 _SILENCE = "silence"
 _CLOSE = "close"
+_INCOMPLETE_GRACE = 0.5  # seconds past Nova-3's utterance end before unfinished words end by our own clock
 _SILENCE_MARGIN = 0.3  # audio seconds beyond eot_timeout, so Flux's timeout surely fires
 _SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well within finalize_timeout, and
 # slow enough that Flux's model usually ends the turn before all of it is sent (and billed)
@@ -66,8 +70,17 @@ class TurnSession:
         sample_rate: int,
         on_partial: PartialCallback | None = None,
         pool: WarmPool | None = None,
+        completion: CompletionCheck | None = None,
+        on_resumed: Callable[[], None] | None = None,
     ) -> None:
         self._http = http
+        # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
+        # endpoint, only while the check can answer: otherwise the endpointing is the user's, as without it).
+        self._check = completion if config.early_answer else None
+        self._nova_check = self._check is not None and self._check.ready()
+        self._checks: set[asyncio.Task[None]] = set()
+        self._on_resumed = on_resumed
+        self._resumed = False
         self._pool = pool
         self._warm = False  # streaming on a socket the pool opened earlier
         self._billed = 0.0  # seconds of audio sent to Flux on every stream of this command (TurnResult.billed_seconds)
@@ -87,7 +100,10 @@ class TurnSession:
         self._backend = backend_for(request.model, config, self._notes)
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
-                   config.end_timeout(request.model), config.finalize_timeout, config.stall_timeout),
+                   config.end_timeout(request.model), config.finalize_timeout, config.stall_timeout,
+                   check_endpoints=self._nova_check,
+                   endpoint_wait=max(0, config.endpointing_ms - EARLY_ENDPOINTING_MS) / 1000,
+                   incomplete_wait=config.utterance_end_ms / 1000 + _INCOMPLETE_GRACE),
             self._loop.time(),
         )
         self._audio_ended_at: float | None = None
@@ -158,11 +174,14 @@ class TurnSession:
                     await asyncio.shield(self._task)
             if not self._task.done():
                 await cancel(self._task)
+        for check in list(self._checks):  # an ask still running serves the cache, not this command
+            await cancel(check)
 
     # ------------------------------------------------------------ running
 
     def _options(self) -> StreamOptions | NovaOptions:
-        return stream_options(self._config, self._request, self._adapter.out_rate)
+        return stream_options(self._config, self._request, self._adapter.out_rate, early=self._check is not None,
+                              nova_check=self._nova_check)
 
     async def _run(self) -> None:
         self._schedule_watch()
@@ -306,6 +325,7 @@ class TurnSession:
         while (message := await socket.receive()) is not None:
             self._state.message(self._loop.time())
             if self.done:
+                self._watch_after_answer(message)
                 continue  # draining after CloseStream: the outcome is already decided
             if backend.confirms(message) and not self._confirmed:
                 self._confirmed = True
@@ -371,11 +391,35 @@ class TurnSession:
 
     # ------------------------------------------------------------ outcome
 
-    def _apply(self, step: Decision | ForceTurn | None) -> None:
+    def _apply(self, step: Step) -> None:
         if isinstance(step, ForceTurn):
             self._force(step.reason)
+        elif isinstance(step, Check):
+            keep(self._ask(step.text), self._checks, "completion check")
         elif step is not None and not self.done:
             self._result.set_result(self._outcome(step))
+
+    async def _ask(self, text: str) -> None:
+        """Whether the words are a complete command (bounded: completion.py); the state machine decides."""
+        assert self._check is not None
+        complete = await self._check.complete(text, self._request.language)
+        if not self.done:
+            self._apply(self._state.checked(text, complete, self._loop.time()))
+
+    def _watch_after_answer(self, message: object) -> None:
+        """After an early answer, the stream drains what Deepgram still had: if the speaker went on (Flux's
+        TurnResumed or a new turn, Nova-3's new words), the early answer cut the command. Said once, counted."""
+        result = self._result.result()
+        if self._resumed or result.trigger != EARLY_TRIGGER:
+            return
+        went_on = (isinstance(message, TurnInfo) and message.event in ("TurnResumed", "StartOfTurn")
+                   or isinstance(message, Results) and bool(message.transcript.strip()))
+        if went_on:
+            self._resumed = True
+            _LOGGER.info("The speaker went on after an early answer (%s): that command was cut short",
+                         result.trigger)
+            if self._on_resumed is not None:
+                self._on_resumed()
 
     def _outcome(self, decision: Decision) -> TurnResult:
         now = self._loop.time()

@@ -13,6 +13,7 @@ from enum import Enum
 
 from ..deepgram.errors import FluxError, FluxStreamError, FluxTimeoutError
 from ..deepgram.flux import TurnInfo
+from .completion import EARLY_TRIGGER
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -44,6 +45,11 @@ class Bounds:
     eot_timeout: float = 5.0  # Flux's eot_timeout_ms, in seconds
     finalize_timeout: float = 2.0
     stall_timeout: float = 3.0
+    # Early answers (completion.py): a Nova-3 endpoint asks whether the words are a complete command first, and
+    # when that is not known, waits this many more seconds of silence (the endpointing the user configured).
+    check_endpoints: bool = False
+    endpoint_wait: float = 0.0
+    incomplete_wait: float = 1.5  # Nova-3: unfinished words end at the utterance end, or after this at the latest
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,16 @@ class ForceTurn:
     """Ask Flux to end the turn on what it heard."""
 
     reason: Ending
+
+
+@dataclass(frozen=True)
+class Check:
+    """Ask whether these words are a complete command; the answer goes to `checked()`."""
+
+    text: str
+
+
+Step = Decision | ForceTurn | Check | None
 
 
 class TurnState:
@@ -90,6 +106,9 @@ class TurnState:
         self.words_at = 0.0  # Flux's audio clock when the current turn last gained or changed words
         self.language: str | None = None
         self.first_text_at: float | None = None
+        self.checking: str | None = None  # words asked about at a sign of the end, until they change
+        self.endpoint_due: float | None = None  # audio sent by which a Nova-3 endpoint the check did not settle ends
+        self.due_trigger = "speech_final"  # ... and the trigger it ends with
 
     # ------------------------------------------------------------ what we know
 
@@ -136,14 +155,17 @@ class TurnState:
     def force_sent(self, now: float) -> None:
         self.force_sent_at = now
 
-    def turn_info(self, info: TurnInfo, now: float) -> Decision | None:
+    def turn_info(self, info: TurnInfo, now: float) -> Decision | Check | None:
         if self.confirmed and info.audio_window_end > self.confirmed:
             self.stride = max(self.stride, min(_MAX_STRIDE, info.audio_window_end - self.confirmed))
         self.confirmed = max(self.confirmed, info.audio_window_end)
         if info.languages:
             self.language = info.languages[0]
         if info.event == "EndOfTurn":
+            self.checking = None
             return self._end_of_turn(info)
+        if info.event == "TurnResumed":
+            self.checking = None  # the speaker went on: an answer about the eager words no longer applies
         if info.event == "StartOfTurn" or info.transcript:
             self.turn_active = True  # an Update with text can come before any StartOfTurn
         if info.event == "StartOfTurn":
@@ -156,6 +178,28 @@ class TurnState:
         self.turn_text = text
         if text and self.first_text_at is None:
             self.first_text_at = now
+        if info.event == "EagerEndOfTurn" and text and self._may_end_early():
+            self.checking = self.text
+            return Check(self.text)
+        if self.checking is not None and self.checking != self.text:
+            self.checking = None
+        return None
+
+    def _may_end_early(self) -> bool:
+        return self.forcing is None and self.bounds.end_on_flux_eot
+
+    def checked(self, text: str, complete: bool | None, now: float) -> Decision | None:
+        """The answer about `text`: complete words still unchanged end the command now. On Nova-3, words that
+        are not complete wait for more words or the utterance end; words nobody could judge wait out the
+        endpointing the user configured (as without the check)."""
+        if self.checking != text or text != self.text or not self._may_end_early():
+            return None  # the words changed (or the command is ending otherwise) while we asked
+        if complete:
+            return self.decide(Ending.END_OF_TURN, trigger=EARLY_TRIGGER)
+        if self.bounds.check_endpoints:  # on the audio clock, as Deepgram's own endpointing counts silence
+            wait = self.bounds.endpoint_wait if complete is None else self.bounds.incomplete_wait
+            self.endpoint_due = self.confirmed + wait
+            self.due_trigger = "speech_final" if complete is None else "utterance_end"
         return None
 
     def _end_of_turn(self, info: TurnInfo) -> Decision | None:
@@ -191,17 +235,23 @@ class TurnState:
         text = self.text
         if text != before:
             self.words_at = audio_end
+            self.checking = self.endpoint_due = None  # more words: the pause was not the end
             if text:
                 self.words_seen_at = now
                 self.turn_active = True  # words heard, and no end of speech marked after them yet
         if text and self.first_text_at is None:
             self.first_text_at = now
 
-    def endpoint(self, trigger: str) -> Decision | None:
+    def endpoint(self, trigger: str) -> Decision | Check | None:
         """The API marked the end of speech. Ends the command if words were heard (and the API decides the end);
-        while we ask for the final text, its answer decides instead: audio after the mark may hold more words."""
+        while we ask for the final text, its answer decides instead: audio after the mark may hold more words.
+        With early answers, a short endpoint (speech_final) first asks whether the words are complete; the
+        utterance end (the long bound) ends the command whatever the words."""
         self.turn_active = False
         if self.forcing is None and self.text and self.bounds.end_on_flux_eot:
+            if self.bounds.check_endpoints and trigger == "speech_final":
+                self.checking = self.text
+                return Check(self.text)
             return self.decide(Ending.END_OF_TURN, trigger=trigger)
         return None
 
@@ -236,7 +286,7 @@ class TurnState:
             return self.decide(self.forcing or Ending.FORCED, degraded=True, reason=why)
         return Decision(Ending.ERROR, error=error or FluxStreamError(why))
 
-    def tick(self, now: float) -> Decision | ForceTurn | None:
+    def tick(self, now: float) -> Step:
         """Wall-clock bounds: every wait in a command ends, whatever Flux or the client do."""
         bounds = self.bounds
         age = now - self.started_at
@@ -255,6 +305,8 @@ class TurnState:
             return self.decide(Ending.NO_SPEECH)
         elif age >= bounds.max_command_seconds + _WALL_GRACE:
             return ForceTurn(Ending.MAX_LENGTH)
+        elif self.endpoint_due is not None and self.sent >= self.endpoint_due and self.text:
+            return self.decide(Ending.END_OF_TURN, trigger=self.due_trigger)
         elif (bounds.end_on_flux_eot and self.turn_active
               and self.confirmed - self.words_at >= bounds.eot_timeout + _EOT_GRACE):
             _LOGGER.warning("Deepgram did not end the turn after %.1f s without new words; forcing the end",
