@@ -95,7 +95,7 @@ class FromEnvironment:
 def env_default(variable: str, parse: Callable[[str], object], default: object = None) -> object:
     """The default of a flag whose environment variable may set it."""
     text = os.environ.get(variable)
-    return default if text in (None, "") else FromEnvironment(variable, text, parse)
+    return default if not text else FromEnvironment(variable, text, parse)
 
 
 def resolve_environment(args: argparse.Namespace) -> None:

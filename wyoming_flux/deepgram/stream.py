@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -99,7 +99,7 @@ async def open_stream(
                 max_msg_size=4 * 1024 * 1024,
             )
     except aiohttp.WSServerHandshakeError as err:
-        headers = err.headers or {}
+        headers: Mapping[str, str] = err.headers or {}
         raise error_for_status(err.status, headers.get("dg-error")) from None
     except TimeoutError:
         raise FluxTimeoutError(f"no answer from {service} within {timeout:g} s") from None

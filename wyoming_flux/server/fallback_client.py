@@ -177,7 +177,7 @@ async def close(writer: asyncio.StreamWriter) -> None:
             reset(writer.transport)
 
 
-def reset(transport: asyncio.BaseTransport) -> None:
+def reset(transport: asyncio.WriteTransport) -> None:
     """Drop a connection at once with a reset: a plain close of a socket with unsent bytes would leave the
     kernel trying to deliver them to a peer that does not read, for minutes."""
     sock = transport.get_extra_info("socket")

@@ -41,7 +41,7 @@ def texts(data: dict[str, Any], key: str) -> tuple[str, ...]:
 
 
 def audio_format(data: dict[str, Any], fallback: AudioFormat | None = None) -> AudioFormat:
-    values = [data.get(key, getattr(fallback, key, None)) for key in ("rate", "width", "channels")]
-    if not all(type(v) is int for v in values):
+    rate, width, channels = (data.get(key, getattr(fallback, key, None)) for key in ("rate", "width", "channels"))
+    if not (type(rate) is int and type(width) is int and type(channels) is int):
         raise MalformedEvent("rate, width and channels must be integers")
-    return AudioFormat(*values)
+    return AudioFormat(rate, width, channels)

@@ -243,7 +243,7 @@ class HassNames:
     @contextlib.asynccontextmanager
     async def _connect(self, http: aiohttp.ClientSession):  # type: ignore[no-untyped-def]
         async with asyncio.timeout(self.timeout):
-            ws = await http.ws_connect(self.url, heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES,
+            ws = await http.ws_connect(self.url, heartbeat=30.0, max_msg_size=MAX_MESSAGE_BYTES,  # type: ignore[call-overload]
                                        timeout=aiohttp.ClientWSTimeout(ws_close=self.timeout), **_RAW_TEXT)
         try:
             async with asyncio.timeout(self.timeout):

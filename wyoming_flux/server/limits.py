@@ -76,7 +76,7 @@ def from_args(args: argparse.Namespace) -> ConnectionLimits:
         if not low <= value <= high:
             raise ValueError(f"{flag} must be between {_number(low)} and {_number(high)}, not {_number(value)}")
         values[attribute] = value
-    wire = WireLimits(**{f.name: values.pop(f"wire.{f.name}") for f in fields(WireLimits)})
+    wire = WireLimits(**{f.name: values.pop(f"wire.{f.name}") for f in fields(WireLimits)})  # type: ignore[arg-type]
     return ConnectionLimits(wire=wire, **values)  # type: ignore[arg-type]
 
 

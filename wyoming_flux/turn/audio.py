@@ -71,7 +71,8 @@ class _LinearResampler:
         out = x[index] * (1.0 - frac) + x[index + 1] * frac
         self._pos = self._pos + self._step * count - n
         self._prev = float(x[-1])
-        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        clipped: np.ndarray = np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+        return clipped
 
 
 class AudioAdapter:

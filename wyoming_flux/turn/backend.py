@@ -27,11 +27,10 @@ from ..deepgram.flux import (
 from ..deepgram.models import NOVA, FluxModel
 from ..deepgram.nova import Metadata, NovaOptions, NovaSocket, Results, UtteranceEnd, connect_nova
 from .request import SessionConfig
-from .state import NO_ACTIVE_TURN, Decision, ForceTurn, TurnState
+from .state import NO_ACTIVE_TURN, Step, TurnState
 
 _LOGGER = logging.getLogger(__name__)
 
-Step = Decision | ForceTurn | None
 
 
 class Backend(Protocol):
@@ -172,5 +171,5 @@ class NovaBackend:
         return error_for_stream(socket.close_reason, "Nova-3 closed the stream before the command ended")
 
 
-def backend_for(model: FluxModel, config: SessionConfig, notes: list[str]) -> FluxBackend | NovaBackend:
+def backend_for(model: FluxModel, config: SessionConfig, notes: list[str]) -> Backend:
     return NovaBackend(config, notes) if model.api == NOVA else FluxBackend(config, notes)

@@ -77,7 +77,7 @@ class CachedCompletion:
                 return None
             task = asyncio.get_running_loop().create_task(self._ask(key, text, language), name="completion check")
             self._asking[key] = task
-            task.add_done_callback(lambda _t, key=key: self._asking.pop(key, None))
+            task.add_done_callback(lambda _task: self._asking.pop(key, None))
         done, _ = await asyncio.wait([task], timeout=self.timeout)
         if not done:
             self.failures += 1

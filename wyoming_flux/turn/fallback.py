@@ -11,8 +11,9 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..deepgram.errors import FluxUnavailableError
 from .request import TurnResult
@@ -129,7 +130,7 @@ class FallbackError(Exception):
     """The fallback could not transcribe: a short reason, safe to log."""
 
 
-Replay = Callable[[AudioBuffer], Awaitable[tuple[str, str | None]]]  # -> (text, language)
+Replay = Callable[[AudioBuffer], Coroutine[Any, Any, tuple[str, str | None]]]  # -> (text, language)
 
 
 async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *, fallback_timeout: float,

@@ -211,7 +211,7 @@ class TurnSession:
     async def _open_unless_decided(self, use_warm: bool) -> DeepgramSocket[Any] | None:
         """A socket (warm if one fits, else a new handshake), or None if the command was decided meanwhile."""
         opening = asyncio.create_task(self._open(use_warm))
-        await asyncio.wait([self._result, opening], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([self._result, opening], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         if not opening.done():  # decided before the socket opened (e.g. the client left)
             opening.cancel()
         try:
@@ -225,11 +225,12 @@ class TurnSession:
 
     async def _open(self, use_warm: bool) -> DeepgramSocket[Any]:
         options = self._options()
-        if (use_warm and self._backend.warm_pool and self._pool is not None
+        if (use_warm and self._backend.warm_pool and self._pool is not None and isinstance(options, StreamOptions)
                 and (socket := await self._pool.take(options)) is not None):
             self._warm = True
             return socket
-        return await self._backend.connect(self._http, options, self._config.connect_timeout)
+        opened: DeepgramSocket[Any] = await self._backend.connect(self._http, options, self._config.connect_timeout)
+        return opened
 
     async def _stream(self, socket: DeepgramSocket[Any]) -> None:
         """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
@@ -237,7 +238,7 @@ class TurnSession:
         self._request_id = socket.request_id or self._request_id
         workers = [asyncio.create_task(self._send(socket)), asyncio.create_task(self._receive(socket))]
         try:
-            await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
             if not self.done:  # a worker ended first: that is a failure we have not reported yet
                 for worker in workers:
                     if worker.done() and not worker.cancelled() and worker.exception():
