@@ -56,14 +56,14 @@ class Script:
     warning_on_connect: bool = False
     ignore_force_end: bool = False
     no_eot: bool = False  # never end a turn by itself (model or timeout)
-    idle_close_after: float | None = None  # close a stream that got no audio for this long (Flux's idle limit)
+    idle_close_after: float | None = None  # close a stream that got no audio (v1: nor KeepAlive) for this long
     drop_streams: set[int] = field(default_factory=set)  # these streams (0-based) drop on their first audio
     timing_log: str | None = None  # append {"tag", "event", "t"} JSON lines (monotonic clock) for benchmarks
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
     words_after_eot: str | None = None  # the first Update after an EndOfTurn has these words, but no turn starts
     # what real deployments do differently
     force_end_supported: bool = True  # False: ForceEndTurn is an unknown message (fatal, then close)
-    configure_failure: str | None = None  # answer every Configure with ConfigureFailure and this description
+    configure_failure: bool = False  # answer every Configure with ConfigureFailure
     close_stream_delay: float = 0.0  # CloseStream: send the pending Updates, wait this long, then close
     idle_close_reason: str | None = None  # idle close as a bare close frame 1011 with this reason (v1 style)
     # /v1/listen (Nova-3): normal | no_speech_final (only UtteranceEnd ends) | empty_speech_final
@@ -441,7 +441,7 @@ class _Stream:
                 if self.script.idle_close_reason is not None:
                     await self.ws.close(code=1011, message=self.script.idle_close_reason.encode())
                 else:
-                    await self.fatal("NET-0001", "No audio received within the idle limit")
+                    await self.fatal("INACTIVE_CLIENT", "No audio was received within the inactivity timeout")
                 return
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
@@ -507,11 +507,9 @@ class _Stream:
             self.record.tag = _bench_tag(message.get("keyterms") or []) or self.record.tag
             thresholds = message.get("thresholds") or {}
             eot = thresholds.get("eot_threshold", 0.7)
-            if self.script.configure_failure is not None:
-                await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE",
-                                 "description": self.script.configure_failure})
-            elif not 0.5 <= eot <= 1.0:
-                await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE", "description": "eot_threshold out of range"})
+            if self.script.configure_failure or not 0.5 <= eot <= 1.0:
+                # The spec's ConfigureFailure says which request it answers, and nothing about why.
+                await self.send({"type": "ConfigureFailure", "request_id": self.request_id})
             else:
                 await self.send({"type": "ConfigureSuccess", "thresholds": thresholds,
                                  "keyterms": message.get("keyterms", [])})

@@ -5,8 +5,8 @@ audio it receives and drives Results from that audio's energy (20 ms windows): i
 audio (words revealed while speech lasts), a settled (is_final) segment every 3 s of continuous speech,
 speech_final after `endpointing` ms of silence, UtteranceEnd once `utterance_end_ms` passed after the last
 word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered audio (a from_finalize result, or nothing
-when nothing is buffered); CloseStream flushes, sends Metadata and closes. Deepgram's close codes for failures:
-1011 NET-0000 / NET-0001, 1008 DATA-0000. Modes that disagree with us are switched on through Script.nova_mode.
+when nothing is buffered); CloseStream flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008
+and a sentence that carries the code (CLOSE_REASONS). Modes that disagree with us are switched on through Script.nova_mode.
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ from .fake_flux import (
 INTERIM_SECONDS = 1.0  # "typically every second" (Deepgram, Utterance End)
 SEGMENT_SECONDS = 3.0  # continuous speech settles a segment this often (Deepgram finalizes long speech too)
 IDLE_LIMIT = 10.0  # no audio and no KeepAlive for this long closes the stream (1011 NET-0001)
+# The close frames' reasons as Deepgram words them: a sentence with a link that names the code. NET-0001's is
+# quoted from real output (deepgram-python-sdk #319, pipecat #1113); the others follow its pattern.
+CLOSE_REASONS = {
+    "NET-0000": "Deepgram did not provide a response message within the timeout window. See https://dpgr.am/net0000",
+    "NET-0001": "Deepgram did not receive audio data or a text message within the timeout window. "
+                "See https://dpgr.am/net0001",
+    "DATA-0000": "Deepgram could not decode the audio data it received. See https://dpgr.am/data0000",
+}
 # Deepgram's Nova-3 monolingual codes (Models & Languages Overview, 2026-11); "multi" is the 55-language model.
 LANGUAGES = {
     "en", "en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ", "en-ZA", "en-SG", "en-PH", "be", "bg", "bn",
@@ -271,7 +279,7 @@ class _NovaStream:
                 async with asyncio.timeout(idle):
                     msg = await self.ws.receive()
             except TimeoutError:
-                await self.close(1011, "NET-0001")
+                await self.close(1011, CLOSE_REASONS["NET-0001"])
                 return
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
@@ -289,14 +297,14 @@ class _NovaStream:
             await self.finish()
             return False
         if len(data) % 2:
-            await self.close(1008, "DATA-0000")  # linear16 cannot have half a sample
+            await self.close(1008, CLOSE_REASONS["DATA-0000"])  # linear16 cannot have half a sample
             return False
         if not self.record.audio_bytes:
             self.log_timing("first_audio")
         self.record.audio_bytes += len(data)
         self.record.frame_sizes.append(len(data))
         seconds = self.record.audio_seconds
-        if not await inject_faults(self, seconds, lambda: self.close(1011, "NET-0000")):
+        if not await inject_faults(self, seconds, lambda: self.close(1011, CLOSE_REASONS["NET-0000"])):
             return False
         for message in self.engine.feed(data):
             await self.send(message)

@@ -171,13 +171,16 @@ async def test_refusals_are_retried_only_when_a_retry_can_help_and_commands_get_
 async def test_a_refused_configure_is_logged_once_and_the_command_goes_on(
     session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_flux.script.configure_failure = "keyterms exceed the token budget"
+    fake_flux.script.configure_failure = True  # ConfigureFailure: type, request_id, sequence_id, no reason
     server = await warm_server(session_config)
     try:
         assert server.port is not None
         await until(lambda: len(fake_flux.streams) == 1)
         assert await command_with_names(server.port, ["Küche"]) == fixture_text(KITCHEN)
-        refused = [r for r in caplog.records if "keyterms exceed the token budget" in r.getMessage()]
+        refused = [r for r in caplog.records if "Flux refused the new keyterms" in r.getMessage()]
         assert len(refused) == 1 and refused[0].levelname == "WARNING"
+        # what it answers (the stream's request), and no reason made up where Deepgram gives none
+        assert fake_flux.streams[0].sent[0]["request_id"] in refused[0].getMessage()
+        assert "reason" not in refused[0].getMessage()
     finally:
         await server.stop()

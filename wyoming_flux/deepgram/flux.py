@@ -173,12 +173,12 @@ class FatalError:
 
 @dataclass(frozen=True)
 class ConfigureResult:
-    success: bool
-    detail: dict[str, Any]
+    """ConfigureSuccess or ConfigureFailure. A failure says no more than which request it answers (the spec gives
+    it `type`, `request_id` and `sequence_id` only): there is no reason to report."""
 
-    @property
-    def reason(self) -> str:
-        return str(self.detail.get("description") or self.detail.get("code") or "no reason given")
+    success: bool
+    request_id: str | None = None
+    sequence_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -216,10 +216,16 @@ def parse_message(text: str) -> FluxMessage:
         if kind == "Error":
             return FatalError(str(data.get("code", "")), str(data.get("description", "")))
         if kind in ("ConfigureSuccess", "ConfigureFailure"):
-            return ConfigureResult(kind == "ConfigureSuccess", data)
+            sequence = data.get("sequence_id")
+            return ConfigureResult(kind == "ConfigureSuccess", _optional_str(data.get("request_id")),
+                                   sequence if isinstance(sequence, int) else None)
         return UnknownMessage(str(kind), text[:500])
     except (ValueError, TypeError):
         return UnknownMessage("<malformed>", text[:500])
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _optional_float(value: Any) -> float | None:

@@ -107,10 +107,11 @@ class FluxBackend:
                         message.description)
             return state.warning(message.code)
         if isinstance(message, ConfigureResult) and not message.success:
-            # Flux keeps the configuration it had; say so once
-            _LOGGER.warning("Flux refused the new keyterms or language hints (%s); the command goes on with the "
-                            "configuration the connection opened with", message.reason)
-            self._notes.append(f"configure-failed: {message.reason}")
+            # Flux keeps the configuration it had; say so once (a ConfigureFailure gives no reason)
+            _LOGGER.warning("Flux refused the new keyterms or language hints (Configure, request %s); the command "
+                            "goes on with the configuration the connection opened with",
+                            message.request_id or "unknown")
+            self._notes.append("configure-failed")
         return None
 
     def stream_error(self, socket: FluxSocket) -> FluxError:
