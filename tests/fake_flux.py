@@ -68,6 +68,7 @@ class Script:
     idle_close_reason: str | None = None  # idle close as a bare close frame 1011 with this reason (v1 style)
     # /v1/listen (Nova-3): normal | no_speech_final (only UtteranceEnd ends) | empty_speech_final
     nova_mode: str = "normal"
+    finalize_results: int = 1  # /v1: Finalize answers the buffered audio in this many results (words split)
 
 
 @dataclass

@@ -4,8 +4,8 @@ Follows nova.md like fake_flux follows flux.md: it checks the query as Deepgram 
 audio it receives and drives Results from that audio's energy (20 ms windows): interim results every second of
 audio (words revealed while speech lasts), a settled (is_final) segment every 3 s of continuous speech,
 speech_final after `endpointing` ms of silence, UtteranceEnd once `utterance_end_ms` passed after the last
-word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered audio (a from_finalize result, or nothing
-when nothing is buffered); CloseStream flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008
+word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered audio (from_finalize results: one, or
+Script.finalize_results; nothing when nothing is buffered); CloseStream flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008
 and a sentence that carries the code (CLOSE_REASONS). Modes that disagree with us are switched on through Script.nova_mode.
 """
 
@@ -198,13 +198,20 @@ class NovaEngine(EnergyWindows):
         self.in_utterance, self.silence = False, 0.0
         return out
 
-    def flush(self, from_finalize: bool) -> dict[str, Any] | None:
-        """The buffered audio as a final result; None when nothing is buffered."""
+    def flush(self, from_finalize: bool, parts: int = 1) -> list[dict[str, Any]]:
+        """The buffered audio as final results (`parts` of them, its words and time split between them); none
+        when nothing is buffered."""
         if self.t <= self.final_end + 1e-9:
-            return None
+            return []
         words = self._unsettled()
         self.settled += len(words)
-        return self.results(final=True, words=words, from_finalize=from_finalize)
+        end, out = self.t, []
+        for part in range(parts, 0, -1):
+            share = math.ceil(len(words) / part)
+            self.t = end - (end - self.final_end) * (part - 1) / part  # each result ends where its words do
+            out.append(self.results(final=True, words=words[:share], from_finalize=from_finalize))
+            words = words[share:]
+        return out
 
 
 async def handle_nova(fake: Any, request: web.Request) -> web.StreamResponse:
@@ -320,8 +327,9 @@ class _NovaStream:
         if kind == "KeepAlive":
             return True
         if kind == "Finalize":
-            if not self.script.ignore_force_end and (result := self.engine.flush(from_finalize=True)) is not None:
-                await self.send(result)
+            if not self.script.ignore_force_end:
+                for result in self.engine.flush(from_finalize=True, parts=self.script.finalize_results):
+                    await self.send(result)
             return True
         if kind == "CloseStream":
             await self.finish()
@@ -336,7 +344,7 @@ class _NovaStream:
                 async with asyncio.timeout(30):
                     await self.ws.receive()  # until the client gives up
             return
-        if (result := self.engine.flush(from_finalize=False)) is not None:
+        for result in self.engine.flush(from_finalize=False):
             await self.send(result)
         if self.script.close_stream_delay:  # a slow flush, unless the client gives up and closes first
             with contextlib.suppress(TimeoutError):

@@ -64,6 +64,15 @@ async def test_audio_stop_before_the_endpoint_gets_the_whole_text_by_finalize(se
     assert any(m.get("from_finalize") for m in polish.streams[-1].sent)
 
 
+async def test_finalize_answered_in_several_results_gets_all_of_them(session_config: SessionConfig,
+                                                                    polish: FakeFlux) -> None:
+    polish.script.finalize_results = 2  # the buffered words come back in two from_finalize results
+    result, _ = await nova_command(session_config, load_wav(POLISH)[: int(2.2 * 32000)], pace=1e6)
+    assert sum(1 for m in polish.streams[-1].sent if m.get("from_finalize")) == 2
+    assert (result.text, result.ended_by, result.degraded) == (fixture_text(POLISH), Ending.FORCED, False)
+    assert result.finalize_seconds is not None and result.finalize_seconds < 1.5
+
+
 async def test_finalize_with_nothing_buffered_answers_the_text_heard(session_config: SessionConfig,
                                                                       polish: FakeFlux) -> None:
     polish.script.ignore_force_end = True  # Finalize is answered with nothing at all

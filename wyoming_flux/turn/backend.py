@@ -158,8 +158,9 @@ class NovaBackend:
                 self._tail = text
             state.progress(self._settled, self._tail, message.end, now,
                            message.languages[0] if message.languages else None)
-            if message.from_finalize:
-                return state.finalized()
+            if message.from_finalize:  # Finalize may answer in several results: Metadata says they are all in
+                state.flushed()
+                return None
             if message.speech_final:
                 return state.endpoint("speech_final")
             return None
