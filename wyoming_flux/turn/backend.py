@@ -40,6 +40,7 @@ class Backend(Protocol):
     name: str  # for log lines: "Flux" or "Nova-3"
     url: str
     warm_pool: bool  # the warm pool holds sockets for this API
+    keeps_alive: bool  # a stream whose audio pauses needs keep_alive() to stay open
 
     async def connect(self, http: aiohttp.ClientSession, options: Any, timeout: float) -> Any: ...
 
@@ -51,6 +52,9 @@ class Backend(Protocol):
 
     def close_after_ask(self) -> bool:
         """Send CloseStream right after asking: its answer (Metadata, close) proves nothing more will come."""
+
+    async def keep_alive(self, socket: Any) -> None:
+        """Keep a stream open while no audio flows (only called when `keeps_alive`)."""
 
     def confirms(self, message: object) -> bool:
         """This message reports on our audio (the socket is good)."""
@@ -67,6 +71,7 @@ class FluxBackend:
 
     name = "Flux"
     warm_pool = True
+    keeps_alive = False  # /v2 has no KeepAlive message (an unknown message is fatal)
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.url
@@ -86,6 +91,9 @@ class FluxBackend:
 
     def close_after_ask(self) -> bool:
         return False  # CloseStream does not finalize a Flux turn: EndOfTurn answers ForceEndTurn
+
+    async def keep_alive(self, socket: FluxSocket) -> None:
+        pass
 
     def confirms(self, message: object) -> bool:
         return isinstance(message, TurnInfo)
@@ -124,6 +132,7 @@ class NovaBackend:
 
     name = "Nova-3"
     warm_pool = False  # Nova-3 commands always handshake: a warm socket buys nothing measurable (README)
+    keeps_alive = True  # 10 s without audio or a text message closes a /v1 stream (NET-0001)
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.nova_url
@@ -143,6 +152,9 @@ class NovaBackend:
     def close_after_ask(self) -> bool:
         # Finalize is answered only if audio is buffered; CloseStream's Metadata says when nothing more will come.
         return True
+
+    async def keep_alive(self, socket: NovaSocket) -> None:
+        await socket.keep_alive()
 
     def confirms(self, message: object) -> bool:
         return isinstance(message, Results)

@@ -10,7 +10,7 @@ from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import FluxError
 from ..deepgram.flux import StreamOptions, trim_keyterms
 from ..deepgram.models import NOVA, FluxModel, language_hints, nova_language
-from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, NovaOptions
+from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, KEEP_ALIVE_SECONDS, NovaOptions
 from .state import Ending
 
 
@@ -34,6 +34,7 @@ class SessionConfig:
     tags: tuple[str, ...] = ()  # Deepgram usage-report labels
     endpointing_ms: int = DEFAULT_ENDPOINTING_MS  # Nova-3: silence that ends a command
     utterance_end_ms: int = DEFAULT_UTTERANCE_END_MS  # Nova-3: the word-timing backup when speech_final never comes
+    keep_alive_seconds: float = KEEP_ALIVE_SECONDS  # Nova-3: a KeepAlive after this long with no audio sent
 
     @property
     def eot_timeout(self) -> float:

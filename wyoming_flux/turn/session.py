@@ -42,6 +42,7 @@ _TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
 _FORCE = "force"
 _SILENCE = "silence"
 _CLOSE = "close"
+_KEEP_ALIVE = "keep-alive"
 _SILENCE_MARGIN = 0.3  # audio seconds beyond eot_timeout, so Flux's timeout surely fires
 _SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well within finalize_timeout, and
 # slow enough that Flux's model usually ends the turn before all of it is sent (and billed)
@@ -94,6 +95,7 @@ class TurnSession:
         self._first_text_at: float | None = None
         self._request_id: str | None = None
         self._close_asked = False  # we sent CloseStream: a close now is the answer, not a failure
+        self._sent_at: float | None = None  # when the open socket was last sent anything; None while none is open
         self._last_partial = ""
         if (why := language_mismatch(request.model, request.language)) is not None:
             _LOGGER.warning("%s", why)
@@ -216,6 +218,7 @@ class TurnSession:
         """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
         self._state.connected(self._loop.time())
         self._request_id = socket.request_id or self._request_id
+        self._sent_at = self._loop.time()
         workers = [asyncio.create_task(self._send(socket)), asyncio.create_task(self._receive(socket))]
         try:
             await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)
@@ -225,6 +228,7 @@ class TurnSession:
                         raise worker.exception()  # type: ignore[misc]
                 raise FluxStreamError("Flux closed the stream before the turn ended")
         finally:
+            self._sent_at = None
             await self._shutdown(socket, workers)
 
     def _requeue_replay(self) -> None:
@@ -259,6 +263,7 @@ class TurnSession:
     async def _send(self, socket: DeepgramSocket[Any]) -> None:
         while True:
             item = await self._queue.get()
+            self._sent_at = self._loop.time()
             if self._warm and not self._confirmed:
                 self._replay.append(item)
             if item == _FORCE:
@@ -270,6 +275,8 @@ class TurnSession:
                 self._close_asked = True
                 await socket.close_stream()
                 self._state.force_sent(self._loop.time())
+            elif item == _KEEP_ALIVE:
+                await self._backend.keep_alive(socket)
             elif isinstance(item, bytes):
                 if self.done:
                     continue  # the answer is decided: more audio would only be billed
@@ -364,10 +371,20 @@ class TurnSession:
         if self.done:
             return
         try:
-            self._apply(self._state.tick(self._loop.time()))
+            now = self._loop.time()
+            self._apply(self._state.tick(now))
+            self._keep_alive(now)
         finally:
             if not self.done and self._watchdog is not None:
                 self._schedule_watch()
+
+    def _keep_alive(self, now: float) -> None:
+        """While the client's audio pauses, tell an API that closes idle streams that we are still here: Nova-3
+        closes a stream that gets neither audio nor a text message for 10 s."""
+        if (self._backend.keeps_alive and self._sent_at is not None and self._taking_audio
+                and self._queue.empty() and now - self._sent_at >= self._config.keep_alive_seconds):
+            self._sent_at = now  # one at a time
+            self._queue.put_nowait(_KEEP_ALIVE)
 
     # ------------------------------------------------------------ outcome
 
