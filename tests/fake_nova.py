@@ -4,9 +4,10 @@ Follows nova.md like fake_flux follows flux.md: it checks the query as Deepgram 
 audio it receives and drives Results from that audio's energy (20 ms windows): interim results every second of
 audio (words revealed while speech lasts), a settled (is_final) segment every 3 s of continuous speech,
 speech_final after `endpointing` ms of silence, UtteranceEnd once `utterance_end_ms` passed after the last
-word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered audio (from_finalize results: one, or
-Script.finalize_results; nothing when nothing is buffered); CloseStream flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008
-and a sentence that carries the code (CLOSE_REASONS). Modes that disagree with us are switched on through Script.nova_mode.
+word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered
+audio (from_finalize results: one, or Script.finalize_results; nothing when nothing is buffered); CloseStream
+flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008 and a sentence that
+carries the code (CLOSE_REASONS). Modes that disagree with us are switched on through Script.nova_mode.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from .fake_flux import (
     _bad,
     _bench_tag,
     inject_faults,
+    keyterm_refusal,
 )
 
 INTERIM_SECONDS = 1.0  # "typically every second" (Deepgram, Utterance End)
@@ -89,9 +91,7 @@ def check_nova_query(query: dict[str, list[str]], script: Script) -> web.Respons
             return _bad(400, f"{flag} must be true or false", "INVALID_QUERY_PARAMETER")
     if any(len(tag) > 128 for tag in query.get("tag", [])):
         return _bad(400, "tag must be at most 128 characters", "INVALID_QUERY_PARAMETER")
-    if sum(len(term.split()) for term in query.get("keyterm", [])) > 500:
-        return _bad(400, "keyterm exceeds 500 tokens", "INVALID_QUERY_PARAMETER")
-    return None
+    return keyterm_refusal(query.get("keyterm", []), script)
 
 
 class NovaEngine(EnergyWindows):

@@ -45,7 +45,8 @@ def test_every_stream_code_has_its_code(flux_code: str, code: str) -> None:
     [*((sentence, STREAM_CODES[code]) for code, sentence in CLOSE_REASONS.items()),
      ("Deepgram did not receive audio data or a text message within the timeout window. See https://dpgr.am/NET0001",
       "flux-idle-timeout"),
-     ("net-0001", "flux-idle-timeout"), ("closed (NET-0000)", "flux-stream"), ("See https://dpgr.am/net00010", "flux-stream"),
+     ("net-0001", "flux-idle-timeout"), ("closed (NET-0000)", "flux-stream"),
+     ("See https://dpgr.am/net00010", "flux-stream"),
      ("Something else entirely", "flux-stream")],
 )
 def test_the_code_inside_a_close_reason_decides(reason: str, code: str) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI
+from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
 from wyoming_flux.turn.session import (
     Ending,
     SessionConfig,
@@ -238,6 +238,22 @@ async def test_privacy_and_tags_reach_flux(session_config: SessionConfig, fake_f
     assert result.text == fixture_text(KITCHEN)
     query = fake_flux.streams[0].query
     assert query["mip_opt_out"] == ["true"] and query["tag"] == ["kitchen", "ha"]
+
+
+@pytest.mark.parametrize(("model", "language"), [(MODEL_EN, None), (MODEL_NOVA, "pl")])
+async def test_keyterms_in_a_script_without_spaces_cost_no_command(
+    session_config: SessionConfig, fake_flux: FakeFlux, model: str, language: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A home named in Chinese: every name once counted as one token, so all of them went and Deepgram refused
+    every command (it counts a token a character there, as the fake does)."""
+    ten = "甲乙丙丁戊己庚辛壬癸"
+    names = tuple(f"客厅{a}{b}号灯" for a in ten for b in ten)  # 600 characters
+    config = dataclasses.replace(session_config, keyterms=names)
+    result, _ = await command(config, load_wav(KITCHEN) + silence(1), model=model, language=language)
+    assert (result.text, result.error) == (fixture_text(KITCHEN), None)
+    assert fake_flux.handshakes == 1 and 0 < len(fake_flux.streams[0].query["keyterm"]) < len(names)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
 
 
 async def test_a_language_the_model_lacks_is_said_once_and_noted(

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import FluxError
-from ..deepgram.flux import StreamOptions, trim_keyterms
+from ..deepgram.flux import StreamOptions
+from ..deepgram.keyterms import trim_keyterms
 from ..deepgram.models import NOVA, FluxModel, language_hints, nova_language
 from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, KEEP_ALIVE_SECONDS, NovaOptions
 from .state import Ending
