@@ -100,13 +100,8 @@ async def open_stream(
             try:
                 ws = await _handshake(http, url, api_key, params, service)
             except FluxError as err:
-                terms = [value for name, value in params if name == "keyterm"]
-                if not terms or not refused_for_keyterms(err.status, err.dg_error):
+                if not _refused_keyterms(url, params, err, service):
                     raise
-                budget = lower_keyterm_budget(url, sum(estimate_tokens(term) for term in terms))
-                _LOGGER.warning("%s refused %d keyterms for its token limit (%s); this command goes on without "
-                                "them, and later ones send up to %d tokens of them", service, len(terms),
-                                err.dg_error, budget)
                 ws = await _handshake(http, url, api_key, [p for p in params if p[0] != "keyterm"], service)
     except TimeoutError:
         raise FluxTimeoutError(f"no answer from {service} within {timeout:g} s") from None
@@ -133,6 +128,17 @@ async def _handshake(http: aiohttp.ClientSession, url: str, api_key: str, params
     except (aiohttp.ClientError, OSError) as err:
         # The exception text may carry the URL but never the key, which only travels in a header.
         raise FluxUnavailableError(f"cannot reach {service}: {_describe(err)}") from None
+
+
+def _refused_keyterms(url: str, params: list[tuple[str, str]], err: FluxError, service: str) -> bool:
+    """Deepgram refused this query's keyterms for its limit: say so once, and send that endpoint fewer from now."""
+    terms = [value for name, value in params if name == "keyterm"]
+    if not terms or not refused_for_keyterms(err.status, err.dg_error):
+        return False
+    budget = lower_keyterm_budget(url, sum(estimate_tokens(term) for term in terms))
+    _LOGGER.warning("%s refused %d keyterms for its token limit (%s); this command goes on without them, and "
+                    "later ones send up to %d tokens of them", service, len(terms), err.dg_error, budget)
+    return True
 
 
 def _fit_keyterms(url: str, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
