@@ -31,11 +31,11 @@ class SessionConfig:
     connect_timeout: float = 3.0
     finalize_timeout: float = 2.0  # end asked for -> final text
     stall_timeout: float = 3.0  # no message at all from a Flux stream that should be talking
+    keep_alive_seconds: float = KEEP_ALIVE_SECONDS  # Nova-3: a KeepAlive after this long with no audio sent
     mip_opt_out: bool = False  # Deepgram's Model Improvement Program opt-out
     tags: tuple[str, ...] = ()  # Deepgram usage-report labels
     endpointing_ms: int = DEFAULT_ENDPOINTING_MS  # Nova-3: silence that ends a command
     utterance_end_ms: int = DEFAULT_UTTERANCE_END_MS  # Nova-3: the word-timing backup when speech_final never comes
-    keep_alive_seconds: float = KEEP_ALIVE_SECONDS  # Nova-3: a KeepAlive after this long with no audio sent
 
     @property
     def eot_timeout(self) -> float:

@@ -39,10 +39,10 @@ __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnRes
 _LOGGER = logging.getLogger(__name__)
 
 _TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
+_KEEP_ALIVE = "keep-alive"
 _FORCE = "force"
 _SILENCE = "silence"
 _CLOSE = "close"
-_KEEP_ALIVE = "keep-alive"
 _SILENCE_MARGIN = 0.3  # audio seconds beyond eot_timeout, so Flux's timeout surely fires
 _SILENCE_WALL = 0.8  # wall seconds the trailing silence is spread over: well within finalize_timeout, and
 # slow enough that Flux's model usually ends the turn before all of it is sent (and billed)
