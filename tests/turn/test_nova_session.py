@@ -173,7 +173,7 @@ async def test_a_pause_in_the_clients_audio_keeps_the_stream_open_with_keep_aliv
     keep_alives = polish.streams[-1].client_messages.count('{"type":"KeepAlive"}')
     if keep_alive < 1:
         assert (result.text, result.ended_by, result.degraded) == (fixture_text(POLISH), Ending.END_OF_TURN, False)
-        assert 3 <= keep_alives <= 10  # one every 0.3 s of the pause, none while audio flowed
+        assert 2 <= keep_alives <= 10  # one every 0.3 s of the 2 s pause, none while audio flowed
     else:  # without them the stream is closed, and its close reason read as the idle timeout it is
         assert keep_alives == 0 and result.ended_by is Ending.ERROR and result.error is not None
         assert result.error.code == "flux-idle-timeout" and "dpgr.am/net0001" in str(result.error)
