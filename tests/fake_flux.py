@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import time
+import unicodedata
 import uuid
 from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
@@ -65,18 +66,20 @@ class Script:
     warning_on_connect: bool = False
     ignore_force_end: bool = False
     no_eot: bool = False  # never end a turn by itself (model or timeout)
-    idle_close_after: float | None = None  # close a stream that got no audio for this long (Flux's idle limit)
+    idle_close_after: float | None = None  # close a stream that got no audio (v1: nor KeepAlive) for this long
     drop_streams: set[int] = field(default_factory=set)  # these streams (0-based) drop on their first audio
     timing_log: str | None = None  # append {"tag", "event", "t"} JSON lines (monotonic clock) for benchmarks
     no_turn_force_end: str = "warning"  # with no active turn, ForceEndTurn gets: warning | nothing
     words_after_eot: str | None = None  # the first Update after an EndOfTurn has these words, but no turn starts
     # what real deployments do differently
     force_end_supported: bool = True  # False: ForceEndTurn is an unknown message (fatal, then close)
-    configure_failure: str | None = None  # answer every Configure with ConfigureFailure and this description
+    configure_failure: bool = False  # answer every Configure with ConfigureFailure
     close_stream_delay: float = 0.0  # CloseStream: send the pending Updates, wait this long, then close
     idle_close_reason: str | None = None  # idle close as a bare close frame 1011 with this reason (v1 style)
     # /v1/listen (Nova-3): normal | no_speech_final (only UtteranceEnd ends) | empty_speech_final
     nova_mode: str = "normal"
+    finalize_results: int = 1  # /v1: Finalize answers the buffered audio in this many results (words split)
+    keyterm_token_limit: int = 500  # lower it for a Deepgram that counts more tokens than we estimate
 
 
 @dataclass
@@ -91,6 +94,7 @@ class StreamRecord:
     sent_at: list[float] = field(default_factory=list)  # loop time of each sent message
     closed: bool = False
     tag: str | None = None  # a keyterm "bench-..." a benchmark client sent, to match timings across processes
+    over_limit_configure: bool = False  # a Configure's keyterms were over the token limit
 
     @property
     def audio_seconds(self) -> float:
@@ -272,10 +276,30 @@ def _check_query(query: dict[str, list[str]], script: Script) -> web.Response | 
         return _bad(400, "mip_opt_out must be true or false", "INVALID_QUERY_PARAMETER")
     if any(len(tag) > 128 for tag in query.get("tag", [])):
         return _bad(400, "tag must be at most 128 characters", "INVALID_QUERY_PARAMETER")
-    tokens = sum(len(term.split()) for term in query.get("keyterm", []))
-    if tokens > 500:
-        return _bad(400, "keyterm exceeds 500 tokens", "INVALID_QUERY_PARAMETER")
-    return None
+    return keyterm_refusal(query.get("keyterm", []), script)
+
+
+# Scripts written without spaces (and Hangul): Deepgram's tokens are no larger than a character there.
+_CHARACTER_SCRIPTS = ("CJK", "HIRAGANA", "KATAKANA", "HALFWIDTH KATAKANA", "HANGUL", "THAI", "LAO", "KHMER",
+                      "MYANMAR", "TIBETAN", "IDEOGRAPHIC", "BOPOMOFO")
+
+
+def deepgram_tokens(term: str) -> int:
+    """Keyterm tokens as this fake counts them: never fewer than Deepgram's tokenizer could (at most four
+    characters of a word a token, at least one a word; one a character in scripts written without spaces)."""
+    total = 0
+    for word in term.split():
+        dense = sum(1 for char in word if unicodedata.name(char, "").startswith(_CHARACTER_SCRIPTS))
+        total += dense + (max(1, math.ceil((len(word) - dense) / 4)) if len(word) > dense else 0)
+    return total
+
+
+def keyterm_refusal(keyterms: list[str], script: Script) -> web.Response | None:
+    """Deepgram's answer to keyterms over its limit: HTTP 400 in its own words."""
+    if sum(deepgram_tokens(term) for term in keyterms) <= script.keyterm_token_limit:
+        return None
+    return _bad(400, f"Keyterm limit exceeded. The maximum number of tokens across all keyterms is "
+                     f"{script.keyterm_token_limit}", "INVALID_QUERY_PARAMETER")
 
 
 class FakeFlux:
@@ -464,7 +488,7 @@ class _Stream:
                 if self.script.idle_close_reason is not None:
                     await self.ws.close(code=1011, message=self.script.idle_close_reason.encode())
                 else:
-                    await self.fatal("NET-0001", "No audio received within the idle limit")
+                    await self.fatal("INACTIVE_CLIENT", "No audio was received within the inactivity timeout")
                 return
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
@@ -532,11 +556,13 @@ class _Stream:
             self.record.tag = _bench_tag(message.get("keyterms") or []) or self.record.tag
             thresholds = message.get("thresholds") or {}
             eot = thresholds.get("eot_threshold", 0.7)
-            if self.script.configure_failure is not None:
-                await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE",
-                                 "description": self.script.configure_failure})
-            elif not 0.5 <= eot <= 1.0:
-                await self.send({"type": "ConfigureFailure", "code": "INVALID_CONFIGURE", "description": "eot_threshold out of range"})
+            if keyterm_refusal(message.get("keyterms") or [], self.script) is not None:
+                # Over the limit a Configure is not refused: the stream stops transcribing (Deepgram's changelog).
+                self.record.over_limit_configure = True
+                self.muted = True
+            elif self.script.configure_failure or not 0.5 <= eot <= 1.0:
+                # The spec's ConfigureFailure says which request it answers, and nothing about why.
+                await self.send({"type": "ConfigureFailure", "request_id": self.request_id})
             else:
                 await self.send({"type": "ConfigureSuccess", "thresholds": thresholds,
                                  "keyterms": message.get("keyterms", [])})

@@ -4,9 +4,10 @@ Follows nova.md like fake_flux follows flux.md: it checks the query as Deepgram 
 audio it receives and drives Results from that audio's energy (20 ms windows): interim results every second of
 audio (words revealed while speech lasts), a settled (is_final) segment every 3 s of continuous speech,
 speech_final after `endpointing` ms of silence, UtteranceEnd once `utterance_end_ms` passed after the last
-word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered audio (a from_finalize result, or nothing
-when nothing is buffered); CloseStream flushes, sends Metadata and closes. Deepgram's close codes for failures:
-1011 NET-0000 / NET-0001, 1008 DATA-0000. Modes that disagree with us are switched on through Script.nova_mode.
+word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Finalize flushes the buffered
+audio (from_finalize results: one, or Script.finalize_results; nothing when nothing is buffered); CloseStream
+flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008 and a sentence that
+carries the code (CLOSE_REASONS). Modes that disagree with us are switched on through Script.nova_mode.
 """
 
 from __future__ import annotations
@@ -31,11 +32,20 @@ from .fake_flux import (
     _bench_tag,
     heard_words,
     inject_faults,
+    keyterm_refusal,
 )
 
 INTERIM_SECONDS = 1.0  # "typically every second" (Deepgram, Utterance End)
 SEGMENT_SECONDS = 3.0  # continuous speech settles a segment this often (Deepgram finalizes long speech too)
 IDLE_LIMIT = 10.0  # no audio and no KeepAlive for this long closes the stream (1011 NET-0001)
+# The close frames' reasons as Deepgram words them: a sentence with a link that names the code. NET-0001's is
+# quoted from real output (deepgram-python-sdk #319, pipecat #1113); the others follow its pattern.
+CLOSE_REASONS = {
+    "NET-0000": "Deepgram did not provide a response message within the timeout window. See https://dpgr.am/net0000",
+    "NET-0001": "Deepgram did not receive audio data or a text message within the timeout window. "
+                "See https://dpgr.am/net0001",
+    "DATA-0000": "Deepgram could not decode the audio data it received. See https://dpgr.am/data0000",
+}
 # Deepgram's Nova-3 monolingual codes (Models & Languages Overview, 2026-11); "multi" is the 55-language model.
 LANGUAGES = {
     "en", "en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ", "en-ZA", "en-SG", "en-PH", "be", "bg", "bn",
@@ -82,9 +92,7 @@ def check_nova_query(query: dict[str, list[str]], script: Script) -> web.Respons
             return _bad(400, f"{flag} must be true or false", "INVALID_QUERY_PARAMETER")
     if any(len(tag) > 128 for tag in query.get("tag", [])):
         return _bad(400, "tag must be at most 128 characters", "INVALID_QUERY_PARAMETER")
-    if sum(len(term.split()) for term in query.get("keyterm", [])) > 500:
-        return _bad(400, "keyterm exceeds 500 tokens", "INVALID_QUERY_PARAMETER")
-    return None
+    return keyterm_refusal(query.get("keyterm", []), script)
 
 
 class NovaEngine(EnergyWindows):
@@ -191,13 +199,20 @@ class NovaEngine(EnergyWindows):
         self.in_utterance, self.silence = False, 0.0
         return out
 
-    def flush(self, from_finalize: bool) -> dict[str, Any] | None:
-        """The buffered audio as a final result; None when nothing is buffered."""
+    def flush(self, from_finalize: bool, parts: int = 1) -> list[dict[str, Any]]:
+        """The buffered audio as final results (`parts` of them, its words and time split between them); none
+        when nothing is buffered."""
         if self.t <= self.final_end + 1e-9:
-            return None
+            return []
         words = self._unsettled()
         self.settled += len(words)
-        return self.results(final=True, words=words, from_finalize=from_finalize)
+        end, out = self.t, []
+        for part in range(parts, 0, -1):
+            share = math.ceil(len(words) / part)
+            self.t = end - (end - self.final_end) * (part - 1) / part  # each result ends where its words do
+            out.append(self.results(final=True, words=words[:share], from_finalize=from_finalize))
+            words = words[share:]
+        return out
 
 
 async def handle_nova(fake: Any, request: web.Request) -> web.StreamResponse:
@@ -272,7 +287,7 @@ class _NovaStream:
                 async with asyncio.timeout(idle):
                     msg = await self.ws.receive()
             except TimeoutError:
-                await self.close(1011, "NET-0001")
+                await self.close(1011, CLOSE_REASONS["NET-0001"])
                 return
             if msg.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR):
                 return
@@ -290,14 +305,14 @@ class _NovaStream:
             await self.finish()
             return False
         if len(data) % 2:
-            await self.close(1008, "DATA-0000")  # linear16 cannot have half a sample
+            await self.close(1008, CLOSE_REASONS["DATA-0000"])  # linear16 cannot have half a sample
             return False
         if not self.record.audio_bytes:
             self.log_timing("first_audio")
         self.record.audio_bytes += len(data)
         self.record.frame_sizes.append(len(data))
         seconds = self.record.audio_seconds
-        if not await inject_faults(self, seconds, lambda: self.close(1011, "NET-0000")):
+        if not await inject_faults(self, seconds, lambda: self.close(1011, CLOSE_REASONS["NET-0000"])):
             return False
         for message in self.engine.feed(data):
             await self.send(message)
@@ -313,8 +328,9 @@ class _NovaStream:
         if kind == "KeepAlive":
             return True
         if kind == "Finalize":
-            if not self.script.ignore_force_end and (result := self.engine.flush(from_finalize=True)) is not None:
-                await self.send(result)
+            if not self.script.ignore_force_end:
+                for result in self.engine.flush(from_finalize=True, parts=self.script.finalize_results):
+                    await self.send(result)
             return True
         if kind == "CloseStream":
             await self.finish()
@@ -329,7 +345,7 @@ class _NovaStream:
                 async with asyncio.timeout(30):
                     await self.ws.receive()  # until the client gives up
             return
-        if (result := self.engine.flush(from_finalize=False)) is not None:
+        for result in self.engine.flush(from_finalize=False):
             await self.send(result)
         if self.script.close_stream_delay:  # a slow flush, unless the client gives up and closes first
             with contextlib.suppress(TimeoutError):

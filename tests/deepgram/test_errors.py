@@ -11,7 +11,8 @@ import pytest
 
 from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
-from wyoming_flux.deepgram.errors import KINDS, error_for_status, error_for_stream
+from tests.fake_nova import CLOSE_REASONS
+from wyoming_flux.deepgram.errors import KINDS, STREAM_CODES, error_for_status, error_for_stream
 from wyoming_flux.deepgram.flux import StreamOptions, connect
 
 
@@ -32,16 +33,31 @@ def test_every_handshake_status_has_its_code(status: int, code: str, retry: bool
     ("flux_code", "code"),
     [("INTERNAL_SERVER_ERROR", "flux-stream"), ("NET-0000", "flux-stream"), ("NET-0001", "flux-idle-timeout"),
      ("DATA-0000", "flux-bad-audio"), ("UNPARSABLE_CLIENT_MESSAGE", "flux-unsupported-message"),
-     ("SOMETHING_NEW", "flux-stream"), ("", "flux-stream")],
+     ("INACTIVE_CLIENT", "flux-idle-timeout"), ("SOMETHING_NEW", "flux-stream"), ("", "flux-stream")],
 )
 def test_every_stream_code_has_its_code(flux_code: str, code: str) -> None:
     error = error_for_stream(flux_code, "detail")
     assert error.code == code and (flux_code in str(error))
 
 
-@pytest.mark.parametrize("reason", [None, "NET-0001"])
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [*((sentence, STREAM_CODES[code]) for code, sentence in CLOSE_REASONS.items()),
+     ("Deepgram did not receive audio data or a text message within the timeout window. See https://dpgr.am/NET0001",
+      "flux-idle-timeout"),
+     ("net-0001", "flux-idle-timeout"), ("closed (NET-0000)", "flux-stream"),
+     ("See https://dpgr.am/net00010", "flux-stream"),
+     ("Something else entirely", "flux-stream")],
+)
+def test_the_code_inside_a_close_reason_decides(reason: str, code: str) -> None:
+    """/v1 closes with a sentence that carries the code (as a dpgr.am link, any case), not the bare code."""
+    error = error_for_stream(reason, "Nova-3 closed the stream")
+    assert error.code == code and reason in str(error)
+
+
+@pytest.mark.parametrize("reason", [None, CLOSE_REASONS["NET-0001"]])
 async def test_an_idle_close_is_read_as_flux_idle_timeout(fake_flux: FakeFlux, reason: str | None) -> None:
-    """Flux's idle limit, as a fatal Error message or as a bare close frame carrying the code."""
+    """Flux's idle limit, as a fatal Error INACTIVE_CLIENT or as a close frame whose reason carries NET-0001."""
     fake_flux.script.idle_close_after = 0.3
     fake_flux.script.idle_close_reason = reason
     async with aiohttp.ClientSession() as http:
@@ -61,6 +77,7 @@ async def test_an_idle_close_is_read_as_flux_idle_timeout(fake_flux: FakeFlux, r
         await asyncio.gather(pinger, return_exceptions=True)
         await socket.close()
     if reason is None:
+        assert messages[-1].code == "INACTIVE_CLIENT"  # type: ignore[union-attr]
         assert error_for_stream(messages[-1].code, "").code == "flux-idle-timeout"  # type: ignore[union-attr]
     else:
         assert error_for_stream(socket.close_reason, "").code == "flux-idle-timeout"

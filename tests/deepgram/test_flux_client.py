@@ -8,6 +8,7 @@ import pytest
 from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
 from wyoming_flux.deepgram.flux import (
+    ConfigureResult,
     Connected,
     FluxAuthError,
     FluxBadRequestError,
@@ -118,6 +119,9 @@ def test_parse_turn_info_and_tolerate_the_unexpected() -> None:
     assert parse_message("{not json").type == "<malformed>"  # type: ignore[union-attr]
     assert parse_message("[1,2]").type == "<malformed>"  # type: ignore[union-attr]
     assert isinstance(parse_message('{"type":"TurnInfo","turn_index":"x"}'), UnknownMessage)
+    # ConfigureFailure says which request it answers, nothing more (Deepgram's spec): no reason to read
+    failure = parse_message('{"type":"ConfigureFailure","request_id":"r-1","sequence_id":4}')
+    assert failure == ConfigureResult(False, "r-1", 4)
 
 
 def test_keyterms_are_deduplicated_and_trimmed_to_the_token_budget() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
+from tests.fake_nova import CLOSE_REASONS
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.deepgram.errors import FluxError
 from wyoming_flux.deepgram.flux import UnknownMessage
@@ -141,5 +142,5 @@ async def test_in_stream_failures_close_with_codes_the_table_reads(fake_flux: Fa
             await socket.send_audio(b"\x00\x00\x00")  # half a sample
         await _all(socket)
         await socket.close()
-    assert socket.close_reason == reason
+    assert socket.close_reason == CLOSE_REASONS[reason]  # Deepgram's sentence, the code inside
     assert error_for_stream(socket.close_reason, "closed").code == expected

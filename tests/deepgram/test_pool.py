@@ -168,16 +168,38 @@ async def test_refusals_are_retried_only_when_a_retry_can_help_and_commands_get_
         await server.stop()
 
 
+async def test_a_configure_never_carries_more_keyterm_tokens_than_the_limit(
+    session_config: SessionConfig, fake_flux: FakeFlux
+) -> None:
+    """Over the limit a Configure is not refused: the stream stops transcribing (the fake, like Deepgram's /v1,
+    goes silent). Names in Chinese once counted as a token a name, so a hundred of them went."""
+    ten = "甲乙丙丁戊己庚辛壬癸"
+    server = await warm_server(session_config)
+    try:
+        assert server.port is not None
+        await until(lambda: len(fake_flux.streams) == 1)
+        names = [f"客厅{a}{b}号灯" for a in ten for b in ten]  # 100 names, 600 characters
+        assert await command_with_names(server.port, names) == fixture_text(KITCHEN)
+        stream = fake_flux.streams[0]
+        configure = json.loads(next(m for m in stream.client_messages if '"Configure"' in m))
+        assert 0 < len(configure["keyterms"]) < len(names) and not stream.over_limit_configure
+    finally:
+        await server.stop()
+
+
 async def test_a_refused_configure_is_logged_once_and_the_command_goes_on(
     session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
 ) -> None:
-    fake_flux.script.configure_failure = "keyterms exceed the token budget"
+    fake_flux.script.configure_failure = True  # ConfigureFailure: type, request_id, sequence_id, no reason
     server = await warm_server(session_config)
     try:
         assert server.port is not None
         await until(lambda: len(fake_flux.streams) == 1)
         assert await command_with_names(server.port, ["Küche"]) == fixture_text(KITCHEN)
-        refused = [r for r in caplog.records if "keyterms exceed the token budget" in r.getMessage()]
+        refused = [r for r in caplog.records if "Flux refused the new keyterms" in r.getMessage()]
         assert len(refused) == 1 and refused[0].levelname == "WARNING"
+        # what it answers (the stream's request), and no reason made up where Deepgram gives none
+        assert fake_flux.streams[0].sent[0]["request_id"] in refused[0].getMessage()
+        assert "reason" not in refused[0].getMessage()
     finally:
         await server.stop()

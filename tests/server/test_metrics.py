@@ -118,7 +118,7 @@ async def test_warm_sockets_and_refused_configures_are_counted(session_config: S
                                                                fake_flux: FakeFlux, backend: str) -> None:
     if backend == "nova":
         pytest.skip("Nova-3 commands always handshake: the warm pool holds Flux sockets only")
-    fake_flux.script.configure_failure = "keyterms exceed the token budget"
+    fake_flux.script.configure_failure = True
     server = await start(session_config, warm_connections=1)
     try:
         assert server.port is not None

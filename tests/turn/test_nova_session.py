@@ -3,6 +3,9 @@ with the end of the command from Deepgram's endpointing (speech_final), Utteranc
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import aiohttp
 import pytest
 
@@ -62,6 +65,15 @@ async def test_audio_stop_before_the_endpoint_gets_the_whole_text_by_finalize(se
     sent = polish.streams[-1].client_messages
     assert sent[:2] == ['{"type":"Finalize"}', '{"type":"CloseStream"}']
     assert any(m.get("from_finalize") for m in polish.streams[-1].sent)
+
+
+async def test_finalize_answered_in_several_results_gets_all_of_them(session_config: SessionConfig,
+                                                                    polish: FakeFlux) -> None:
+    polish.script.finalize_results = 2  # the buffered words come back in two from_finalize results
+    result, _ = await nova_command(session_config, load_wav(POLISH)[: int(2.2 * 32000)], pace=1e6)
+    assert sum(1 for m in polish.streams[-1].sent if m.get("from_finalize")) == 2
+    assert (result.text, result.ended_by, result.degraded) == (fixture_text(POLISH), Ending.FORCED, False)
+    assert result.finalize_seconds is not None and result.finalize_seconds < 1.5
 
 
 async def test_finalize_with_nothing_buffered_answers_the_text_heard(session_config: SessionConfig,
@@ -138,6 +150,33 @@ async def test_a_stream_closed_before_any_words_is_the_tables_error(session_conf
     polish.script.fatal_after = 0.2
     result, _ = await nova_command(session_config, load_wav(POLISH), finish=False)
     assert result.ended_by is Ending.ERROR and result.error is not None and result.error.code == "flux-stream"
+
+
+@pytest.mark.parametrize("keep_alive", [0.3, 60.0])
+async def test_a_pause_in_the_clients_audio_keeps_the_stream_open_with_keep_alive(
+        session_config: SessionConfig, polish: FakeFlux, keep_alive: float) -> None:
+    """Deepgram closes a /v1 stream that gets neither audio nor a text message within its timeout (10 s; the
+    fake's is 0.8 s here); a client whose audio stalls for longer must not lose its command."""
+    polish.script.idle_close_after = 0.8
+    config = dataclasses.replace(session_config, keep_alive_seconds=keep_alive)
+    pcm = load_wav(POLISH) + silence(3)
+    async with aiohttp.ClientSession() as http:
+        session = TurnSession(http, config, TurnRequest(FLUX_MODELS[MODEL_NOVA], "pl"), 16000)
+        session.start()
+        try:
+            await feed_paced(session, pcm[:32000], 10)  # one second of speech, then nothing for 2 s
+            await asyncio.sleep(2.0)
+            await feed_paced(session, pcm[32000:], 10)
+            result = await session.wait()
+        finally:
+            await session.aclose()
+    keep_alives = polish.streams[-1].client_messages.count('{"type":"KeepAlive"}')
+    if keep_alive < 1:
+        assert (result.text, result.ended_by, result.degraded) == (fixture_text(POLISH), Ending.END_OF_TURN, False)
+        assert 2 <= keep_alives <= 10  # one every 0.3 s of the 2 s pause, none while audio flowed
+    else:  # without them the stream is closed, and its close reason read as the idle timeout it is
+        assert keep_alives == 0 and result.ended_by is Ending.ERROR and result.error is not None
+        assert result.error.code == "flux-idle-timeout" and "dpgr.am/net0001" in str(result.error)
 
 
 async def test_a_silent_stream_ends_within_the_finalize_bound(session_config: SessionConfig, polish: FakeFlux) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI
+from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
 from wyoming_flux.turn.session import (
     Ending,
     SessionConfig,
@@ -240,6 +240,22 @@ async def test_privacy_and_tags_reach_flux(session_config: SessionConfig, fake_f
     assert query["mip_opt_out"] == ["true"] and query["tag"] == ["kitchen", "ha"]
 
 
+@pytest.mark.parametrize(("model", "language"), [(MODEL_EN, None), (MODEL_NOVA, "pl")])
+async def test_keyterms_in_a_script_without_spaces_cost_no_command(
+    session_config: SessionConfig, fake_flux: FakeFlux, model: str, language: str | None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A home named in Chinese: every name once counted as one token, so all of them went and Deepgram refused
+    every command (it counts a token a character there, as the fake does)."""
+    ten = "甲乙丙丁戊己庚辛壬癸"
+    names = tuple(f"客厅{a}{b}号灯" for a in ten for b in ten)  # 600 characters
+    config = dataclasses.replace(session_config, keyterms=names)
+    result, _ = await command(config, load_wav(KITCHEN) + silence(1), model=model, language=language)
+    assert (result.text, result.error) == (fixture_text(KITCHEN), None)
+    assert fake_flux.handshakes == 1 and 0 < len(fake_flux.streams[0].query["keyterm"]) < len(names)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text
+
+
 async def test_a_language_the_model_lacks_is_said_once_and_noted(
     session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -251,11 +267,14 @@ async def test_a_language_the_model_lacks_is_said_once_and_noted(
     assert "language_hint" not in fake_flux.streams[0].query
 
 
+@pytest.mark.parametrize("answer", ["warning", "nothing"])
 async def test_client_mode_ends_at_no_active_turn_quietly_with_the_ended_turns_text(
-    session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
+    session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture, answer: str
 ) -> None:
-    """Flux answers our ForceEndTurn with "no active turn" after words that started no turn: the command is
-    decided then, on the turn that ended, and that expected answer is not a warning."""
+    """Flux answers our ForceEndTurn with "no active turn" (or, as it may, with nothing at all) after words that
+    started no turn: the command is decided then, on the turn that ended, and that expected answer is not a
+    warning."""
+    fake_flux.script.no_turn_force_end = answer
     fake_flux.script.transcripts = ["what time is it"]
     fake_flux.script.words_after_eot = "uh huh"
     caplog.set_level(logging.DEBUG, "wyoming_flux")
@@ -269,5 +288,5 @@ async def test_client_mode_ends_at_no_active_turn_quietly_with_the_ended_turns_t
     caplog.clear()
     result, _ = await command(config, load_wav("what_time_is_it") + silence(1))  # the usual client-mode command
     assert result.text == "what time is it"
-    assert "FORCE_END_TURN_NO_ACTIVE_TURN" in caplog.text  # said, at debug level
+    assert ("FORCE_END_TURN_NO_ACTIVE_TURN" in caplog.text) == (answer == "warning")  # said, at debug level
     assert not [r for r in caplog.records if r.levelname == "WARNING"], caplog.text

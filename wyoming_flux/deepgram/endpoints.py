@@ -1,8 +1,11 @@
-"""What this process has learnt about Flux endpoints while running: which ones refuse ForceEndTurn.
+"""What this process has learnt about Deepgram endpoints while running: which ones refuse ForceEndTurn, and
+which ones counted more keyterm tokens than we did.
 
 Older and self-hosted deployments answer ForceEndTurn with a fatal UNPARSABLE_CLIENT_MESSAGE. Once one has,
-its turns are ended with trailing silence instead, for as long as the process runs (one entry per configured
-URL, so the set stays as small as the configuration).
+its turns are ended with trailing silence instead, for as long as the process runs. An endpoint that refused a
+handshake for its keyterm limit gets fewer keyterms from then on (a lower budget by our count), so that one
+refusal is not paid again by every command. One entry per configured URL, so both stay as small as the
+configuration.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlsplit
 
+from .keyterms import KEYTERM_TOKEN_BUDGET
+
 _LOGGER = logging.getLogger(__name__)
 
 _NO_FORCE_END: set[str] = set()
+_KEYTERM_BUDGETS: dict[str, int] = {}
 
 
 def _key(url: str) -> str:
@@ -32,9 +38,22 @@ def mark_no_force_end(url: str) -> None:
                         "silence from now on", key)
 
 
+def keyterm_budget(url: str) -> int:
+    """The keyterm tokens (by our count) to send this endpoint."""
+    return _KEYTERM_BUDGETS.get(_key(url), KEYTERM_TOKEN_BUDGET)
+
+
+def lower_keyterm_budget(url: str, refused: int) -> int:
+    """The endpoint refused keyterms we counted as `refused` tokens: send it a quarter fewer from now on."""
+    budget = min(keyterm_budget(url), refused * 3 // 4)
+    _KEYTERM_BUDGETS[_key(url)] = budget
+    return budget
+
+
 def forget_endpoints() -> None:
     """Start afresh (a reconfigured endpoint may have been upgraded; tests start each case clean)."""
     _NO_FORCE_END.clear()
+    _KEYTERM_BUDGETS.clear()
 
 
 def listen_urls(url: str) -> tuple[str, str]:

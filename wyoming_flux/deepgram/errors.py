@@ -3,6 +3,7 @@ the user must act. docs/how-it-works.md shows this table (a test compares them).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -28,8 +29,8 @@ _KINDS = (
               True, False),
     ErrorKind("flux-stream", "stream broke: `INTERNAL_SERVER_ERROR`, `NET-0000` (1011), dropped socket",
               "the Flux stream broke", True, False),
-    ErrorKind("flux-idle-timeout", "`NET-0001` (1011): no audio reached Flux in time", "Flux closed an idle stream",
-              True, False),
+    ErrorKind("flux-idle-timeout", "`NET-0001` (1011) or `INACTIVE_CLIENT`: no audio reached Flux in time",
+              "Flux closed an idle stream", True, False),
     ErrorKind("flux-bad-audio", "`DATA-0000` (1008): audio Flux cannot decode", "Flux could not decode the audio",
               False, False),
     ErrorKind("flux-unsupported-message", "`UNPARSABLE_CLIENT_MESSAGE`: a control message this deployment lacks",
@@ -42,11 +43,12 @@ HANDSHAKE_CODES: dict[int, str] = {
     404: "flux-not-found", 408: "flux-request-timeout", 429: "flux-rate-limited",
 }
 
-# In-stream failures: the `code` of a fatal Error message, or the reason of a close frame.
+# In-stream failures: the `code` of a fatal Error message, or the code inside a close frame's reason.
 STREAM_CODES: dict[str, str] = {
     "INTERNAL_SERVER_ERROR": "flux-stream",
     "NET-0000": "flux-stream",
     "NET-0001": "flux-idle-timeout",
+    "INACTIVE_CLIENT": "flux-idle-timeout",  # Flux's Error for a client that sent nothing in time
     "DATA-0000": "flux-bad-audio",
     "UNPARSABLE_CLIENT_MESSAGE": "flux-unsupported-message",
 }
@@ -119,8 +121,24 @@ def error_for_status(status: int, dg_error: str | None) -> FluxError:
                                          dg_error=dg_error)
 
 
-def error_for_stream(code: str, description: str) -> FluxError:
-    """Map a fatal Error message or a close frame's reason to its typed error."""
+# A /v1 close reason is a sentence with the code inside, as a link or as written: "... within the timeout
+# window. See https://dpgr.am/net0001", or "NET-0001".
+_CODE_IN_REASON = re.compile(r"\b(NET|DATA)-?(\d{4})\b", re.IGNORECASE)
+
+
+def stream_code(reason: str) -> str:
+    """The code of a fatal Error message's `code` or of a close frame's reason, as STREAM_CODES spells it."""
+    text = reason.strip()
+    if text.upper() in STREAM_CODES:
+        return text.upper()
+    found = _CODE_IN_REASON.search(text)
+    return f"{found[1].upper()}-{found[2]}" if found else text
+
+
+def error_for_stream(reason: str, description: str) -> FluxError:
+    """Map a fatal Error message (its code) or a close frame (its reason) to its typed error."""
+    code = stream_code(reason)
     stable = STREAM_CODES.get(code, "flux-stream")
-    text = ": ".join(part for part in (KINDS[stable].message, code, description) if part)
-    return FluxStreamError(text, code=stable, dg_error=description or None)
+    said = reason.strip()  # Deepgram's own words, when they are more than the code
+    parts = (KINDS[stable].message, code, said if said != code else "", description)
+    return FluxStreamError(": ".join(part for part in parts if part), code=stable, dg_error=description or None)

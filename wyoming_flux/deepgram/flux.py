@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
-from collections.abc import Iterable
 from typing import Any, Union
 
 import aiohttp
@@ -23,6 +21,7 @@ from .errors import (
     FluxUnavailableError,
     error_for_status,
 )
+from .keyterms import KEYTERM_TOKEN_BUDGET, Keyterms, estimate_tokens, trim_keyterms
 from .stream import DeepgramSocket, open_stream
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,13 +31,14 @@ EU_URL = "wss://api.eu.deepgram.com/v2/listen"
 AU_URL = "wss://api.au.deepgram.com/v2/listen"
 IN_URL = "wss://api.in.deepgram.com/v2/listen"
 REGIONS: dict[str, str] = {"us": DEFAULT_URL, "eu": EU_URL, "au": AU_URL, "in": IN_URL}  # Deepgram's regional hosts
-KEYTERM_TOKEN_BUDGET = 500
 
 
-# Failures live in errors.py (one table); re-exported here for the callers that import them with the client.
+# Failures live in errors.py (one table), keyterms in keyterms.py; re-exported here for the callers that import
+# them with the client.
 __all__ = [
-    "FluxAuthError", "FluxBadRequestError", "FluxError", "FluxForbiddenError", "FluxRateLimitError",
-    "FluxStreamError", "FluxTimeoutError", "FluxUnavailableError", "error_for_status",
+    "KEYTERM_TOKEN_BUDGET", "FluxAuthError", "FluxBadRequestError", "FluxError", "FluxForbiddenError",
+    "FluxRateLimitError", "FluxStreamError", "FluxTimeoutError", "FluxUnavailableError", "Keyterms",
+    "error_for_status", "estimate_tokens", "trim_keyterms",
 ]
 
 
@@ -96,48 +96,6 @@ def validate_thresholds(eot: float | None, eager: float | None, timeout_ms: int 
         check_range("eot_timeout_ms", timeout_ms)
 
 
-def estimate_tokens(term: str) -> int:
-    """A conservative token count: at least one per word, one per four characters of a long word."""
-    return sum(max(1, math.ceil(len(word) / 4)) for word in term.split())
-
-
-class Keyterms:
-    """Terms kept as they are added: in order (first ones matter most), without duplicates, within Flux's token
-    budget. Once `full` (every term costs a token at least) nothing more fits, so a long list can stop there."""
-
-    def __init__(self, budget: int = KEYTERM_TOKEN_BUDGET) -> None:
-        self.budget = budget
-        self.kept: list[str] = []
-        self.used = 0
-        self._seen: set[str] = set()
-
-    @property
-    def full(self) -> bool:
-        return self.used >= self.budget
-
-    def add(self, raw: str) -> None:
-        term = " ".join(raw.split())
-        key = term.casefold()
-        if not term or key in self._seen:
-            return
-        cost = estimate_tokens(term)
-        if self.used + cost > self.budget:
-            return
-        self.kept.append(term)
-        self._seen.add(key)
-        self.used += cost
-
-
-def trim_keyterms(terms: Iterable[str], budget: int = KEYTERM_TOKEN_BUDGET) -> list[str]:
-    """Keep terms in order (first ones matter most), without duplicates, within Flux's token budget."""
-    keyterms = Keyterms(budget)
-    for term in terms:
-        if keyterms.full:
-            break
-        keyterms.add(term)
-    return keyterms.kept
-
-
 # ---------------------------------------------------------------- messages
 
 
@@ -173,12 +131,12 @@ class FatalError:
 
 @dataclass(frozen=True)
 class ConfigureResult:
-    success: bool
-    detail: dict[str, Any]
+    """ConfigureSuccess or ConfigureFailure. A failure says no more than which request it answers (the spec gives
+    it `type`, `request_id` and `sequence_id` only): there is no reason to report."""
 
-    @property
-    def reason(self) -> str:
-        return str(self.detail.get("description") or self.detail.get("code") or "no reason given")
+    success: bool
+    request_id: str | None = None
+    sequence_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -216,10 +174,16 @@ def parse_message(text: str) -> FluxMessage:
         if kind == "Error":
             return FatalError(str(data.get("code", "")), str(data.get("description", "")))
         if kind in ("ConfigureSuccess", "ConfigureFailure"):
-            return ConfigureResult(kind == "ConfigureSuccess", data)
+            sequence = data.get("sequence_id")
+            return ConfigureResult(kind == "ConfigureSuccess", _optional_str(data.get("request_id")),
+                                   sequence if isinstance(sequence, int) else None)
         return UnknownMessage(str(kind), text[:500])
     except (ValueError, TypeError):
         return UnknownMessage("<malformed>", text[:500])
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _optional_float(value: Any) -> float | None:

@@ -20,6 +20,9 @@ from .stream import DeepgramSocket, open_stream
 DEFAULT_ENDPOINTING_MS = 500  # top of Deepgram's 300-500 ms for speakers who pause (README: the measurement)
 DEFAULT_UTTERANCE_END_MS = 1000  # Deepgram's own example and the shortest it recommends (interim results are ~1 s)
 NOVA_KEYTERM_TOKEN_BUDGET = 500
+# Deepgram closes a /v1 stream that gets neither audio nor a text message for 10 s (1011, NET-0001), and asks
+# for a KeepAlive every 3-5 s while no audio flows.
+KEEP_ALIVE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class NovaSocket(DeepgramSocket[NovaMessage]):
         await self._send(self._ws.send_str('{"type":"Finalize"}'))
 
     async def keep_alive(self) -> None:
+        """Still here, though no audio flows (Deepgram does not answer it)."""
         await self._send(self._ws.send_str('{"type":"KeepAlive"}'))
 
 

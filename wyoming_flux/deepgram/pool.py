@@ -20,7 +20,9 @@ from dataclasses import dataclass, field, replace
 import aiohttp
 
 from ..common.tasks import cancel, keep
+from .endpoints import keyterm_budget
 from .flux import FluxError, FluxSocket, StreamOptions, connect
+from .keyterms import trim_keyterms
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -107,7 +109,8 @@ class WarmPool:
         """What may change after the handshake goes by Configure (Flux's answer reaches the command)."""
         changes: dict[str, list[str]] = {}
         if options.keyterms != self.options.keyterms:
-            changes["keyterms"] = list(options.keyterms[:_CONFIGURE_MAX_KEYTERMS])
+            # Never over the budget: an over-limit Configure is not refused, the stream just stops transcribing.
+            changes["keyterms"] = trim_keyterms(options.keyterms[:_CONFIGURE_MAX_KEYTERMS], keyterm_budget(self._url))
         if options.language_hints != self.options.language_hints:
             changes["language_hints"] = list(options.language_hints)
         if changes:

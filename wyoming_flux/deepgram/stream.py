@@ -14,7 +14,9 @@ from typing import Any, Generic, TypeVar
 
 import aiohttp
 
-from .errors import FluxStreamError, FluxTimeoutError, FluxUnavailableError, error_for_status
+from .endpoints import keyterm_budget, lower_keyterm_budget
+from .errors import FluxError, FluxStreamError, FluxTimeoutError, FluxUnavailableError, error_for_status
+from .keyterms import estimate_tokens, refused_for_keyterms, trim_keyterms
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -88,27 +90,64 @@ async def open_stream(
     timeout: float,
     service: str,
 ) -> tuple[aiohttp.ClientWebSocketResponse, str | None]:
-    """The handshake. Returns the socket and Deepgram's request id; raises a FluxError subclass within `timeout`."""
+    """The handshake. Returns the socket and Deepgram's request id; raises a FluxError subclass within `timeout`.
+
+    Keyterms help a command but must never cost it: they are cut to what the endpoint has accepted before, and
+    a handshake Deepgram still refuses for its keyterm limit is made again at once without them."""
+    params = _fit_keyterms(url, params)
     try:
         async with asyncio.timeout(timeout):
-            ws = await http.ws_connect(
-                url,
-                params=params,
-                headers={"Authorization": f"Token {api_key}"},
-                autoping=True,
-                max_msg_size=4 * 1024 * 1024,
-            )
+            try:
+                ws = await _handshake(http, url, api_key, params, service)
+            except FluxError as err:
+                if not _refused_keyterms(url, params, err, service):
+                    raise
+                ws = await _handshake(http, url, api_key, [p for p in params if p[0] != "keyterm"], service)
+    except TimeoutError:
+        raise FluxTimeoutError(f"no answer from {service} within {timeout:g} s") from None
+    response = getattr(ws, "_response", None)  # aiohttp keeps the handshake response here
+    request_id = response.headers.get("dg-request-id") if response is not None else None
+    return ws, request_id
+
+
+async def _handshake(http: aiohttp.ClientSession, url: str, api_key: str, params: list[tuple[str, str]],
+                     service: str) -> aiohttp.ClientWebSocketResponse:
+    try:
+        return await http.ws_connect(
+            url,
+            params=params,
+            headers={"Authorization": f"Token {api_key}"},
+            autoping=True,
+            max_msg_size=4 * 1024 * 1024,
+        )
     except aiohttp.WSServerHandshakeError as err:
         headers: Mapping[str, str] = err.headers or {}
         raise error_for_status(err.status, headers.get("dg-error")) from None
     except TimeoutError:
-        raise FluxTimeoutError(f"no answer from {service} within {timeout:g} s") from None
+        raise  # open_stream's bound (aiohttp's own timeouts are TimeoutErrors too)
     except (aiohttp.ClientError, OSError) as err:
         # The exception text may carry the URL but never the key, which only travels in a header.
         raise FluxUnavailableError(f"cannot reach {service}: {_describe(err)}") from None
-    response = getattr(ws, "_response", None)  # aiohttp keeps the handshake response here
-    request_id = response.headers.get("dg-request-id") if response is not None else None
-    return ws, request_id
+
+
+def _refused_keyterms(url: str, params: list[tuple[str, str]], err: FluxError, service: str) -> bool:
+    """Deepgram refused this query's keyterms for its limit: say so once, and send that endpoint fewer from now."""
+    terms = [value for name, value in params if name == "keyterm"]
+    if not terms or not refused_for_keyterms(err.status, err.dg_error):
+        return False
+    budget = lower_keyterm_budget(url, sum(estimate_tokens(term) for term in terms))
+    _LOGGER.warning("%s refused %d keyterms for its token limit (%s); this command goes on without them, and "
+                    "later ones send up to %d tokens of them", service, len(terms), err.dg_error, budget)
+    return True
+
+
+def _fit_keyterms(url: str, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The query with its keyterms cut to the budget this endpoint has shown it accepts (unchanged if within)."""
+    terms = [value for name, value in params if name == "keyterm"]
+    budget = keyterm_budget(url)
+    if sum(estimate_tokens(term) for term in terms) <= budget:
+        return params
+    return [p for p in params if p[0] != "keyterm"] + [("keyterm", term) for term in trim_keyterms(terms, budget)]
 
 
 def _describe(err: BaseException) -> str:

@@ -39,6 +39,7 @@ class Backend(Protocol):
     name: str  # for log lines: "Flux" or "Nova-3"
     url: str
     warm_pool: bool  # the warm pool holds sockets for this API
+    keeps_alive: bool  # a stream whose audio pauses needs keep_alive() to stay open
 
     async def connect(self, http: aiohttp.ClientSession, options: Any, timeout: float) -> Any: ...
 
@@ -50,6 +51,9 @@ class Backend(Protocol):
 
     def close_after_ask(self) -> bool:
         """Send CloseStream right after asking: its answer (Metadata, close) proves nothing more will come."""
+
+    async def keep_alive(self, socket: Any) -> None:
+        """Keep a stream open while no audio flows (only called when `keeps_alive`)."""
 
     def confirms(self, message: object) -> bool:
         """This message reports on our audio (the socket is good)."""
@@ -66,6 +70,7 @@ class FluxBackend:
 
     name = "Flux"
     warm_pool = True
+    keeps_alive = False  # /v2 has no KeepAlive message (an unknown message is fatal)
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.url
@@ -85,6 +90,9 @@ class FluxBackend:
 
     def close_after_ask(self) -> bool:
         return False  # CloseStream does not finalize a Flux turn: EndOfTurn answers ForceEndTurn
+
+    async def keep_alive(self, socket: FluxSocket) -> None:
+        pass
 
     def confirms(self, message: object) -> bool:
         return isinstance(message, TurnInfo)
@@ -106,10 +114,11 @@ class FluxBackend:
                         message.description)
             return state.warning(message.code)
         if isinstance(message, ConfigureResult) and not message.success:
-            # Flux keeps the configuration it had; say so once
-            _LOGGER.warning("Flux refused the new keyterms or language hints (%s); the command goes on with the "
-                            "configuration the connection opened with", message.reason)
-            self._notes.append(f"configure-failed: {message.reason}")
+            # Flux keeps the configuration it had; say so once (a ConfigureFailure gives no reason)
+            _LOGGER.warning("Flux refused the new keyterms or language hints (Configure, request %s); the command "
+                            "goes on with the configuration the connection opened with",
+                            message.request_id or "unknown")
+            self._notes.append("configure-failed")
         return None
 
     def stream_error(self, socket: FluxSocket) -> FluxError:
@@ -122,6 +131,7 @@ class NovaBackend:
 
     name = "Nova-3"
     warm_pool = False  # Nova-3 commands always handshake: a warm socket buys nothing measurable (README)
+    keeps_alive = True  # 10 s without audio or a text message closes a /v1 stream (NET-0001)
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.nova_url
@@ -142,6 +152,9 @@ class NovaBackend:
         # Finalize is answered only if audio is buffered; CloseStream's Metadata says when nothing more will come.
         return True
 
+    async def keep_alive(self, socket: NovaSocket) -> None:
+        await socket.keep_alive()
+
     def confirms(self, message: object) -> bool:
         return isinstance(message, Results)
 
@@ -156,8 +169,9 @@ class NovaBackend:
                 self._tail = text
             state.progress(self._settled, self._tail, message.end, now,
                            message.languages[0] if message.languages else None)
-            if message.from_finalize:
-                return state.finalized()
+            if message.from_finalize:  # Finalize may answer in several results: Metadata says they are all in
+                state.flushed()
+                return None
             if message.speech_final:
                 return state.endpoint("speech_final")
             return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..deepgram.flux import KEYTERM_TOKEN_BUDGET, Keyterms
+from ..deepgram.keyterms import KEYTERM_TOKEN_BUDGET, Keyterms
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import FluxError
-from ..deepgram.flux import StreamOptions, trim_keyterms
+from ..deepgram.flux import StreamOptions
+from ..deepgram.keyterms import trim_keyterms
 from ..deepgram.models import NOVA, FluxModel, language_hints, nova_language
-from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, NovaOptions
+from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, KEEP_ALIVE_SECONDS, NovaOptions
 from .state import Ending
 
 
@@ -30,6 +31,7 @@ class SessionConfig:
     connect_timeout: float = 3.0
     finalize_timeout: float = 2.0  # end asked for -> final text
     stall_timeout: float = 3.0  # no message at all from a Flux stream that should be talking
+    keep_alive_seconds: float = KEEP_ALIVE_SECONDS  # Nova-3: a KeepAlive after this long with no audio sent
     mip_opt_out: bool = False  # Deepgram's Model Improvement Program opt-out
     tags: tuple[str, ...] = ()  # Deepgram usage-report labels
     endpointing_ms: int = DEFAULT_ENDPOINTING_MS  # Nova-3: silence that ends a command

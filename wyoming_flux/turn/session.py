@@ -42,6 +42,7 @@ __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnRes
 _LOGGER = logging.getLogger(__name__)
 
 _TICK = 0.1  # how often the watchdog looks at the wall-clock bounds
+_KEEP_ALIVE = "keep-alive"
 _FORCE = "force"
 _SILENCE = "silence"
 _CLOSE = "close"
@@ -110,6 +111,7 @@ class TurnSession:
         self._first_text_at: float | None = None
         self._request_id: str | None = None
         self._close_asked = False  # we sent CloseStream: a close now is the answer, not a failure
+        self._sent_at: float | None = None  # when the open socket was last sent anything; None while none is open
         self._last_partial = ""
         if (why := language_mismatch(request.model, request.language)) is not None:
             _LOGGER.warning("%s", why)
@@ -236,6 +238,7 @@ class TurnSession:
         """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
         self._state.connected(self._loop.time())
         self._request_id = socket.request_id or self._request_id
+        self._sent_at = self._loop.time()
         workers = [asyncio.create_task(self._send(socket)), asyncio.create_task(self._receive(socket))]
         try:
             await asyncio.wait([self._result, *workers], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
@@ -245,6 +248,7 @@ class TurnSession:
                         raise worker.exception()  # type: ignore[misc]
                 raise FluxStreamError("Flux closed the stream before the turn ended")
         finally:
+            self._sent_at = None
             await self._shutdown(socket, workers)
 
     def _requeue_replay(self) -> None:
@@ -279,6 +283,7 @@ class TurnSession:
     async def _send(self, socket: DeepgramSocket[Any]) -> None:
         while True:
             item = await self._queue.get()
+            self._sent_at = self._loop.time()
             if self._warm and not self._confirmed:
                 self._replay.append(item)
             if item == _FORCE:
@@ -290,6 +295,8 @@ class TurnSession:
                 self._close_asked = True
                 await socket.close_stream()
                 self._state.force_sent(self._loop.time())
+            elif item == _KEEP_ALIVE:
+                await self._backend.keep_alive(socket)
             elif isinstance(item, bytes):
                 if self.done:
                     continue  # the answer is decided: more audio would only be billed
@@ -385,10 +392,20 @@ class TurnSession:
         if self.done:
             return
         try:
-            self._apply(self._state.tick(self._loop.time()))
+            now = self._loop.time()
+            self._apply(self._state.tick(now))
+            self._keep_alive(now)
         finally:
             if not self.done and self._watchdog is not None:
                 self._schedule_watch()
+
+    def _keep_alive(self, now: float) -> None:
+        """While the client's audio pauses, tell an API that closes idle streams that we are still here: Nova-3
+        closes a stream that gets neither audio nor a text message for 10 s."""
+        if (self._backend.keeps_alive and self._sent_at is not None and self._taking_audio
+                and self._queue.empty() and now - self._sent_at >= self._config.keep_alive_seconds):
+            self._sent_at = now  # one at a time
+            self._queue.put_nowait(_KEEP_ALIVE)
 
     # ------------------------------------------------------------ outcome
 

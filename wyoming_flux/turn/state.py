@@ -22,7 +22,8 @@ _MAX_STRIDE = 0.5  # a longer gap between reports is a stall, not a stride
 _WALL_GRACE = 2.0  # wall-clock slack over an audio-time bound before we stop trusting Flux's clock
 _EOT_GRACE = 1.0  # audio seconds past Flux's own eot_timeout before we end a turn Flux should have ended
 _QUIET_AFTER_FORCE = 0.5  # with no turn open, how long Flux may stay silent after we asked for the end
-NO_ACTIVE_TURN = "FORCE_END_TURN_NO_ACTIVE_TURN"  # the one Warning that answers a ForceEndTurn
+# The one Warning that may answer a ForceEndTurn: with no turn open Flux sends it, or nothing at all.
+NO_ACTIVE_TURN = "FORCE_END_TURN_NO_ACTIVE_TURN"
 
 
 class Ending(str, Enum):
@@ -102,7 +103,9 @@ class TurnState:
         self.completed: list[str] = []  # finished turns (only more than one in client mode)
         self.turn_text = ""
         self.turn_active = False
-        self.turn_started = False  # Flux said StartOfTurn for the current turn (words alone do not start one)
+        # A turn the API will still finalize is open: Flux said StartOfTurn (words alone do not start one);
+        # Nova-3 heard words with no end of speech marked after them.
+        self.turn_started = False
         self.words_at = 0.0  # Flux's audio clock when the current turn last gained or changed words
         self.language: str | None = None
         self.first_text_at: float | None = None
@@ -238,7 +241,7 @@ class TurnState:
             self.checking = self.endpoint_due = None  # more words: the pause was not the end
             if text:
                 self.words_seen_at = now
-                self.turn_active = True  # words heard, and no end of speech marked after them yet
+                self.turn_active = self.turn_started = True  # words heard, no end of speech marked after them
         if text and self.first_text_at is None:
             self.first_text_at = now
 
@@ -247,7 +250,7 @@ class TurnState:
         while we ask for the final text, its answer decides instead: audio after the mark may hold more words.
         With early answers, a short endpoint (speech_final) first asks whether the words are complete; the
         utterance end (the long bound) ends the command whatever the words."""
-        self.turn_active = False
+        self.turn_active = self.turn_started = False
         if self.forcing is None and self.text and self.bounds.end_on_flux_eot:
             if self.bounds.check_endpoints and trigger == "speech_final":
                 self.checking = self.text
@@ -255,9 +258,14 @@ class TurnState:
             return self.decide(Ending.END_OF_TURN, trigger=trigger)
         return None
 
+    def flushed(self) -> None:
+        """The API answered our request for the final text with a result; more may follow (Finalize may answer
+        in several), so this is not the end: that is the stream's end (finalized), or quiet once all is in."""
+        self.turn_active = self.turn_started = False
+
     def finalized(self) -> Decision | None:
-        """The API answered our request for the final text: everything it heard is in."""
-        self.turn_active = False
+        """The API says everything it heard is in (Nova-3's Metadata, after our CloseStream)."""
+        self.flushed()
         return self.decide(self.forcing) if self.forcing is not None else None
 
     def warning(self, code: str) -> Decision | None:
@@ -268,11 +276,16 @@ class TurnState:
         started are not a turn Flux will finalize; they are kept only when no turn ended (better than nothing).
         After a StartOfTurn the warning is not taken as the end: that turn's EndOfTurn is still to come."""
         if code == NO_ACTIVE_TURN and self.forcing is not None and not self.turn_started:
-            if self.completed:
-                self.turn_text = ""
-            self.turn_active = False
-            return self.decide(self.forcing)
+            return self._no_turn_open()
         return None
+
+    def _no_turn_open(self) -> Decision:
+        """The end we asked for, with no turn open: decided on the turns that ended. Words of a Flux Update that
+        started no turn are not a turn Flux will finalize; they are kept only when no turn ended."""
+        if self.turn_active and not self.turn_started and self.completed:
+            self.turn_text = ""
+        self.turn_active = False
+        return self.decide(self.forcing or Ending.FORCED)
 
     def stream_closed(self, close_asked: bool) -> Decision:
         """Flux closed the stream. After our own CloseStream, with everything reported, that is the end."""
@@ -294,9 +307,11 @@ class TurnState:
             if self.connected_at is None:
                 return None  # the connect timeout bounds this wait
             sent_at = self.force_sent_at
-            if (sent_at is not None and not self.turn_active and self.caught_up()
+            # The API has reported on all our audio and no turn is open: its answer to our request (Flux's
+            # NO_ACTIVE_TURN Warning, more results after a Finalize) may never come.
+            if (sent_at is not None and not self.turn_started and self.caught_up()
                     and now - sent_at >= _QUIET_AFTER_FORCE):
-                return self.decide(self.forcing)  # Flux has reported on all our audio, no turn is open
+                return self._no_turn_open()
             if now - max(self.forced_at, self.connected_at) >= bounds.finalize_timeout:
                 return self.best("Flux did not finalize the turn")
         elif not self.heard and (self.confirmed >= bounds.no_speech_timeout
