@@ -218,7 +218,7 @@ def parse_message(text: str) -> FluxMessage:
         if kind in ("ConfigureSuccess", "ConfigureFailure"):
             return ConfigureResult(kind == "ConfigureSuccess", data)
         return UnknownMessage(str(kind), text[:500])
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deeply for the decoder
         return UnknownMessage("<malformed>", text[:500])
 
 
