@@ -4,6 +4,9 @@ process, every 10 ms) while
 - idle (the reference);
 - 40 clients scrape /metrics as fast as they can (another process);
 - 1000 connections to the metrics port send half a request and wait (slowloris);
+- one connection pipelines `GET /metrics` as fast as it can and never reads the answers (or reads them), while
+  another client asks /healthz every 250 ms and the server's memory is sampled;
+- 16 keep-alive connections hold the metrics port (each asks `HEAD /healthz` now and then) and 20 scrapes come;
 - the server reads the names of a 100,000-entity Home Assistant (tests/hostile_hass.py), from its start.
 
     .venv/bin/python bench/hostile.py [--seconds 5]
@@ -17,9 +20,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-from common import ROOT, free_port, percentiles, processes, save, wait_port
+from common import ROOT, free_port, percentiles, processes, rss_kb, save, wait_port
 from wyoming.event import async_read_event
 from wyoming.info import Describe
 
@@ -28,17 +32,98 @@ from wyoming_flux.server.wire import encode_event
 SCRAPER = """
 import asyncio, sys
 async def scrape(port):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     request = b"GET /metrics HTTP/1.1\\r\\nHost: bench\\r\\n\\r\\n"
-    while True:
-        writer.write(request)
-        head = await reader.readuntil(b"\\r\\n\\r\\n")
-        length = int(next(l for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length")).split(b":")[1])
-        await reader.readexactly(length)
+    while True:  # those over the port's bounds are answered 503 and closed: they come again
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        try:
+            while True:
+                writer.write(request)
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                length = int(next(l for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length")).split(b":")[1])
+                await reader.readexactly(length)
+        except (OSError, asyncio.IncompleteReadError):
+            writer.close()
+            await asyncio.sleep(0.01)
 async def main(port, clients):
     await asyncio.gather(*(scrape(port) for _ in range(clients)))
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2])))
 """
+
+PIPELINER = """
+import socket, sys, threading
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+if sys.argv[2] == "read":
+    threading.Thread(target=lambda: [None for _ in iter(lambda: sock.recv(1 << 16), b"")], daemon=True).start()
+requests = b"GET /metrics HTTP/1.1\\r\\nHost: bench\\r\\n\\r\\n" * 4096
+while True:
+    sock.sendall(requests)
+"""
+
+
+def http_get(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """One request on its own connection; the answer's status line (b"" if it failed or timed out)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+            sock.sendall(request)
+            answer = b""
+            while b"\r\n" not in answer and (data := sock.recv(4096)):
+                answer += data
+            return answer.split(b"\r\n", 1)[0]
+    except OSError:
+        return b""
+
+
+def under_pipeline(server_pid: int, port: int, metrics_port: int, mode: str, seconds: float) -> dict[str, object]:
+    """Describe round trips, /healthz from another client and the server's RSS while one connection pipelines."""
+    before = rss_kb(server_pid)
+    peak = [before]
+    health: list[tuple[float, bool]] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.25):
+            peak[0] = max(peak[0], rss_kb(server_pid))
+            started = time.perf_counter()
+            ok = http_get(metrics_port, b"GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+            health.append((time.perf_counter() - started, ok.startswith(b"HTTP/1.1 200")))
+
+    attacker = subprocess.Popen([sys.executable, "-c", PIPELINER, str(metrics_port), mode])
+    watcher = threading.Thread(target=watch)
+    try:
+        time.sleep(1.0)
+        watcher.start()
+        figures: dict[str, object] = dict(measure(port, seconds))
+    finally:
+        stop.set()
+        attacker.kill()
+        attacker.wait()
+        if watcher.is_alive():
+            watcher.join()
+    figures["healthz"] = {"n": len(health), "failed": sum(1 for _, ok in health if not ok),
+                          "max_ms": round(max((t for t, _ in health), default=0.0) * 1000, 1)}
+    time.sleep(1.0)
+    figures["rss_mb"] = {"before": round(before / 1024, 1), "peak": round(peak[0] / 1024, 1),
+                         "after": round(rss_kb(server_pid) / 1024, 1)}
+    return figures
+
+
+def keep_alive_lockout(metrics_port: int) -> dict[str, int]:
+    """16 keep-alive connections that each asked HEAD /healthz, then 20 scrapes on new connections."""
+    held = []
+    for _ in range(16):
+        sock = socket.create_connection(("127.0.0.1", metrics_port), 2)
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: bench\r\n\r\n")
+        sock.recv(4096)
+        held.append(sock)
+    statuses = [http_get(metrics_port, b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+                for _ in range(20)]
+    for sock in held:
+        sock.close()
+    return {"scrapes": len(statuses), "answered_200": sum(1 for s in statuses if s.startswith(b"HTTP/1.1 200"))}
 
 
 async def describes(port: int, seconds: float) -> list[float]:
@@ -68,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, object] = {}
     metrics_port = free_port()
-    with processes("--metrics-port", str(metrics_port)) as (_server, port):
+    with processes("--metrics-port", str(metrics_port)) as (server, port):
         wait_port(metrics_port)
         results["idle"] = measure(port, args.seconds)
         scrapers = subprocess.Popen([sys.executable, "-c", SCRAPER, str(metrics_port), "40"])
@@ -89,6 +174,10 @@ def main() -> None:
         results["slowloris_1000"] = measure(port, args.seconds)
         for sock in held:
             sock.close()
+        time.sleep(1.0)
+        for mode in ("unread", "read"):
+            results[f"metrics_pipeline_{mode}"] = under_pipeline(server.pid, port, metrics_port, mode, args.seconds)
+        results["metrics_keep_alive_16"] = keep_alive_lockout(metrics_port)
     hass = subprocess.Popen([sys.executable, "-m", "tests.hostile_hass", "--entities", "100000"], cwd=ROOT,
                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
@@ -101,7 +190,7 @@ def main() -> None:
         hass.kill()
         hass.wait()
     for name, figures in results.items():
-        print(f"{name:24} Describe ms: {figures}")
+        print(f"{name:24} {figures}")
     print(save("hostile", results))
 
 

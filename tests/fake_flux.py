@@ -62,6 +62,7 @@ class Script:
     drop_mode: str = "close"  # close | reset
     fatal_after: float | None = None  # audio seconds after which a fatal Error is sent
     malformed_after: float | None = None  # audio seconds after which one malformed message is sent
+    malformed_text: str = "{not json"  # what it says
     unknown_messages: bool = False  # send an unknown message type with every Update
     warning_on_connect: bool = False
     ignore_force_end: bool = False
@@ -408,7 +409,7 @@ async def inject_faults(stream: Any, seconds: float, fatal: Callable[[], Awaitab
     if script.malformed_after is not None and seconds >= script.malformed_after and not stream.malformed_sent:
         stream.malformed_sent = True
         if not stream.muted:
-            await ws.send_str("{not json")
+            await ws.send_str(script.malformed_text)
     return True
 
 class _Stream:

@@ -48,6 +48,7 @@ FAULTS = [
     Fault("socket closed before any word", _set(drop_after=0.3), "error:flux-stream"),
     Fault("ForceEndTurn unknown to the deployment", _set(no_eot=True, force_end_supported=False), "best"),
     Fault("malformed JSON", _set(malformed_after=0.5), "text"),
+    Fault("JSON nested too deeply", _set(malformed_after=0.5, malformed_text="[" * 1_000_000), "text"),
     Fault("unknown message types", _set(unknown_messages=True), "text"),
     Fault("Warning message", _set(warning_on_connect=True), "text"),
     Fault("silent from the start", _set(silent_after=0.0), "error:flux-timeout"),

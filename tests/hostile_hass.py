@@ -15,7 +15,7 @@ import sys
 from aiohttp import WSMsgType, web
 
 
-def _answers(entities: int, pad: int) -> dict[str, str]:
+def _answers(entities: int, pad: int, bomb: int, nested: int) -> dict[str, str]:
     ids = [f"light.lamp_{i}" for i in range(entities)]
     padding = [{}] * pad  # 3 bytes of JSON each, a dict of ~70 bytes each once decoded whole
     states = [{"entity_id": entity_id, "state": "off",
@@ -23,11 +23,13 @@ def _answers(entities: int, pad: int) -> dict[str, str]:
                "last_changed": "2026-01-01T00:00:00+00:00", "last_updated": "2026-01-01T00:00:00+00:00",
                "context": {"id": "01HZZZZZZZZZZZZZZZZZZZZZZZ", "parent_id": None, "user_id": None}}
               for i, entity_id in enumerate(ids)]
+    areas = json.dumps([{"area_id": "kitchen", "name": "Kitchen", "aliases": ["Cuisine"]}])
     return {
-        "config/area_registry/list": json.dumps([{"area_id": "kitchen", "name": "Kitchen", "aliases": ["Cuisine"]}]),
+        "config/area_registry/list": "[" * nested + "]" * nested if nested else areas,
         "homeassistant/expose_entity/list": json.dumps(
             {"exposed_entities": {entity_id: {"conversation": True} for entity_id in ids}}),
-        "get_states": json.dumps(states, separators=(",", ":")),
+        # A bomb: as many empty objects as asked for, each an element to decode (3 bytes of JSON each).
+        "get_states": "[" + ",".join(["{}"] * bomb) + "]" if bomb else json.dumps(states, separators=(",", ":")),
     }
 
 
@@ -35,10 +37,12 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--entities", type=int, default=10)
     parser.add_argument("--pad", type=int, default=0, help="empty objects in an attribute of each state")
+    parser.add_argument("--bomb", type=int, default=0, help="get_states answers this many empty objects instead")
+    parser.add_argument("--nested", type=int, default=0, help="the area list answered as arrays nested this deep")
     parser.add_argument("--event-every", type=float, default=0.0, help="a registry event this often (seconds)")
     parser.add_argument("--close-after-read", action="store_true", help="close once the names were read")
     args = parser.parse_args(argv)
-    answers = _answers(args.entities, args.pad)
+    answers = _answers(args.entities, args.pad, args.bomb, args.nested)
 
     async def websocket(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(max_msg_size=64 * 1024 * 1024)

@@ -124,6 +124,12 @@ def test_parse_turn_info_and_tolerate_the_unexpected() -> None:
     assert failure == ConfigureResult(False, "r-1", 4)
 
 
+def test_json_nested_too_deeply_is_one_malformed_message() -> None:
+    """A RecursionError escaped the parser: a traceback per command, "unexpected failure: RecursionError"."""
+    for text in ("[" * 1_000_000, '{"type":"TurnInfo","words":' + "[" * 1_000_000 + "]" * 1_000_000 + "}"):
+        assert parse_message(text).type == "<malformed>"  # type: ignore[union-attr]
+
+
 def test_keyterms_are_deduplicated_and_trimmed_to_the_token_budget() -> None:
     terms = ["Kitchen Light", "kitchen  light", "", "Léa's Room"] + [f"Lamp number {i}" for i in range(400)]
     kept = trim_keyterms(terms)

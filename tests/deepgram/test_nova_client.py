@@ -59,6 +59,11 @@ def test_messages_parse_to_types_and_unknown_ones_are_kept_aside() -> None:
     assert isinstance(parse_nova_message('{"type":"Results","channel":7}'), UnknownMessage)
 
 
+def test_json_nested_too_deeply_is_one_malformed_message() -> None:
+    for text in ("[" * 1_000_000, '{"type":"Results","channel":' + "{\"a\":" * 500_000 + "1" + "}" * 500_001):
+        assert parse_nova_message(text) == UnknownMessage("<malformed>", text[:500])
+
+
 async def _all(socket) -> list[object]:  # type: ignore[no-untyped-def]
     messages = []
     async with asyncio.timeout(5):

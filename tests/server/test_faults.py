@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 
 import aiohttp
 import pytest
@@ -24,8 +25,11 @@ KITCHEN = "turn_on_the_kitchen_light"
 
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
-async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionConfig, backend: str) -> None:
-    """Each fault on Flux (/v2/listen) and on Nova-3 (/v1/listen), which the same fake serves."""
+async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionConfig, backend: str,
+                     caplog: pytest.LogCaptureFixture) -> None:
+    """Each fault on Flux (/v2/listen) and on Nova-3 (/v1/listen), which the same fake serves: its answer, and
+    no traceback in the log, even at debug."""
+    caplog.set_level(logging.DEBUG, "wyoming_flux")
     server = FluxServer(make_settings(session_config), "tcp://127.0.0.1:0")
     await server.start()
     try:
@@ -48,6 +52,7 @@ async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionC
         assert Transcript.from_event(event).text == fixture_text(KITCHEN)
     finally:
         await server.stop()
+    assert not [r.getMessage() for r in caplog.records if r.exc_info]
 
 
 class _FailingResolver(aiohttp.abc.AbstractResolver):

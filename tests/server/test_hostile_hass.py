@@ -18,7 +18,9 @@ from tests.conftest import ROOT, make_settings
 from tests.helpers import memory_mb, reset_peak_memory
 from tests.wyoming_io import describe_latencies, port
 from wyoming_flux.deepgram.flux import KEYTERM_TOKEN_BUDGET, estimate_tokens
+from wyoming_flux.server import hass_names
 from wyoming_flux.server.hass_names import HassNames
+from wyoming_flux.server.json_elements import Element
 from wyoming_flux.server.server import FluxServer
 from wyoming_flux.turn.session import SessionConfig
 
@@ -144,3 +146,48 @@ async def test_a_home_assistant_that_closes_after_every_read_is_one_warning_and_
     assert len(records(caplog, logging.INFO)) <= 2, records(caplog, logging.INFO)
     # 0.05, 0.1, 0.2, then 0.4 s between reads: about ten in 3 s (a reconnect every ~0.1 s before).
     assert fetches <= 12, fetches
+
+
+async def test_a_names_bomb_past_its_timeout_stops_decoding(session_config: SessionConfig,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """get_states answered with 10 million empty objects (30 MB): refused at the timeout, as before, but its worker
+    thread went on decoding for 13 s of CPU after it. Now it stops at its next element."""
+    decoded = [0]
+    exposed_state = hass_names._exposed_state
+
+    def counting(exposed: dict[str, object]) -> Element:
+        keep = exposed_state(exposed)
+
+        def count(key: str | None, state: object) -> object:
+            decoded[0] += 1
+            return keep(key, state)
+
+        return count
+
+    monkeypatch.setattr(hass_names, "_exposed_state", counting)
+    async with hostile_hass("--entities", "5", "--bomb", "10000000") as url:
+        names = HassNames(url, "token", timeout=2.0, min_backoff=60.0)
+        async with serving(session_config, names):
+            await until(lambda: names.status != "not connected yet", 60)
+            assert "TimeoutError" in names.status, names.status
+            at_refusal = decoded[0]
+            await asyncio.sleep(1.0)
+            after = decoded[0]
+    assert 0 < at_refusal < 10_000_000, "the decoding must have been under way at the refusal"
+    assert after - at_refusal <= 1, f"{after - at_refusal} more elements decoded after the refusal"
+
+
+async def test_deeply_nested_json_from_home_assistant_is_one_line(session_config: SessionConfig,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """The area list as 20,000 nested arrays (40 KB, decoded on the event loop): on Python 3.11 a RecursionError
+    that ended the reader, reported as "the connection closed". Now one warning that names it, no traceback
+    (Python 3.14 decodes it: a list with no area in it)."""
+    caplog.set_level(logging.DEBUG, LOGGER)
+    async with hostile_hass("--entities", "5", "--nested", "20000") as url:
+        names = HassNames(url, "token", min_backoff=60.0)
+        async with serving(session_config, names):
+            await until(lambda: names.status != "not connected yet", 20)
+    assert not [r for r in caplog.records if r.exc_info], "no traceback, even at debug"
+    warnings = records(caplog, logging.WARNING)
+    assert names.status == "connected" and not warnings or (
+        len(warnings) == 1 and "nested too deeply" in warnings[0]), (names.status, warnings)

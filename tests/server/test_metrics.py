@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import sys
@@ -19,16 +20,18 @@ from wyoming.error import Error
 from tests.conftest import API_KEY, make_settings, start_server
 from tests.fake_flux import FakeFlux, Script
 from tests.fallback_peer import wyoming_peer
-from tests.helpers import fixture_text, free_port, load_wav, silence
+from tests.helpers import fixture_text, free_port, load_wav, memory_mb, silence
 from tests.wyoming_io import (
     audio_events,
     command_with_names,
+    describe_latencies,
     one_command,
     read_until,
     serve_with_a_port_taken,
     until,
 )
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
+from wyoming_flux.server.http_endpoint import HttpLimits
 from wyoming_flux.server.metrics_options import MetricsListenError
 from wyoming_flux.server.server import FluxServer
 from wyoming_flux.turn.session import SessionConfig
@@ -258,3 +261,130 @@ async def test_billed_audio_is_exactly_what_flux_received(session_config: Sessio
             assert value(await scrape(server), "audio_sent_seconds_total") == pytest.approx(received, abs=0.001)
         finally:
             await server.stop()
+
+
+# ---------------------------------------------------------------- hostile metrics clients (the port alone: one API)
+
+ONE_BACKEND = pytest.mark.parametrize("backend", ["flux"], indirect=True)
+PIPELINE = b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n" * 4096  # 160 KiB of requests per write
+
+
+@contextlib.asynccontextmanager
+async def metrics_server(config: SessionConfig, **limits: object) -> AsyncIterator[FluxServer]:
+    server = FluxServer(dataclasses.replace(make_settings(config), metrics_port=0), "tcp://127.0.0.1:0")
+    server.metrics_limits = dataclasses.replace(server.metrics_limits, **limits)  # type: ignore[arg-type]
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@contextlib.asynccontextmanager
+async def pipelining(port: int, *, read: bool) -> AsyncIterator[asyncio.Event]:
+    """One connection sending `GET /metrics` requests back to back for as long as the block runs; it reads the
+    answers as fast as they come, or never. Yields an event set when the server closes the connection."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    dropped = asyncio.Event()
+
+    async def send() -> None:
+        try:
+            while True:
+                writer.write(PIPELINE)
+                await writer.drain()
+        except ConnectionError:
+            dropped.set()
+
+    async def drain_answers() -> None:
+        with contextlib.suppress(ConnectionError):
+            while await reader.read(1 << 16):
+                pass
+
+    tasks = [asyncio.create_task(send())] + ([asyncio.create_task(drain_answers())] if read else [])
+    try:
+        yield dropped
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        writer.transport.abort()
+
+
+async def status_of(port: int, path: str = "/metrics", timeout: float = 5.0) -> int:
+    """One GET on a new connection."""
+    async with asyncio.timeout(timeout), aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+        async with http.get(f"http://127.0.0.1:{port}{path}") as response:
+            await response.read()
+            return response.status
+
+
+@ONE_BACKEND
+@pytest.mark.parametrize("read", [False, True], ids=["unread", "read"])
+async def test_a_pipelining_metrics_client_stalls_nobody(session_config: SessionConfig, read: bool) -> None:
+    """One connection pipelining /metrics: it was Describe at 6-12 s, /healthz timing out and +170 MB. Now its
+    requests wait while its answers do (64 KiB), 32 at most are answered per turn of the loop, and the buffer is
+    parsed in place (bench/hostile.py: Describe max ~10 ms, RSS flat)."""
+    async with metrics_server(session_config) as server:
+        assert server.port is not None and server.metrics_port is not None
+        before, _ = memory_mb()
+        async with pipelining(server.metrics_port, read=read):
+            await asyncio.sleep(0.5)
+            latencies = await describe_latencies(server.port, 40, interval=0.05)
+            assert await status_of(server.metrics_port, "/healthz") == 200
+            grown = memory_mb()[0] - before
+    # ~1-30 ms on a busy machine; a wide margin all the same.
+    assert max(latencies) < 1.0, f"Describe took up to {max(latencies) * 1000:.0f} ms"
+    assert grown < 50, f"{grown:.0f} MB more while the pipeline ran"
+
+
+@ONE_BACKEND
+async def test_a_pipeline_that_never_reads_is_dropped_at_the_send_deadline(session_config: SessionConfig) -> None:
+    """New requests no longer re-arm the deadline that a client that does not read set off."""
+    async with metrics_server(session_config, send_timeout=1.0) as server:
+        assert server.metrics_port is not None
+        async with pipelining(server.metrics_port, read=False) as dropped:
+            async with asyncio.timeout(1.0 + 4.0):  # it was never dropped: each request re-armed the deadline
+                await dropped.wait()
+
+
+@ONE_BACKEND
+async def test_idle_keep_alive_connections_make_way_for_scrapers(session_config: SessionConfig) -> None:
+    """Sixteen keep-alive health checks held the whole cap: every scrape was answered 503. Now one address holds
+    at most 8, and a new connection closes the one idle the longest."""
+    async with metrics_server(session_config) as server:
+        assert server.metrics_port is not None
+        held = []
+        for _ in range(16):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.metrics_port)
+            writer.write(b"HEAD /healthz HTTP/1.1\r\nHost: metrics\r\n\r\n")
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+            held.append((reader, writer))
+        try:
+            assert [await status_of(server.metrics_port) for _ in range(20)] == [200] * 20
+            async with asyncio.timeout(5):  # the oldest were closed cleanly, with nothing lost
+                closed = [await reader.read() == b"" for reader, _ in held[:8]]
+            assert all(closed)
+        finally:
+            for _, writer in held:
+                writer.close()
+
+
+@ONE_BACKEND
+async def test_one_address_holds_at_most_its_share_of_the_metrics_port(session_config: SessionConfig) -> None:
+    async with metrics_server(session_config) as server:
+        port = server.metrics_port
+        assert port is not None
+        held = []
+        for _ in range(16):  # half a request each: busy, none can be closed for another
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+            writer.write(b"GET /metrics HTTP/1.1\r\n")
+            held.append((reader, writer))
+        try:
+            async with asyncio.timeout(3):
+                refused = [(await reader.read()).startswith(b"HTTP/1.1 503") for reader, _ in held[8:]]
+            assert all(refused)
+            await asyncio.sleep(0.2)
+            assert await status_of(port) == 200  # another address, while the first holds its 8
+        finally:
+            for _, writer in held:
+                writer.close()

@@ -178,7 +178,7 @@ def parse_message(text: str) -> FluxMessage:
             return ConfigureResult(kind == "ConfigureSuccess", _optional_str(data.get("request_id")),
                                    sequence if isinstance(sequence, int) else None)
         return UnknownMessage(str(kind), text[:500])
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):  # RecursionError: nested too deeply for the decoder
         return UnknownMessage("<malformed>", text[:500])
 
 

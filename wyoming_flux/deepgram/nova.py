@@ -130,7 +130,7 @@ def parse_nova_message(text: str) -> NovaMessage:
         if kind == "Metadata":
             return Metadata(str(data.get("request_id") or ""), float(data.get("duration") or 0.0))
         return UnknownMessage(str(kind), text[:500])
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError, RecursionError):  # RecursionError: nested too deeply
         return UnknownMessage("<malformed>", text[:500])
 
 

@@ -19,6 +19,7 @@ import inspect
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -73,8 +74,8 @@ class _LargeAnswer:
         self.text = text
 
 
-def _decode_answer(text: str | bytes, path: tuple[str, ...], element: Element) -> Any:
-    return decode_elements(text.decode("utf-8") if isinstance(text, bytes) else text, path, element)
+def _decode_answer(text: str | bytes, path: tuple[str, ...], element: Element, stop: threading.Event) -> Any:
+    return decode_elements(text.decode("utf-8") if isinstance(text, bytes) else text, path, element, stop)
 
 
 def websocket_url(url: str) -> str:
@@ -356,11 +357,14 @@ class HassNames:
         finally:
             self._pending.pop(message_id, None)
         if isinstance(answer, _LargeAnswer):
+            stop = threading.Event()
             try:
                 async with asyncio.timeout(self.timeout):
-                    item = await asyncio.to_thread(_decode_answer, answer.text, ("result", *path), element)
+                    item = await asyncio.to_thread(_decode_answer, answer.text, ("result", *path), element, stop)
             except ValueError as err:
                 raise HassProtocolError(f"unreadable answer to {kind}: {err}") from None
+            finally:
+                stop.set()  # timed out or cancelled: the thread stops at its next element (and lets the text go)
             del answer  # the text goes as soon as the thread is done with it
             return _result(item, ("result", *path))
         return _pick(_result(answer, ()), path, element)
@@ -375,16 +379,17 @@ class HassNames:
                 if len(message.data) > SMALL_MESSAGE_BYTES:
                     self._dispatch_large(message.data)
                     continue
-                payload = json.loads(message.data)
+                payload = _loads(message.data)
                 for item in payload if isinstance(payload, list) else [payload]:  # HA may coalesce messages
                     self._dispatch(item)
             error = ws.exception()
             if isinstance(error, aiohttp.WebSocketError) and error.code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG:
-                failure = HassTooLargeError()
-                raise failure
+                raise HassTooLargeError
             if error is not None:
-                failure = HassProtocolError(f"connection failed: {_describe(error)}")
-                raise failure
+                raise HassProtocolError(f"connection failed: {_describe(error)}")
+        except HassProtocolError as err:
+            failure = err
+            raise
         finally:  # a caller waiting for an answer learns at once that none will come, and why
             for future in self._pending.values():
                 if not future.done():
@@ -426,10 +431,21 @@ async def _receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
         raise HassProtocolError("the connection closed during authentication")
     if len(message.data) > SMALL_MESSAGE_BYTES:
         raise HassProtocolError("unexpected large message during authentication")
-    payload = message.json()
+    payload = _loads(message.data)
     if not isinstance(payload, dict):
         raise HassProtocolError("unexpected message during authentication")
     return payload
+
+
+def _loads(data: str | bytes) -> Any:
+    """A small message decoded; one HassProtocolError if it is not JSON, nested too deeply included (on Python
+    3.11 a few thousand levels, well within SMALL_MESSAGE_BYTES, were a RecursionError and its traceback)."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise HassProtocolError("sent a message nested too deeply") from None
+    except ValueError as err:
+        raise HassProtocolError(f"sent a message that is not JSON: {err}") from None
 
 
 async def _first(wait: Any, task: asyncio.Task[None]) -> None:

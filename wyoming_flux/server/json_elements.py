@@ -4,13 +4,15 @@
 on the event loop nothing else does) and builds every object at once, hundreds of MB. Here the container at a
 given path (e.g. the `result` list of Home Assistant's get_states) is walked element by element: each one is
 decoded alone, passed to `element`, and dropped unless it returns something. Run in a worker thread, the
-interpreter switches back to the event loop between elements.
+interpreter switches back to the event loop between elements, and a caller that gave up (its timeout) sets
+`stop`: the worker ends at the next element instead of decoding the rest for nothing.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -21,9 +23,16 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 _scanstring: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
-def decode_elements(text: str, path: tuple[str, ...], element: Element) -> Any:
+class Stopped(Exception):
+    """The caller set `stop`: the decoding ended before its end."""
+
+
+def decode_elements(text: str, path: tuple[str, ...], element: Element,
+                    stop: threading.Event | None = None) -> Any:
     """`text` decoded, the container at `path` (keys of nested objects) element by element through `element`;
-    everything off the path decoded as usual. ValueError if `text` is not JSON."""
+    everything off the path decoded as usual. ValueError if `text` is not JSON; Stopped once `stop` is set."""
+    if stop is not None:
+        element = _stoppable(element, stop)
     try:
         value, end = _value(text, _skip(text, 0), path, element)
     except IndexError:
@@ -33,6 +42,15 @@ def decode_elements(text: str, path: tuple[str, ...], element: Element) -> Any:
     if _skip(text, end) != len(text):
         raise ValueError("extra data after the JSON value")
     return value
+
+
+def _stoppable(element: Element, stop: threading.Event) -> Element:
+    def checked(key: str | None, value: Any) -> Any:
+        if stop.is_set():
+            raise Stopped
+        return element(key, value)
+
+    return checked
 
 
 def _skip(text: str, pos: int) -> int:
