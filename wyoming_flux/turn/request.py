@@ -91,7 +91,7 @@ def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int
     """The query for a command. The warm pool opens its sockets with the same function, so a socket it
     holds fits a command exactly when the two agree."""
     if request.model.api == NOVA:
-        language, hints = nova_language(request.language)
+        language, hints = nova_language(request.language, request.model)
         return NovaOptions(
             language=language,
             sample_rate=sample_rate,
