@@ -84,7 +84,7 @@ async def fetch_catalog(http: aiohttp.ClientSession, url: str, api_key: str, *,
                     _LOGGER.debug("%s answered HTTP %d: the built-in language table stands", address, response.status)
                     return None
                 body = await response.json(content_type=None)
-    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as err:
+    except Exception as err:  # an optional list: whatever fails (network, resolver, JSON), the table stands
         _LOGGER.debug("%s did not answer (%s): the built-in language table stands", address, type(err).__name__)
         return None
     catalog = parse_models(body)
