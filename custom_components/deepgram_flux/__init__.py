@@ -144,9 +144,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry)
     # A new key, model or endpoint (reauth, reconfigure) may have fixed what the issues asked for; a fault
     # that remains raises its issue again on the next command.
     clear_issues(hass, entry.entry_id)
-    # What the host serves now, from Deepgram's model list (bounded, kept for the process; the built-in table
-    # when it does not answer): the entity then offers Nova-3's languages as Deepgram lists them.
-    await load_catalog(async_get_clientsession(hass), endpoint_url(dict(entry.data)), entry.data[CONF_API_KEY])
+    # What the host serves now, from Deepgram's model list (bounded, kept an hour; the built-in table when it
+    # does not answer): the entity then offers Nova-3's languages as Deepgram lists them.
+    if uses_nova(entry.data):
+        await load_catalog(async_get_clientsession(hass), endpoint_url(dict(entry.data)), entry.data[CONF_API_KEY])
     keyterms = KeytermIndex(hass, enabled=options_with_defaults(entry)[CONF_BOOST_EXPOSED])
     entry.async_on_unload(keyterms.async_start())
     usage = usage_tracker(hass, entry)

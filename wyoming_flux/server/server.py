@@ -176,8 +176,8 @@ class FluxServer:
                                 "flux-not-found", config.nova_url.rsplit("/v1/", 1)[0])
         nova = next((model for model in served if model.api == NOVA), None)
         if nova is not None:
-            _LOGGER.info("Nova-3 languages: %d codes, %s", len(nova.monolingual),
-                         "as Deepgram lists them" if catalog is not None else "from the built-in table")
+            _LOGGER.info("Nova-3: %d monolingual language codes, %s", len(nova.monolingual),
+                         "from Deepgram's model list" if catalog is not None else "from the built-in table")
         self.settings = dataclasses.replace(self.settings, models=tuple(served))
         self._info = encode_event(build_info(self.settings).event())
 
