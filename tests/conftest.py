@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(ROOT)]
 
 from tests.fake_flux import FakeFlux  # noqa: E402
+from wyoming_flux.deepgram.catalog import forget_catalogs  # noqa: E402
 from wyoming_flux.deepgram.endpoints import forget_endpoints  # noqa: E402
 from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
 from wyoming_flux.turn.session import SessionConfig  # noqa: E402
@@ -40,6 +41,7 @@ def _loopback_sockets(request: pytest.FixtureRequest) -> None:
 def _fresh_endpoint_memory() -> None:
     """A port the OS hands out again must not inherit what an earlier test's fake taught the process."""
     forget_endpoints()
+    forget_catalogs()
 
 
 @pytest.fixture

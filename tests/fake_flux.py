@@ -1,5 +1,5 @@
 """A fake Deepgram Flux server: a real aiohttp WebSocket server at /v2/listen that follows flux.md (and
-/v1/listen, Nova-3, on the same host: fake_nova.py).
+/v1/listen, Nova-3, and the models endpoint /v1/models, on the same host: fake_nova.py).
 
 It checks the Authorization header and the query like Flux does, decodes the linear16 audio it receives, and
 drives TurnInfo from that audio's energy: StartOfTurn when speech begins, an Update every 0.24 s of audio,
@@ -81,6 +81,11 @@ class Script:
     nova_mode: str = "normal"
     finalize_results: int = 1  # /v1: Finalize answers the buffered audio in this many results (words split)
     keyterm_token_limit: int = 500  # lower it for a Deepgram that counts more tokens than we estimate
+    # The host: a self-hosted Flux-only deployment has no /v1/listen (404) and lists no Nova-3; one without
+    # Deepgram's models endpoint answers /v1/models with 404.
+    nova_served: bool = True
+    models_endpoint: bool = True
+    extra_nova_languages: tuple[str, ...] = ()  # Nova-3 codes beyond fake_nova.LANGUAGES (accepted and listed)
 
 
 @dataclass
@@ -324,12 +329,16 @@ class FakeFlux:
         self._stopping.clear()
         app = web.Application()
         app.router.add_get("/v2/listen", self._handle)
-        from .fake_nova import handle_nova  # same host, same process: one fake Deepgram
+        from .fake_nova import handle_models, handle_nova  # same host, same process: one fake Deepgram
 
         async def nova(request: web.Request) -> web.StreamResponse:
             return await handle_nova(self, request)
 
+        async def models(request: web.Request) -> web.StreamResponse:
+            return await handle_models(self, request)
+
         app.router.add_get("/v1/listen", nova)
+        app.router.add_get("/v1/models", models)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)  # cut hung handlers short
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)

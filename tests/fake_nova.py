@@ -46,14 +46,18 @@ CLOSE_REASONS = {
                 "See https://dpgr.am/net0001",
     "DATA-0000": "Deepgram could not decode the audio data it received. See https://dpgr.am/data0000",
 }
-# Deepgram's Nova-3 monolingual codes (Models & Languages Overview, 2026-11); "multi" is the 55-language model.
+# Deepgram's Nova-3 monolingual codes (Models & Languages Overview and changelog, 2026-12); "multi" is the
+# 55-language model. Deepgram spells them so, and so does this fake: `zh-hk` is not a code it takes.
 LANGUAGES = {
     "en", "en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ", "en-ZA", "en-SG", "en-PH", "be", "bg", "bn",
-    "bs", "ca", "cs", "da", "da-DK", "de", "de-CH", "el", "es", "es-419", "et", "fi", "fr", "fr-CA", "hi", "hr",
-    "hu", "id", "it", "ja", "kn", "ko", "ko-KR", "lt", "lv", "mk", "mr", "ms", "ne", "nl", "nl-BE", "no", "pa",
-    "pa-IN", "pl", "pt", "pt-BR", "pt-PT", "ro", "ru", "sk", "sl", "sr", "sv", "sv-SE", "ta", "te", "tl", "tr", "uk",
-    "vi", "zh", "zh-CN", "zh-Hans", "zh-TW", "zh-Hant", "multi",
+    "bs", "ca", "cs", "da", "da-DK", "de", "de-CH", "el", "es", "es-419", "et", "fa", "fi", "fr", "fr-CA", "gu",
+    "gu-IN", "he", "hi", "hr", "hu", "id", "it", "ja", "kk", "kk-KZ", "kn", "ko", "ko-KR", "lt", "lv", "mk", "mr",
+    "ms", "ne", "nl", "nl-BE", "no", "pa", "pa-IN", "pl", "pt", "pt-BR", "pt-PT", "ro", "ru", "sk", "sl", "sr", "sv",
+    "sv-SE", "ta", "te", "th", "th-TH", "tl", "tr", "uk", "ur", "vi", "zh", "zh-CN", "zh-Hans", "zh-HK", "zh-TW",
+    "zh-Hant", "multi",
 }
+FLUX_LANGUAGES = {"flux-general-en": ["en"], "flux-general-multi": ["en", "es", "fr", "de", "hi", "ru", "pt", "ja",
+                                                                    "it", "nl"]}
 MODES = {"normal", "no_speech_final", "empty_speech_final"}
 
 
@@ -68,7 +72,7 @@ def check_nova_query(query: dict[str, list[str]], script: Script) -> web.Respons
     if model in script.forbidden_models:
         return _bad(403, f"Project does not have access to the requested model: {model}", "INSUFFICIENT_PERMISSIONS")
     language = one("language") or "en"
-    if language not in LANGUAGES:
+    if language not in LANGUAGES | set(script.extra_nova_languages):
         return _bad(400, f"No such model/language combination: {model}/{language}", "INVALID_QUERY_PARAMETER")
     if query.get("language_hint") and language != "multi":
         return _bad(400, "language_hint requires language=multi", "INVALID_QUERY_PARAMETER")
@@ -215,10 +219,37 @@ class NovaEngine(EnergyWindows):
         return out
 
 
+def _model(canonical: str, languages: list[str], *, streaming: bool = True) -> dict[str, Any]:
+    """One STT record as Deepgram's /v1/models lists it."""
+    return {"name": "general", "canonical_name": canonical, "architecture": canonical.split("-general")[0],
+            "languages": languages, "version": "2026-09-03.0", "uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, canonical)),
+            "batch": True, "streaming": streaming, "formatted_output": True}
+
+
+async def handle_models(fake: Any, request: web.Request) -> web.StreamResponse:
+    """FakeFlux's /v1/models: the models this host serves, as Deepgram lists them: several records per model
+    (one per release of its languages), batch-only and other models beside, and a `tts` list."""
+    script: Script = fake.script
+    if not script.models_endpoint:
+        raise web.HTTPNotFound()
+    if request.headers.get("Authorization", "") != f"Token {fake.api_key}":
+        return _bad(401, "Invalid credentials.", "INVALID_AUTH")
+    stt = [_model(name, languages) for name, languages in FLUX_LANGUAGES.items()]
+    if script.nova_served:
+        nova = sorted(LANGUAGES | set(script.extra_nova_languages))
+        english = [code for code in nova if code.startswith("en")]
+        stt += [_model("nova-3", english), _model("nova-3-general", [c for c in nova if c not in english]),
+                _model("nova-3-medical", ["en", "en-US"]), _model("nova-3", ["hy"], streaming=False)]
+    stt.append(_model("nova-2-general", ["en", "th", "zh-HK"]))
+    return web.json_response({"stt": stt, "tts": [_model("aura-2-thalia-en", ["en"], streaming=True)]})
+
+
 async def handle_nova(fake: Any, request: web.Request) -> web.StreamResponse:
     """FakeFlux's /v1/listen handler: the same key, faults and stream records as /v2/listen."""
-    fake.handshakes += 1
     script: Script = fake.script
+    if not script.nova_served:
+        raise web.HTTPNotFound()  # a self-hosted Flux-only deployment has no /v1/listen route
+    fake.handshakes += 1
     if script.handshake_delay:
         try:
             await asyncio.wait_for(fake._stopping.wait(), script.handshake_delay)

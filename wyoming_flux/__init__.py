@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 from .common.bounds import RANGES
 from .common.tasks import cancel
 from .deepgram.access import verify_model
+from .deepgram.catalog import known_catalog, load_catalog, served_models
 from .deepgram.errors import KINDS, FluxAuthError, FluxError
 from .deepgram.flux import REGIONS, validate_thresholds, verify_access
 from .deepgram.models import (
@@ -77,7 +78,10 @@ __all__ = [
     "check_format",
     "choose_model",
     "keyterms_from_names",
+    "known_catalog",
+    "load_catalog",
     "nova_language",
+    "served_models",
     "unserved_language",
     "validate_thresholds",
     "verify_access",

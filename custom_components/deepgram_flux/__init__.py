@@ -11,8 +11,19 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
-from wyoming_flux import FLUX_MODELS, MODEL_NOVA, FluxHealth, FluxModel, SessionConfig, nova_language
+from wyoming_flux import (
+    FLUX_MODELS,
+    MODEL_NOVA,
+    FluxHealth,
+    FluxModel,
+    SessionConfig,
+    known_catalog,
+    load_catalog,
+    nova_language,
+    served_models,
+)
 
 from .const import (
     CONF_BOOST_EXPOSED,
@@ -37,6 +48,8 @@ from .const import (
     DEFAULT_PRICES,
     END_OF_SPEECH_FLUX,
     ENDPOINT_CUSTOM,
+    ENDPOINT_GLOBAL,
+    ENDPOINT_US,
     ENDPOINT_URLS,
     HISTORY_LENGTH,
     NOVA_MULTI,
@@ -67,17 +80,17 @@ def endpoint_url(data: dict[str, Any]) -> str:
     """The Flux URL an entry's data points at."""
     if data.get(CONF_ENDPOINT) == ENDPOINT_CUSTOM:
         return str(data[CONF_CUSTOM_URL])
-    return ENDPOINT_URLS[data.get(CONF_ENDPOINT) or "us"]
+    return ENDPOINT_URLS[data.get(CONF_ENDPOINT) or ENDPOINT_GLOBAL]
 
 
 def entry_models(data: Mapping[str, Any]) -> list[FluxModel]:
     """The models an entry offers, in the order a command's language tries them: its Flux model, then Nova-3
     for the languages that model does not speak (unless turned off; entries from before Nova-3 have it on);
-    nova-3 as the entry's model hears every language."""
+    nova-3 as the entry's model hears every language. Nova-3's languages are those Deepgram listed for the
+    entry's host at setup, or the built-in table."""
     model = FLUX_MODELS[data[CONF_MODEL]]
-    if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True):
-        return [model]
-    return [model, FLUX_MODELS[MODEL_NOVA]]
+    models = [model] if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True) else [model, FLUX_MODELS[MODEL_NOVA]]
+    return served_models(models, known_catalog(endpoint_url(dict(data))))
 
 
 def uses_nova(data: Mapping[str, Any]) -> bool:
@@ -86,7 +99,7 @@ def uses_nova(data: Mapping[str, Any]) -> bool:
 
 def default_price(model: FluxModel, language: str | None) -> float:
     """Deepgram's pay-as-you-go rate for one command: its model's, Nova-3's multilingual one for language=multi."""
-    if model.name == MODEL_NOVA and nova_language(language)[0] == "multi":
+    if model.name == MODEL_NOVA and nova_language(language, model)[0] == "multi":
         return DEFAULT_PRICES[NOVA_MULTI]
     return DEFAULT_PRICES[model.name]
 
@@ -131,6 +144,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry)
     # A new key, model or endpoint (reauth, reconfigure) may have fixed what the issues asked for; a fault
     # that remains raises its issue again on the next command.
     clear_issues(hass, entry.entry_id)
+    # What the host serves now, from Deepgram's model list (bounded, kept an hour; the built-in table when it
+    # does not answer): the entity then offers Nova-3's languages as Deepgram lists them.
+    if uses_nova(entry.data):
+        await load_catalog(async_get_clientsession(hass), endpoint_url(dict(entry.data)), entry.data[CONF_API_KEY])
     keyterms = KeytermIndex(hass, enabled=options_with_defaults(entry)[CONF_BOOST_EXPOSED])
     entry.async_on_unload(keyterms.async_start())
     usage = usage_tracker(hass, entry)
@@ -138,6 +155,17 @@ async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry)
     entry.async_on_unload(usage.async_start())
     entry.runtime_data = RuntimeData(session_config=session_config(entry), keyterms=keyterms, usage=usage)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry) -> bool:
+    """Minor version 2: "us" names Deepgram's US data-residency host; before, it named the global host, which
+    is now "global" (so an entry keeps the host it was set up with)."""
+    if entry.version == 1 and entry.minor_version < 2:
+        data = dict(entry.data)
+        if data.get(CONF_ENDPOINT) == ENDPOINT_US:
+            data[CONF_ENDPOINT] = ENDPOINT_GLOBAL
+        hass.config_entries.async_update_entry(entry, data=data, minor_version=2)
     return True
 
 

@@ -26,7 +26,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux import FluxError, verify_model
+from wyoming_flux import NOVA, FluxError, verify_model
 
 from . import DeepgramFluxConfigEntry, endpoint_url, entry_models
 from .const import (
@@ -36,7 +36,7 @@ from .const import (
     CONF_NOVA,
     DOMAIN,
     ENDPOINT_CUSTOM,
-    ENDPOINT_US,
+    ENDPOINT_GLOBAL,
     ENDPOINTS,
     MODELS,
 )
@@ -66,7 +66,7 @@ def _connection_schema(defaults: Mapping[str, Any], key_required: bool) -> vol.S
                 SelectSelectorConfig(options=MODELS, translation_key=CONF_MODEL, mode=SelectSelectorMode.LIST)
             ),
             vol.Required(CONF_NOVA, default=defaults.get(CONF_NOVA, True)): BooleanSelector(),
-            vol.Required(CONF_ENDPOINT, default=defaults.get(CONF_ENDPOINT, ENDPOINT_US)): SelectSelector(
+            vol.Required(CONF_ENDPOINT, default=defaults.get(CONF_ENDPOINT, ENDPOINT_GLOBAL)): SelectSelector(
                 SelectSelectorConfig(
                     options=ENDPOINTS,
                     translation_key=CONF_ENDPOINT,
@@ -94,17 +94,23 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up, re-authenticate and reconfigure a Deepgram Flux connection."""
 
     VERSION = 1
+    MINOR_VERSION = 2  # "us" is the US data-residency host (async_migrate_entry)
 
     async def _validate(self, data: dict[str, Any]) -> dict[str, str]:
         """A real handshake for each model the entry would use (Flux's, and Nova-3's unless turned off) with
         these values: errors for the form, or none."""
         if (error := _check_custom_url(data)) is not None:
             return {CONF_CUSTOM_URL: error}
+        models = entry_models(data)
         try:
-            for model in entry_models(data):
+            for model in models:
                 await verify_model(async_get_clientsession(self.hass), endpoint_url(data), data[CONF_API_KEY],
                                    model.name)
         except FluxError as err:
+            if err.code == "flux-not-found" and model.api == NOVA:
+                # Flux is there (checked first) but Nova-3 is not: a self-hosted Flux-only deployment. Said on
+                # the switch, which may then be turned off; with Nova-3 as the entry's model, on the form.
+                return {CONF_NOVA: "nova_not_found"} if len(models) > 1 else {"base": "nova_model_not_found"}
             if err.code in _FORM_ERRORS:
                 return {"base": _FORM_ERRORS[err.code]}
             _LOGGER.error("Unexpected answer from Deepgram while checking the key: %s", err)
@@ -141,6 +147,8 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
         if user_input is not None:
             data = {**entry.data, CONF_API_KEY: user_input[CONF_API_KEY].strip()}
             errors = await self._validate(data)
+            if CONF_NOVA in errors:  # the switch is not on this form
+                errors = {"base": errors[CONF_NOVA]}
             if not errors:
                 return self._update_entry(entry, data)
         return self.async_show_form(

@@ -13,10 +13,10 @@ CONF_ENDPOINT: Final = "endpoint"
 CONF_CUSTOM_URL: Final = "custom_url"
 CONF_NOVA: Final = "nova"  # Nova-3 for the languages the Flux model does not speak (absent: on)
 
-ENDPOINT_US: Final = "us"
-ENDPOINT_EU: Final = "eu"
+ENDPOINT_GLOBAL: Final = "global"  # the default; entries before minor version 2 called it "us"
+ENDPOINT_US: Final = "us"  # US data residency
 ENDPOINT_CUSTOM: Final = "custom"
-ENDPOINT_URLS: Final = dict(REGIONS)  # us, eu, au, in: Deepgram's regional hosts
+ENDPOINT_URLS: Final = dict(REGIONS)  # global, us, eu, au, in: Deepgram's hosts
 ENDPOINTS: Final = [*ENDPOINT_URLS, ENDPOINT_CUSTOM]
 MODELS: Final = [MODEL_EN, MODEL_MULTI, MODEL_NOVA]  # nova-3 alone: every language, English too
 

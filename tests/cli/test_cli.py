@@ -120,6 +120,50 @@ async def test_check_flux_proves_the_key_against_flux_itself(fake_flux: FakeFlux
     assert code == 1 and "error (flux-no-credit)" in err and "Traceback" not in err
 
 
+async def test_check_flux_prints_the_languages_the_key_can_use_as_deepgram_lists_them(fake_flux: FakeFlux) -> None:
+    fake_flux.script.extra_nova_languages = ("hy",)  # the live list, not the built-in table
+    code, out, _ = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 0, out
+    nova = next(line for line in out.splitlines() if line.startswith("languages of nova-3 (Deepgram's list): "))
+    codes = nova.split(": ", 1)[1].split(";")[0].split()
+    assert {"he", "fa", "ur", "th", "gu", "kk", "zh-HK", "hy", "pl"} <= set(codes) and "multi" not in codes
+    assert "through language=multi: af ar gl xh zu" in nova
+    assert "languages of flux-general-multi (Deepgram's list): en es fr de hi ru pt ja it nl" in out
+    fake_flux.script.models_endpoint = False
+    code, out, _ = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 0 and f"languages: http://127.0.0.1:{fake_flux.port}/v1/models gave no model list; the " \
+        "built-in table stands" in out
+
+
+async def test_check_flux_on_a_flux_only_host_says_nova_3_is_missing_not_flux(fake_flux: FakeFlux) -> None:
+    fake_flux.script.nova_served = False
+    code, out, err = await run_cli("check", "--flux", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 1 and out.startswith("ok: Flux accepts this key for flux-general-en")
+    assert "this host serves Flux but not Nova-3" in err and "--no-nova" in err and "Traceback" not in err
+    code, out, err = await run_cli("check", "--flux", "--no-nova", "--api-key", API_KEY, "--flux-url", fake_flux.url)
+    assert code == 0 and "languages of nova-3: not listed" in out, err
+
+
+@pytest.mark.parametrize(("value", "url"), [
+    ("global", "wss://api.deepgram.com/v2/listen"), ("us", "wss://api.us.deepgram.com/v2/listen"),
+    ("US", "wss://api.us.deepgram.com/v2/listen"), ("eu", "wss://api.eu.deepgram.com/v2/listen"),
+    ("in", "wss://api.in.deepgram.com/v2/listen"),
+])
+def test_the_us_data_residency_host_is_a_region_beside_the_others(value: str, url: str) -> None:
+    from wyoming_flux.cli.main import build_parser, settings_from_args
+
+    settings = settings_from_args(build_parser().parse_args(["--api-key", "k", "--flux-url", value]))
+    assert settings.session.url == url
+    assert settings.session.nova_url == url.replace("/v2/", "/v1/")  # both APIs on the region's host
+    default = settings_from_args(build_parser().parse_args(["--api-key", "k"]))
+    assert default.session.url == "wss://api.deepgram.com/v2/listen"  # the global host stays the default
+
+
+def test_a_region_that_does_not_exist_names_the_ones_that_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--api-key", "k", "--flux-url", "mars"]) == 2
+    assert "--flux-url must be global, us, eu, au, in or a ws:// or wss:// URL, not mars" in capsys.readouterr().err
+
+
 def test_privacy_tags_regions_and_warm_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     from wyoming_flux.cli.main import build_parser, settings_from_args
 

@@ -149,3 +149,23 @@ async def test_in_stream_failures_close_with_codes_the_table_reads(fake_flux: Fa
         await socket.close()
     assert socket.close_reason == CLOSE_REASONS[reason]  # Deepgram's sentence, the code inside
     assert error_for_stream(socket.close_reason, "closed").code == expected
+
+
+@pytest.mark.parametrize("fault", ["400", "404", "408", "503", "slow", "closed port"])
+async def test_a_nova_3_failure_keeps_its_code_but_never_says_flux(fake_flux: FakeFlux, fault: str) -> None:
+    """The codes stay flux-* (stable for clients); the words say Deepgram or Nova-3, whose failure it is."""
+    from wyoming_flux.deepgram.errors import KINDS
+
+    url = fake_flux.nova_url
+    if fault == "slow":
+        fake_flux.script.handshake_delay = 2.0
+    elif fault == "closed port":
+        url = "ws://127.0.0.1:9/v1/listen"
+    else:
+        fake_flux.script.handshake_status = int(fault)
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(FluxError) as caught:
+            await connect_nova(http, url, API_KEY, NovaOptions(language="pl"), timeout=0.5)
+    assert caught.value.code.startswith("flux-") and "Flux" not in str(caught.value), str(caught.value)
+    # Every failure both APIs share says Deepgram; only a Flux control message is Flux's own.
+    assert [code for code, kind in KINDS.items() if "Flux" in kind.message] == ["flux-unsupported-message"]

@@ -225,3 +225,36 @@ async def test_list_fields_have_add_buttons_that_read_naturally(hass: HomeAssist
             if selector.config.get("multiple") and type(selector).__name__ == "TextSelector":
                 buttons[str(key)] = f"Add {strings[f'component.{DOMAIN}.options.step.init.sections.{name}.data.{key}']}"
     assert buttons == {"keyterms": "Add Key term", "tags": "Add Usage tag"}
+
+
+async def test_a_flux_only_host_is_told_on_the_nova_switch_and_saves_with_it_off(
+    hass: HomeAssistant, ha_core: HomeAssistant, fake_flux: FakeFlux, flux_entry_data: dict[str, Any]
+) -> None:
+    """A self-hosted Flux without /v1/listen: Flux is there, Nova-3 is not; say so where it can be fixed."""
+    fake_flux.script.nova_served = False
+    result = await start_user_flow(hass, flux_entry_data)
+    assert result["type"] is FlowResultType.FORM and result["errors"] == {"nova": "nova_not_found"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {**flux_entry_data, "nova": False})
+    assert result["type"] is FlowResultType.CREATE_ENTRY and result["data"]["nova"] is False
+    await hass.async_block_till_done()
+    languages = hass.data["stt"].get_entity("stt.deepgram_flux_flux_general_en").supported_languages
+    assert "pl" not in languages and "en-US" in languages
+    # Nova-3 as the entry's model on that host: no switch to turn off, so the form says it.
+    result = await start_user_flow(hass, {**flux_entry_data, "model": "nova-3"})
+    assert result["errors"] == {"base": "nova_model_not_found"}
+
+
+async def test_an_entry_from_before_the_us_region_keeps_the_global_host(
+    hass: HomeAssistant, ha_core: HomeAssistant
+) -> None:
+    """Until minor version 2, "us" named the global host; it now names api.us.deepgram.com (US residency)."""
+    from custom_components.deepgram_flux import endpoint_url
+
+    data = {"api_key": API_KEY, "model": "flux-general-en", "endpoint": "us"}
+    entry = MockConfigEntry(domain=DOMAIN, data=data, version=1, minor_version=1, title="Deepgram Flux")
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert (entry.minor_version, entry.data["endpoint"]) == (2, "global")
+    assert endpoint_url(dict(entry.data)) == "wss://api.deepgram.com/v2/listen"
+    assert endpoint_url({"endpoint": "us"}) == "wss://api.us.deepgram.com/v2/listen"

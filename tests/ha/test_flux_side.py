@@ -145,4 +145,7 @@ async def test_the_regional_endpoints_are_offered(hass: HomeAssistant, ha_core: 
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
     schema = result["data_schema"].schema
     (endpoint,) = [value for key, value in schema.items() if key == "endpoint"]
-    assert endpoint.config["options"] == ["us", "eu", "au", "in", "custom"]
+    # the global host first (the default), then Deepgram's data-residency regions, US included
+    assert endpoint.config["options"] == ["global", "us", "eu", "au", "in", "custom"]
+    (default,) = [key.default() for key in schema if key == "endpoint"]
+    assert default == "global"

@@ -216,3 +216,42 @@ async def test_nova_options_are_shown_only_with_nova_and_reach_the_stream(
         "names": {"boost_exposed_names": False}, "usage": {}, "fallback": {}})
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert flux_entry.options["endpointing_ms"] == 300
+
+
+@pytest.mark.parametrize(("language", "sent"), [("zh-hk", "zh-HK"), ("zh-tw", "zh-TW"), ("he-IL", "he"),
+                                                ("kk-kz", "kk-KZ"), ("th-TH", "th-TH")])
+async def test_home_assistants_language_codes_reach_novas_own_model_spelled_as_deepgram_lists_it(
+        hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux, language: str, sent: str) -> None:
+    """Home Assistant's Chinese codes are lower case (zh-hk: Cantonese, never the Mandarin model); Hebrew,
+    Kazakh and Thai have monolingual models since 2026, priced at Nova-3's monolingual rate."""
+    result = await entity(hass).async_process_audio_stream(
+        metadata(language), aiter(PacedStream(load_wav(KITCHEN) + silence(2), pace=2)))
+    assert (result.result, result.text) == (stt.SpeechResultState.SUCCESS, fixture_text(KITCHEN))
+    (stream,) = fake_flux.streams
+    assert (stream.query["model"], stream.query["language"], "language_hint" in stream.query) == (
+        ["nova-3"], [sent], False)
+    usage = flux_entry.runtime_data.usage
+    assert usage.cost == pytest.approx(stream.audio_seconds / 60 * 0.0048, rel=0.02)
+
+
+async def test_the_entity_offers_the_languages_deepgram_lists_for_its_host(
+        hass: HomeAssistant, ha_core: HomeAssistant, fake_flux: FakeFlux, flux_entry_data: dict[str, Any]) -> None:
+    """Read at setup (and again at a reload once the kept list is old), bounded; the built-in table without it."""
+    from wyoming_flux.deepgram.catalog import forget_catalogs
+
+    fake_flux.script.extra_nova_languages = ("hy",)
+    entry = MockConfigEntry(domain="deepgram_flux", data=flux_entry_data, unique_id=unique_id(flux_entry_data),
+                            title="Deepgram Flux (flux-general-en)")
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert {"hy", "he", "kk", "zh-HK"} <= set(entity(hass).supported_languages)
+    result = await entity(hass).async_process_audio_stream(
+        metadata("hy"), aiter(PacedStream(load_wav(KITCHEN) + silence(2), pace=2)))
+    assert result.result is stt.SpeechResultState.SUCCESS and fake_flux.streams[-1].query["language"] == ["hy"]
+    forget_catalogs()
+    fake_flux.script.models_endpoint = False  # a host without the models endpoint: the built-in table
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    languages = set(entity(hass).supported_languages)
+    assert "hy" not in languages and {"he", "kk", "zh-HK", "pl"} <= languages

@@ -283,7 +283,7 @@ async def test_a_command_that_is_another_servers_fallback_never_goes_to_a_fallba
     error = Error.from_event(event)
     assert error.code == "flux-unavailable"
     # One sentence for both failures: Flux's, and the fallback's (B's own Flux error).
-    assert "Flux is unavailable" in error.text and "and the fallback failed" in error.text
+    assert "Deepgram is unavailable" in error.text and "and the fallback failed" in error.text
     assert error.text.count("the fallback failed") == 1
 
 

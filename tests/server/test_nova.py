@@ -19,7 +19,7 @@ from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from tests.server.test_server import stream_until
 from tests.wyoming_io import audio_events, port, read_until
-from wyoming_flux.deepgram.models import MODEL_EN, MODEL_MULTI, MODEL_NOVA
+from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
 from wyoming_flux.server.server import FluxServer
 from wyoming_flux.turn.session import SessionConfig
 
@@ -159,3 +159,71 @@ async def test_a_custom_endpoint_serves_both_apis_from_its_host(fake_flux: FakeF
         assert Transcript.from_event(events[-1]).text == fixture_text(POLISH)
     finally:
         await server.stop()
+
+
+@pytest.mark.parametrize(("language", "sent"), [
+    ("he", "he"), ("fa", "fa"), ("ur", "ur"), ("th-TH", "th-TH"), ("gu", "gu"), ("kk", "kk"), ("zh-HK", "zh-HK"),
+    # BCP 47 is case-insensitive: Home Assistant's own codes are lower case (zh-hk, zh-tw)
+    ("zh-hk", "zh-HK"), ("ZH-HK", "zh-HK"), ("zh-Hant-HK", "zh-HK"), ("zh-tw", "zh-TW"), ("zh-Hant-TW", "zh-TW"),
+    ("pt-br", "pt-BR"), ("kk-kz", "kk-KZ"),
+])
+async def test_each_language_with_a_monolingual_model_gets_it_spelled_as_deepgram_lists_it(
+        server: FluxServer, fake_flux: FakeFlux, language: str, sent: str) -> None:
+    """Nova-3's 2026 monolingual models (Hebrew, Farsi, Urdu, Thai, Gujarati, Kazakh, Cantonese), and any
+    spelling of a code: never `multi` when a model of its own exists, never Mandarin for Cantonese."""
+    events, _ = await transcribe(server, language, load_wav(KITCHEN) + silence(3))
+    assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
+    query = fake_flux.streams[0].query
+    assert (query["model"], query["language"], "language_hint" in query) == (["nova-3"], [sent], False)
+
+
+async def test_the_languages_come_from_deepgrams_model_list_and_the_table_stands_without_one(
+        session_config: SessionConfig, fake_flux: FakeFlux) -> None:
+    fake_flux.script.extra_nova_languages = ("hy",)  # a language Deepgram lists and the table does not know yet
+    server = await serving(session_config, MODEL_EN, MODEL_NOVA)
+    try:
+        assert "hy" in await offered(server)
+        events, _ = await transcribe(server, "hy", load_wav(KITCHEN) + silence(3))
+        assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
+        assert fake_flux.streams[-1].query["language"] == ["hy"]
+    finally:
+        await server.stop()
+    from wyoming_flux.deepgram.catalog import forget_catalogs
+
+    forget_catalogs()
+    fake_flux.script.models_endpoint = False  # a host without the models endpoint: the built-in table
+    server = await serving(session_config, MODEL_EN, MODEL_NOVA)
+    try:
+        languages = await offered(server)
+        assert "hy" not in languages and {"he", "kk", "zh-HK", "pl"} <= languages
+    finally:
+        await server.stop()
+
+
+async def offered(server: FluxServer) -> set[str]:
+    async with AsyncTcpClient("127.0.0.1", port(server)) as client:
+        await client.write_event(Describe().event())
+        info = Info.from_event((await read_until(client, "info"))[-1])
+    return {code for model in info.asr[0].models for code in model.languages}
+
+
+@pytest.mark.parametrize("models_endpoint", [True, False])
+async def test_a_flux_only_host_is_said_once_at_start_and_info_offers_only_fluxs_languages(
+        session_config: SessionConfig, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture,
+        models_endpoint: bool) -> None:
+    """A self-hosted Flux without /v1/listen: known from its model list, or, without one, from a handshake."""
+    fake_flux.script.nova_served, fake_flux.script.models_endpoint = False, models_endpoint
+    server = await serving(session_config, MODEL_EN, MODEL_NOVA)
+    try:
+        assert await offered(server) == set(FLUX_MODELS[MODEL_EN].languages)
+        warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        assert len([w for w in warnings if "serves Flux but not Nova-3" in w]) == 1, warnings
+        events, _ = await transcribe(server, "pl", load_wav(KITCHEN) + silence(1), stop=True)
+        error = Error.from_event(events[-1])
+        assert error.code == "unsupported-language" and "pl" in error.text
+        events, _ = await transcribe(server, "en", load_wav(KITCHEN) + silence(3))
+        assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
+        assert [s.query["model"] for s in fake_flux.streams] == [["flux-general-en"]]
+    finally:
+        await server.stop()
+    assert not [r for r in caplog.records if "serves Flux but not Nova-3" in r.getMessage()][1:]

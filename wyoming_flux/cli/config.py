@@ -103,9 +103,9 @@ def read_hass(args: argparse.Namespace) -> tuple[str | None, str]:
 
 
 def flux_url(value: str) -> str:
-    """A Deepgram region's name (us, eu, au, in) or a ws:// / wss:// URL (self-hosted): a full /v2/listen URL
-    or just ws(s)://HOST[:PORT], whose /v2/listen (Flux) and /v1/listen (Nova-3) are then used."""
+    """A Deepgram host's name (global, us, eu, au, in) or a ws:// / wss:// URL (self-hosted): a full /v2/listen
+    URL or just ws(s)://HOST[:PORT], whose /v2/listen (Flux) and /v1/listen (Nova-3) are then used."""
     url = REGIONS.get(value.strip().lower(), value)
     if not url.startswith(("wss://", "ws://")):
-        raise ConfigError(f"--flux-url must be us, eu, au, in or a ws:// or wss:// URL, not {value}")
+        raise ConfigError(f"--flux-url must be {', '.join(REGIONS)} or a ws:// or wss:// URL, not {value}")
     return listen_urls(url)[0]

@@ -83,8 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"Nova-3: gap after the last word that ends a command when the silence is never heard "
                         f"(noise), 1000-5000 ms (default {DEFAULT_UTTERANCE_END_MS}; env WYOMING_FLUX_UTTERANCE_END_MS)")
     p.add_argument("--flux-url", default=env("WYOMING_FLUX_URL", DEFAULT_URL),
-                   help="Flux endpoint: a Deepgram region (us (default), eu, au, in) or a ws(s):// URL, e.g. self-hosted "
-                        "(env WYOMING_FLUX_URL)")
+                   help="Deepgram endpoint: global (default), a data-residency region (us, eu, au, in) or a "
+                        "ws(s):// URL, e.g. self-hosted (env WYOMING_FLUX_URL)")
     p.add_argument("--eot-threshold", **numeric("eot_threshold", float, "WYOMING_FLUX_EOT_THRESHOLD"),
                    help="confidence Flux needs to end a turn, 0.5-1.0 (Flux default 0.7; env WYOMING_FLUX_EOT_THRESHOLD)")
     p.add_argument("--eager-eot-threshold", **numeric("eager_eot_threshold", float, "WYOMING_FLUX_EAGER_EOT_THRESHOLD"),

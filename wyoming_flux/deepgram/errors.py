@@ -1,4 +1,4 @@
-"""Flux failures: one table of stable error codes, what causes each, whether a retry can fix it, and whether
+"""Deepgram failures (Flux's and Nova-3's): one table of stable error codes, what causes each, whether a retry can fix it, and whether
 the user must act. docs/how-it-works.md shows this table (a test compares them)."""
 
 from __future__ import annotations
@@ -11,27 +11,27 @@ from dataclasses import dataclass
 class ErrorKind:
     code: str
     cause: str  # what Flux did (status, close or error code), as docs/how-it-works.md shows it
-    message: str  # what we tell the user
+    message: str  # what we tell the user: "Deepgram" where Nova-3 fails the same way, "Flux" where only Flux can
     retry: bool  # a later attempt with the same settings can succeed
     user_action: bool  # only the user can fix it (Home Assistant raises a repair issue)
 
 
 _KINDS = (
-    ErrorKind("flux-bad-request", "HTTP 400, or any other 4xx", "Flux refused the request", False, False),
+    ErrorKind("flux-bad-request", "HTTP 400, or any other 4xx", "Deepgram refused the request", False, False),
     ErrorKind("flux-auth", "HTTP 401", "Deepgram rejected the API key", False, True),
     ErrorKind("flux-no-credit", "HTTP 402", "the Deepgram project has no credit left", False, True),
     ErrorKind("flux-forbidden", "HTTP 403", "this Deepgram key may not use the requested model", False, True),
-    ErrorKind("flux-not-found", "HTTP 404", "no Flux endpoint at this address", False, True),
-    ErrorKind("flux-request-timeout", "HTTP 408", "Flux timed out the request", True, False),
+    ErrorKind("flux-not-found", "HTTP 404", "no Deepgram endpoint at this address", False, True),
+    ErrorKind("flux-request-timeout", "HTTP 408", "Deepgram timed out the request", True, False),
     ErrorKind("flux-rate-limited", "HTTP 429", "Deepgram's limit of concurrent streams was reached", True, False),
-    ErrorKind("flux-unavailable", "HTTP 5xx, refused, DNS or TLS failure", "Flux is unavailable", True, False),
-    ErrorKind("flux-timeout", "no handshake within 3 s, or silence with nothing heard", "Flux did not answer in time",
+    ErrorKind("flux-unavailable", "HTTP 5xx, refused, DNS or TLS failure", "Deepgram is unavailable", True, False),
+    ErrorKind("flux-timeout", "no handshake within 3 s, or silence with nothing heard", "Deepgram did not answer in time",
               True, False),
     ErrorKind("flux-stream", "stream broke: `INTERNAL_SERVER_ERROR`, `NET-0000` (1011), dropped socket",
-              "the Flux stream broke", True, False),
+              "the Deepgram stream broke", True, False),
     ErrorKind("flux-idle-timeout", "`NET-0001` (1011) or `INACTIVE_CLIENT`: no audio reached Flux in time",
-              "Flux closed an idle stream", True, False),
-    ErrorKind("flux-bad-audio", "`DATA-0000` (1008): audio Flux cannot decode", "Flux could not decode the audio",
+              "Deepgram closed an idle stream", True, False),
+    ErrorKind("flux-bad-audio", "`DATA-0000` (1008): audio Flux cannot decode", "Deepgram could not decode the audio",
               False, False),
     ErrorKind("flux-unsupported-message", "`UNPARSABLE_CLIENT_MESSAGE`: a control message this deployment lacks",
               "this Flux deployment refused a control message", False, False),

@@ -1,12 +1,17 @@
 """The models we offer (Flux's two and Nova-3), the languages each speaks, and how a command picks one.
 
-Nova-3's languages are Deepgram's Models & Languages Overview and changelog as of 2026-11: monolingual models
+Nova-3's languages are Deepgram's Models & Languages Overview and changelog through 2026-12: monolingual models
 (`language=<code>`) for the codes in _NOVA_MONO, and `language=multi` (55 languages, with `language_hint`
-since 2026-10) for the codes in _NOVA_MULTI.
+since 2026-10) for the codes in _NOVA_MULTI_ONLY. This is the built-in table: where Deepgram's models endpoint
+answers, Nova-3's monolingual codes are the ones it lists (catalog.py, `nova_model`).
+
+Language codes are BCP 47, so case-insensitive: `zh-hk`, `ZH-HK` and `zh-Hant-HK` pick the model `zh-HK`
+picks, and go to Deepgram spelled as Deepgram lists them (`deepgram_code`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 MODEL_EN = "flux-general-en"
@@ -33,22 +38,65 @@ _MULTI_VARIANTS: dict[str, tuple[str, ...]] = {
 
 
 # Nova-3 monolingual models: the codes Deepgram accepts as `language` (a regional code it lists is sent as is;
-# another regional variant of a listed base goes as the base).
+# another regional variant of a listed base goes as the base). Added in 2026: he fa ur (02-03), zh-HK th
+# (03-17), gu (04-23), pa ne (08-05), kk (09-03).
 _NOVA_MONO: tuple[str, ...] = (
     *_ENGLISH,
-    "be", "bg", "bn", "bs", "ca", "cs", "da", "da-DK", "de", "de-CH", "el", "es", "es-419", "et", "fi", "fr",
-    "fr-CA", "hi", "hr", "hu", "id", "it", "ja", "kn", "ko", "ko-KR", "lt", "lv", "mk", "mr", "ms", "ne", "nl",
-    "nl-BE", "no", "pa", "pa-IN", "pl", "pt", "pt-BR", "pt-PT", "ro", "ru", "sk", "sl", "sr", "sv", "sv-SE", "ta",
-    "te", "tl", "tr", "uk", "vi", "zh", "zh-CN", "zh-Hans", "zh-TW", "zh-Hant",
+    "be", "bg", "bn", "bs", "ca", "cs", "da", "da-DK", "de", "de-CH", "el", "es", "es-419", "et", "fa", "fi", "fr",
+    "fr-CA", "gu", "gu-IN", "he", "hi", "hr", "hu", "id", "it", "ja", "kk", "kk-KZ", "kn", "ko", "ko-KR", "lt", "lv",
+    "mk", "mr", "ms", "ne", "nl", "nl-BE", "no", "pa", "pa-IN", "pl", "pt", "pt-BR", "pt-PT", "ro", "ru", "sk", "sl",
+    "sr", "sv", "sv-SE", "ta", "te", "th", "th-TH", "tl", "tr", "uk", "ur", "vi", "zh", "zh-CN", "zh-Hans", "zh-HK",
+    "zh-TW", "zh-Hant",
 )
 # Only through language=multi (with the language as a hint): Nova-3 has no monolingual model for these.
-_NOVA_MULTI_ONLY: tuple[str, ...] = ("af", "ar", "fa", "gl", "gu", "he", "th", "xh", "zh-HK", "zu")
+_NOVA_MULTI_ONLY: tuple[str, ...] = ("af", "ar", "gl", "xh", "zu")
 # Regional codes Home Assistant uses for languages Nova-3 serves under the base code.
 _NOVA_VARIANTS: tuple[str, ...] = (
-    "bg-BG", "ca-ES", "cs-CZ", "de-DE", "de-AT", "el-GR", "es-ES", "es-MX", "es-US", "et-EE", "fi-FI", "fr-FR",
-    "fr-BE", "fr-CH", "hr-HR", "hu-HU", "id-ID", "it-IT", "ja-JP", "lt-LT", "lv-LV", "nb", "nb-NO", "nl-NL",
-    "pl-PL", "ro-RO", "ru-RU", "sk-SK", "sl-SI", "sr-RS", "tr-TR", "uk-UA", "vi-VN", "ar-SA", "he-IL", "th-TH",
+    "bg-BG", "ca-ES", "cs-CZ", "de-DE", "de-AT", "el-GR", "es-ES", "es-MX", "es-US", "et-EE", "fa-IR", "fi-FI",
+    "fr-FR", "fr-BE", "fr-CH", "he-IL", "hr-HR", "hu-HU", "id-ID", "it-IT", "ja-JP", "lt-LT", "lv-LV", "nb", "nb-NO",
+    "nl-NL", "pl-PL", "ro-RO", "ru-RU", "sk-SK", "sl-SI", "sr-RS", "tr-TR", "uk-UA", "ur-PK", "vi-VN", "ar-SA",
 )
+# Regional codes that are another language than their base: never served as the base (Cantonese is not the
+# Mandarin of `zh`); without a model of their own they go to language=multi with themselves as the hint.
+_DISTINCT: frozenset[str] = frozenset({"zh-HK"})
+
+
+def _subtags(code: str) -> tuple[str, str | None, str | None]:
+    """(language, script, region) of a BCP 47 tag, each in its canonical case: `zh-hant-tw` -> zh, Hant, TW.
+    Variants and extensions are ignored; `_` is read as `-` (POSIX locales)."""
+    parts = code.strip().replace("_", "-").split("-")
+    language, script, region = parts[0].lower(), None, None
+    for part in parts[1:]:
+        if len(part) == 4 and part.isalpha() and script is None and region is None:
+            script = part.title()
+        elif (len(part) == 2 and part.isalpha() or len(part) == 3 and part.isdigit()) and region is None:
+            region = part.upper()
+    return ("no" if language == "nb" else language), script, region
+
+
+def canonical_forms(code: str) -> list[str]:
+    """The forms a code may be served under, most specific first: `zh-Hant-TW` -> zh-Hant-TW, zh-TW, zh-Hant,
+    zh. A distinct regional language (`zh-HK`) ends the list: its base is another language."""
+    language, script, region = _subtags(code)
+    forms = [f"{language}-{script}-{region}"] if script and region else []
+    forms += [f"{language}-{region}"] if region else []
+    forms += [f"{language}-{script}"] if script else []
+    forms.append(language)
+    for index, form in enumerate(forms):
+        if form in _DISTINCT:
+            return forms[: index + 1]
+    return forms
+
+
+def deepgram_code(language: str, codes: Iterable[str]) -> str | None:
+    """`language` as one of `codes` spells it (the most specific that fits), or None."""
+    by_lower = {code.lower(): code for code in codes}
+    return next((by_lower[form.lower()] for form in canonical_forms(language) if form.lower() in by_lower), None)
+
+
+def base_language(code: str) -> str:
+    """'de-AT' -> 'de', the form Flux's language_hint takes ('nb' -> 'no': Deepgram's Norwegian)."""
+    return _subtags(code)[0]
 
 
 @dataclass(frozen=True)
@@ -60,9 +108,21 @@ class FluxModel:
     languages: tuple[str, ...]
     takes_language_hint: bool
     api: str = FLUX  # FLUX or NOVA: which client and which end-of-command signals
+    monolingual: tuple[str, ...] = ()  # Nova-3: the codes sent as `language=` (the rest go as `multi`)
 
     def speaks(self, language: str | None) -> bool:
-        return not language or language in self.languages or base_language(language) in self.languages
+        return not language or deepgram_code(language, self.languages) is not None
+
+
+def nova_model(monolingual: Iterable[str] = _NOVA_MONO) -> FluxModel:
+    """Nova-3 with these monolingual codes (the built-in table's, or those Deepgram's models endpoint lists);
+    the languages only `multi` hears, and Home Assistant's regional codes of them all, are offered beside."""
+    mono = tuple(dict.fromkeys(code for code in monolingual if code.lower() != "multi"))
+    served = {base_language(code) for code in (*mono, *_NOVA_MULTI_ONLY)}
+    variants = (code for code in _NOVA_VARIANTS if base_language(code) in served)
+    return FluxModel(MODEL_NOVA, "Deepgram Nova-3 (end of command by silence)",
+                     tuple(dict.fromkeys((*mono, *_NOVA_MULTI_ONLY, *variants))), takes_language_hint=True,
+                     api=NOVA, monolingual=mono)
 
 
 FLUX_MODELS: dict[str, FluxModel] = {
@@ -73,36 +133,25 @@ FLUX_MODELS: dict[str, FluxModel] = {
         tuple(code for base, variants in _MULTI_VARIANTS.items() for code in (base, *variants)),
         takes_language_hint=True,
     ),
-    MODEL_NOVA: FluxModel(
-        MODEL_NOVA,
-        "Deepgram Nova-3 (end of command by silence)",
-        tuple(dict.fromkeys((*_NOVA_MONO, *_NOVA_MULTI_ONLY, *_NOVA_VARIANTS))),
-        takes_language_hint=True,
-        api=NOVA,
-    ),
+    MODEL_NOVA: nova_model(),
 }
 
 
-def base_language(code: str) -> str:
-    """'de-AT' -> 'de', the form Flux's language_hint takes ('nb' -> 'no': Deepgram's Norwegian)."""
-    base = code.replace("_", "-").split("-", 1)[0].lower()
-    return "no" if base == "nb" else base
-
-
-def nova_language(language: str | None) -> tuple[str, tuple[str, ...]]:
+def nova_language(language: str | None, model: FluxModel | None = None) -> tuple[str, tuple[str, ...]]:
     """Nova-3's `language` and `language_hint`s for a command: its monolingual model when Deepgram has one
     (the regional code if Deepgram lists it, else the base), otherwise `multi` with the language as a hint.
-    No language at all: `multi`, which detects it."""
+    No language at all: `multi`, which detects it. `model`: Nova-3 as this host serves it (default: the table)."""
     if not language:
         return "multi", ()
-    code = language.replace("_", "-")
-    if code in _NOVA_MULTI_ONLY:  # zh-HK: Cantonese, not the Mandarin of the zh model
-        return "multi", (code,)
-    if code in _NOVA_MONO:
+    if (code := deepgram_code(language, (model or FLUX_MODELS[MODEL_NOVA]).monolingual)) is not None:
         return code, ()
-    if (base := base_language(code)) in _NOVA_MONO:
-        return base, ()
-    return "multi", (base,)
+    distinct = canonical_forms(language)[-1]
+    return "multi", (distinct if distinct in _DISTINCT else base_language(language),)
+
+
+def multi_only(model: FluxModel) -> tuple[str, ...]:
+    """The languages Nova-3 (as `model` serves it) hears only through language=multi."""
+    return tuple(code for code in _NOVA_MULTI_ONLY if deepgram_code(code, model.monolingual) is None)
 
 
 def choose_model(models: list[FluxModel], name: str | None, language: str | None) -> FluxModel | None:
@@ -138,7 +187,7 @@ def unserved_language(models: list[FluxModel], language: str, nova_off: str = "-
 def language_hints(model: FluxModel, language: str | None) -> list[str]:
     """The language_hint values to send: only multi takes them (it is a 400 on flux-general-en)."""
     if model.api == NOVA:
-        return list(nova_language(language)[1])
+        return list(nova_language(language, model)[1])
     if not model.takes_language_hint or not language:
         return []
     base = base_language(language)

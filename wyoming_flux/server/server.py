@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -16,8 +17,9 @@ import aiohttp
 
 from ..common.tasks import cancel
 from ..common.wording import count
+from ..deepgram.catalog import lacks_nova, load_catalog, served_models
 from ..deepgram.flux import StreamOptions
-from ..deepgram.models import FLUX
+from ..deepgram.models import FLUX, NOVA
 from ..deepgram.pool import WarmPool
 from ..turn.fallback import FluxHealth
 from ..turn.session import TurnRequest, stream_options
@@ -109,6 +111,7 @@ class FluxServer:
     async def _start(self) -> None:
         self._ensure_descriptors()
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.flux_connection_limit()))
+        await self._learn_models(self._http)
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
             if self.pool is not None:
@@ -152,6 +155,31 @@ class FluxServer:
             self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
                                                      self.settings.metrics_port, self.metrics_limits)
             await self._metrics_endpoint.start()
+
+    async def _learn_models(self, http: aiohttp.ClientSession) -> None:
+        """What the host serves now, asked once at start (bounded; the built-in table where it does not say):
+        Nova-3 with the languages Deepgram lists, and beside Flux no Nova-3 at all on a host without it (said
+        once here rather than on every command). Info offers what is left."""
+        config, models = self.settings.session, self.settings.models
+        if not any(model.api == NOVA for model in models):
+            return
+        catalog = await load_catalog(http, config.url, config.api_key, timeout=config.connect_timeout)
+        served = served_models(models, catalog)
+        if await lacks_nova(http, config.url, config.api_key, catalog, timeout=config.connect_timeout):
+            if len(served) > 1:
+                served = [model for model in served if model.api != NOVA]
+                _LOGGER.warning("%s serves Flux but not Nova-3 (no /v1/listen): offering only the languages of %s; "
+                                "commands in other languages get an Error (--no-nova says so without this check)",
+                                config.nova_url.rsplit("/v1/", 1)[0], ", ".join(m.name for m in served))
+            else:
+                _LOGGER.warning("%s does not serve Nova-3 (no /v1/listen): every command will fail with "
+                                "flux-not-found", config.nova_url.rsplit("/v1/", 1)[0])
+        nova = next((model for model in served if model.api == NOVA), None)
+        if nova is not None:
+            _LOGGER.info("Nova-3: %d monolingual language codes, %s", len(nova.monolingual),
+                         "from Deepgram's model list" if catalog is not None else "from the built-in table")
+        self.settings = dataclasses.replace(self.settings, models=tuple(served))
+        self._info = encode_event(build_info(self.settings).event())
 
     async def _probe_fallback(self, uri: str) -> None:
         """One Describe to the fallback once we listen: a fallback that is down is one warning now rather than a

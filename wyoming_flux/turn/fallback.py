@@ -112,12 +112,12 @@ class FluxHealth:
             self._backoff = min(self._max, self._backoff * 2) if self._backoff else self._first
             self._retry_at = self._clock() + self._backoff
             if not self.last_error:
-                _LOGGER.warning("Flux cannot take commands (%s); commands go to the fallback, Flux is tried "
-                                "again in %.0f s", error.code, self._backoff)
+                _LOGGER.warning("Deepgram cannot take commands (%s); commands go to the fallback, Deepgram is "
+                                "tried again in %.0f s", error.code, self._backoff)
             self.last_error = error.code
         elif result.ended_by is not Ending.CANCELLED and not result.degraded and result.error is None:
             if self.down:
-                _LOGGER.info("Flux answers again; commands go to Flux")
+                _LOGGER.info("Deepgram answers again; commands go to Deepgram")
             self._backoff, self._retry_at, self.last_error = 0.0, 0.0, None
 
 
@@ -172,7 +172,7 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
                 error.args = (f"{flux.error} and the fallback failed: {reason}",)
                 return replace(flux, error=error, notes=(*flux.notes, note))
             return replace(flux, notes=(*flux.notes, note))
-        error = FluxUnavailableError(f"Flux is unavailable (tried again in {health.retry_in():.0f} s) and the "
+        error = FluxUnavailableError(f"Deepgram is unavailable (tried again in {health.retry_in():.0f} s) and the "
                                      f"fallback failed: {reason}")
         return TurnResult("", Ending.ERROR, error=error, audio_seconds=round(buffer.seconds, 3),
                           elapsed_seconds=loop.time() - started, notes=(note,))

@@ -102,7 +102,7 @@ def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int
     holds fits a command exactly when the two agree. `early`: a completion check is configured (Flux then asks
     for eager end-of-turn); `nova_check`: it can answer now (Nova-3 then marks short pauses)."""
     if request.model.api == NOVA:
-        language, hints = nova_language(request.language)
+        language, hints = nova_language(request.language, request.model)
         return NovaOptions(
             language=language,
             sample_rate=sample_rate,

@@ -246,7 +246,7 @@ class TurnSession:
                 for worker in workers:
                     if worker.done() and not worker.cancelled() and worker.exception():
                         raise worker.exception()  # type: ignore[misc]
-                raise FluxStreamError("Flux closed the stream before the turn ended")
+                raise FluxStreamError("Deepgram closed the stream before the command ended")
         finally:
             self._sent_at = None
             await self._shutdown(socket, workers)

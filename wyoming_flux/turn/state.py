@@ -291,7 +291,7 @@ class TurnState:
         """Flux closed the stream. After our own CloseStream, with everything reported, that is the end."""
         if close_asked and self.forcing is not None and not self.turn_active and self.caught_up():
             return self.decide(self.forcing)
-        return self.failed(None, "Flux closed the stream before the turn ended")
+        return self.failed(None, "Deepgram closed the stream before the command ended")
 
     def failed(self, error: FluxError | None, why: str) -> Decision:
         """The stream broke: the words already heard are the honest answer; with none, the error."""
@@ -313,7 +313,7 @@ class TurnState:
                     and now - sent_at >= _QUIET_AFTER_FORCE):
                 return self._no_turn_open()
             if now - max(self.forced_at, self.connected_at) >= bounds.finalize_timeout:
-                return self.best("Flux did not finalize the turn")
+                return self.best("Deepgram did not finalize the command")
         elif not self.heard and (self.confirmed >= bounds.no_speech_timeout
                                  or age >= bounds.no_speech_timeout + _WALL_GRACE):
             _LOGGER.info("No speech within %.1f s; ending the command", bounds.no_speech_timeout)
@@ -329,7 +329,7 @@ class TurnState:
             return ForceTurn(Ending.FORCED)
         elif (self.last_message_at is not None and now - self.last_message_at >= bounds.stall_timeout
               and self.sent - self.confirmed >= 1.0):
-            return self.best("Flux stopped sending results")
+            return self.best("Deepgram stopped sending results")
         return None
 
     # ------------------------------------------------------------ decisions out
