@@ -4,9 +4,14 @@
 
 die() { echo "wyoming-flux setup: $*" >&2; exit 1; }
 
+# The private venv uv goes into where pip refuses --user (PEP 668: Debian 12, Ubuntu 24.04, Raspberry Pi OS).
+# Data, not a cache: script/server links ~/.local/bin/uv to it.
+uv_boot_dir() { echo "${XDG_DATA_HOME:-$HOME/.local/share}/wyoming-flux/uv"; }
+
 # uv: on PATH, in ~/.local/bin, else installed with pip --user, a private venv, or Astral's installer.
 ensure_uv() {
-  local candidate boot="${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-flux/uv"  # for pips that refuse --user (PEP 668)
+  local candidate boot
+  boot=$(uv_boot_dir)
   for candidate in "$(command -v uv 2>/dev/null)" "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv" "$boot/bin/uv"; do
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then UV=$candidate; return 0; fi
   done

@@ -98,7 +98,7 @@ def test_no_uv_and_no_way_to_install_it_says_what_to_install(tmp_path: Path) -> 
     result = bash("ensure_uv", env, tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("wyoming-flux setup: could not install uv.")
-    assert not (tmp_path / "home" / ".cache" / "wyoming-flux" / "uv").exists()
+    assert not (tmp_path / "home" / ".local" / "share" / "wyoming-flux" / "uv").exists()
 
 
 def test_the_server_takes_the_systems_python3_when_it_is_recent_enough(tmp_path: Path) -> None:
@@ -127,3 +127,39 @@ def test_the_server_starts_where_it_was_called_so_relative_paths_are_the_callers
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{caller} --api-key-file deepgram.key"
+
+
+def test_the_server_links_a_uv_it_had_to_install_privately_beside_the_command(tmp_path: Path) -> None:
+    # Where pip refuses --user (PEP 668: Debian 12, Raspberry Pi OS), uv lives in a venv of ours: a new shell
+    # with ~/.local/bin on PATH (the docs' second shell) must find it there, as it finds wyoming-flux.
+    home, tools = tmp_path / "home", tmp_path / "home" / ".local" / "bin"
+    private = home / ".local" / "share" / "wyoming-flux" / "uv" / "bin"
+    for folder in (tools, private):
+        folder.mkdir(parents=True)
+    (tools / "wyoming-flux").write_text("#!/bin/sh\nexit 0\n")
+    (private / "uv").write_text(f'#!/bin/sh\n[ "$1 $2" = "tool dir" ] && echo {tools}\nexit 0\n')
+    for tool in (tools / "wyoming-flux", private / "uv"):
+        tool.chmod(0o755)
+    env = bare_env(tmp_path, f"python3={sys.executable}")  # no uv on PATH
+    for _ in range(2):  # and a second start leaves the link as it is
+        result = subprocess.run([str(ROOT / "script" / "server")], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert (tools / "uv").resolve() == (private / "uv").resolve()
+
+
+def test_the_test_commands_help_builds_and_runs_nothing(tmp_path: Path) -> None:
+    # Any uv the script would call leaves a mark: --help must print the script's own usage, and call nothing.
+    marks = tmp_path / "called"
+    (tmp_path / "uv").write_text(f'#!/bin/sh\necho "$@" >> {marks}\nexit 1\n')
+    (tmp_path / "uv").chmod(0o755)
+    env = bare_env(tmp_path, f"uv={tmp_path / 'uv'}")
+    for argv in (["--help"], ["-h"], ["--only", "newest", "-x", "--help"]):
+        result = subprocess.run([str(ROOT / "script" / "test"), *argv], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=30)
+        assert (result.returncode, result.stderr) == (0, ""), argv
+        assert result.stdout.startswith("Sets up the test environments") and "Usage: script/test" in result.stdout
+        assert "20-25 minutes on 2 cores" in result.stdout and "chromium" in result.stdout
+        assert len(result.stdout.splitlines()) < 30
+    assert not marks.exists()
+
