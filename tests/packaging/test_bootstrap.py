@@ -90,9 +90,9 @@ def test_a_wrong_python_named_by_the_environment_is_refused(tmp_path: Path) -> N
 
 def test_no_uv_and_no_way_to_install_it_says_what_to_install(tmp_path: Path) -> None:
     fail = tmp_path / "fail"
-    fail.write_text("#!/bin/sh\nexit 6\n")  # curl with no network
+    fail.write_text("#!/bin/sh\nexit 6\n")  # curl and wget with no network
     fail.chmod(0o755)
-    env = bare_env(tmp_path, f"curl={fail}", "python3=/usr/bin/python3") | {
+    env = bare_env(tmp_path, f"curl={fail}", f"wget={fail}", "python3=/usr/bin/python3") | {
         "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null",  # pip can reach no index either
     }
     result = bash("ensure_uv", env, tmp_path)
@@ -146,6 +146,21 @@ def test_the_server_links_a_uv_it_had_to_install_privately_beside_the_command(tm
                                 text=True, timeout=120)
         assert result.returncode == 0, result.stderr
         assert (tools / "uv").resolve() == (private / "uv").resolve()
+
+
+def test_without_curl_astrals_installer_comes_with_wget(tmp_path: Path) -> None:
+    # A minimal Debian 12: no pip, no venv module, no curl; wget fetches Astral's installer (here: one that puts
+    # a uv in ~/.local/bin, where the real one does).
+    fail, wget = tmp_path / "fail", tmp_path / "wget"
+    fail.write_text("#!/bin/sh\nexit 1\n")
+    installer = 'mkdir -p "$HOME/.local/bin" && printf "#!/bin/sh\\n" > "$HOME/.local/bin/uv" && chmod +x "$HOME/.local/bin/uv"'
+    wget.write_text(f"#!/bin/sh\n[ \"$*\" = \"-qO- https://astral.sh/uv/install.sh\" ] || exit 1\necho '{installer}'\n")
+    for stub in (fail, wget):
+        stub.chmod(0o755)
+    env = bare_env(tmp_path, f"curl={fail}", f"python3={fail}", f"wget={wget}")
+    result = bash('ensure_uv; echo "$UV"', env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "home" / ".local" / "bin" / "uv")
 
 
 def test_the_test_commands_help_builds_and_runs_nothing(tmp_path: Path) -> None:

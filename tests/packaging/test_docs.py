@@ -339,12 +339,12 @@ def test_the_fake_says_it_serves_nova_3_too() -> None:
 def fresh_home(home: Path) -> dict[str, str]:
     """The environment of a newcomer on a fresh machine: a new home folder (no uv, no command installed, no
     configuration in it) and PATH=/usr/bin:/bin (no venv, no uv of ours). The machine's own settings stay (its
-    certificates and package indexes); uv's and pip's download caches are shared, which changes nothing but
+    certificates, package indexes and proxies); uv's and pip's download caches are shared, which changes nothing but
     the time a run takes."""
     uv_cache = subprocess.run([uv_command(), "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("XDG_", "UV_", "VIRTUAL_ENV", "WYOMING_FLUX_", "DEEPGRAM_", "PYTHON", "PYENV",
-                                  "CONDA"))}
+           if not key.startswith(("XDG_", "UV_TOOL", "UV_PYTHON", "UV_PROJECT", "VIRTUAL_ENV", "WYOMING_FLUX_",
+                                  "DEEPGRAM_", "PYTHON", "PYENV", "CONDA"))}
     return env | {"HOME": str(home), "PATH": "/usr/bin:/bin", "UV_CACHE_DIR": uv_cache,
                   "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))}
 
