@@ -4,9 +4,14 @@
 
 die() { echo "wyoming-flux setup: $*" >&2; exit 1; }
 
-# uv: on PATH, in ~/.local/bin, else installed with pip --user, a private venv, or Astral's installer.
+# The private venv uv goes into where pip refuses --user (PEP 668: Debian 12, Ubuntu 24.04, Raspberry Pi OS).
+# Data, not a cache: script/server links ~/.local/bin/uv to it.
+uv_boot_dir() { echo "${XDG_DATA_HOME:-$HOME/.local/share}/wyoming-flux/uv"; }
+
+# uv: on PATH, in ~/.local/bin, else installed with pip --user, a private venv, or Astral's installer (curl or wget).
 ensure_uv() {
-  local candidate boot="${XDG_CACHE_HOME:-$HOME/.cache}/wyoming-flux/uv"  # for pips that refuse --user (PEP 668)
+  local candidate boot
+  boot=$(uv_boot_dir)
   for candidate in "$(command -v uv 2>/dev/null)" "$HOME/.local/bin/uv" "$HOME/.cargo/bin/uv" "$boot/bin/uv"; do
     if [ -n "$candidate" ] && [ -x "$candidate" ]; then UV=$candidate; return 0; fi
   done
@@ -19,7 +24,10 @@ ensure_uv() {
     UV="$boot/bin/uv"; return 0
   fi
   rm -rf "$boot"
-  if command -v curl >/dev/null 2>&1 && curl -LsSf https://astral.sh/uv/install.sh 2>/dev/null | sh >/dev/null 2>&1 \
+  # Astral's installer, with curl or else wget (a minimal Debian 12 has wget only, and no pip or venv module)
+  local installer=https://astral.sh/uv/install.sh
+  if { { command -v curl >/dev/null 2>&1 && curl -LsSf "$installer" 2>/dev/null | sh >/dev/null 2>&1; } \
+      || { command -v wget >/dev/null 2>&1 && wget -qO- "$installer" 2>/dev/null | sh >/dev/null 2>&1; }; } \
       && [ -x "$HOME/.local/bin/uv" ]; then
     UV="$HOME/.local/bin/uv"; return 0
   fi

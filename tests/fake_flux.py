@@ -582,11 +582,13 @@ class _Stream:
 
 
 async def _main() -> None:
-    parser = argparse.ArgumentParser(description="Fake Deepgram Flux server for tests and benchmarks")
+    parser = argparse.ArgumentParser(description="Fake Deepgram for tests and benchmarks: Flux at /v2/listen and "
+                                                 "Nova-3 at /v1/listen, on one port, with one key")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--api-key", default="test-key")
-    parser.add_argument("--transcript", action="append", help="text of each turn, in order")
+    parser.add_argument("--transcript", action="append",
+                        help="text of each Flux turn, in order (Nova-3 says them all in one command)")
     parser.add_argument("--eot-silence", type=float, default=0.26)
     parser.add_argument("--handshake-delay", type=float, default=0.0)
     parser.add_argument("--no-eot", action="store_true", help="never end a turn by itself")
@@ -598,7 +600,8 @@ async def _main() -> None:
         script.transcripts = args.transcript
     fake = FakeFlux(api_key=args.api_key, script=script)
     await fake.start(args.host, args.port)
-    print(f"fake Flux listening on ws://{args.host}:{fake.port}/v2/listen (key {args.api_key!r})", flush=True)
+    print(f"fake Flux listening on ws://{args.host}:{fake.port}/v2/listen, Nova-3 on /v1/listen (key "
+          f"{args.api_key!r})", flush=True)
     await asyncio.Event().wait()
 
 

@@ -13,34 +13,9 @@ The names below are the public core API: what the Home Assistant integration (an
 imports, from here only. They need aiohttp and numpy alone, and follow the package's version.
 """
 
-__version__ = "0.1.0"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (and re) when the command starts
 
-from .common.bounds import RANGES
-from .common.tasks import cancel
-from .deepgram.access import verify_model
-from .deepgram.catalog import known_catalog, load_catalog, served_models
-from .deepgram.errors import KINDS, FluxAuthError, FluxError
-from .deepgram.flux import REGIONS, validate_thresholds, verify_access
-from .deepgram.models import (
-    FLUX_MODELS,
-    MODEL_EN,
-    MODEL_MULTI,
-    MODEL_NOVA,
-    NOVA,
-    FluxModel,
-    base_language,
-    choose_model,
-    nova_language,
-    unserved_language,
-)
-from .deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
-from .turn.audio import AudioFormatError, check_format
-from .turn.command import Command, CommandRefused, CommandSetup, Fallback, Wording
-from .turn.fallback import AudioBuffer, FallbackError, FluxHealth, answer_with_fallback
-from .turn.names import Named, keyterms_from_names
-from .turn.request import SessionConfig, TurnRequest, TurnResult
-from .turn.session import TurnSession
-from .turn.state import Ending
+__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ENDPOINTING_MS",
@@ -87,3 +62,22 @@ __all__ = [
     "verify_access",
     "verify_model",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """A public name, loaded on first use (`from wyoming_flux import TurnSession` works as before)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import _api
+
+    value = getattr(_api, name)
+    globals()[name] = value  # later uses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and import-linter
+    from ._api import *  # noqa: F403

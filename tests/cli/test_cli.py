@@ -453,3 +453,46 @@ def test_a_log_format_logging_cannot_use_is_one_line_at_start(fmt: str, capsys: 
     assert main(["--api-key", "k", "--log-format", fmt]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("wyoming-flux: error: --log-format") and err.count("\n") == 0, err
+
+
+def test_the_console_scripts_import_loads_nothing_heavy() -> None:
+    """A Ctrl+C in the command's first second lands in main(), which exits quietly, not in the console script's
+    own `from wyoming_flux.cli.entry import main` (aiohttp and numpy took a second or two there)."""
+    import subprocess
+
+    probe = ("import sys, wyoming_flux.cli.entry; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'numpy', 'wyoming', 'zeroconf'}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd="/")
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_public_names_load_on_first_use() -> None:
+    import wyoming_flux
+    from wyoming_flux import _api
+
+    public = {name for name in vars(_api) if not name.startswith("_")}
+    assert public == set(wyoming_flux.__all__) - {"__version__"}  # one list, no name forgotten
+    assert all(getattr(wyoming_flux, name) is getattr(_api, name) for name in public)
+    assert set(wyoming_flux.__all__) <= set(dir(wyoming_flux))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        wyoming_flux.nothing  # noqa: B018
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.6, 1.0, 2.0])
+def test_ctrl_c_while_the_command_starts_is_a_quiet_exit(delay: float) -> None:
+    """Wherever the interrupt lands (loading the libraries, reading the flags, starting the server), no
+    traceback: 130 before the server runs, 0 once it stops on the signal. (Not before 0.3 s: the interpreter's
+    own start-up, before any of our code, is not ours to quiet.)"""
+    import signal
+    import subprocess
+    import time
+
+    command = [str(Path(sys.executable).parent / "wyoming-flux"), "--api-key", "k", "--uri",
+               f"tcp://127.0.0.1:{free_port()}", "--flux-url", "ws://127.0.0.1:9/v2/listen"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert process.returncode in (0, 130, -signal.SIGINT)  # (-SIGINT: before Python handles signals at all)
+

@@ -53,10 +53,13 @@ async def test_transcribe_streams_a_wav_and_reports_timings(
     out, err = capsys.readouterr()
     assert code == 0
     assert out.strip() == fixture_text(KITCHEN)
-    assert "time to first partial:" in err and "end of speech -> transcript:" in err
+    assert "time to first partial:" in err and " to flux-general-en\n" in err  # which model answered
     if not fast:  # real time: the transcript comes a Flux end-of-turn after the speech, well before the file ends
         closing = float(err.split("end of speech -> transcript: ")[1].split(" ms")[0])
         assert 0 < closing < 800
+    else:  # the speech's end was sent long before it would be spoken: no figure that means nothing
+        assert "end of speech" not in err.replace("no end-of-speech timing", "")
+        assert "transcript after " in err and "--fast" in err
 
 
 async def test_zeroconf_discovery_in_a_private_network_namespace() -> None:
@@ -210,8 +213,8 @@ async def test_silence_is_said_to_be_no_speech_not_a_blank_line(wyoming_server: 
     code = await transcribe(str(path), f"tcp://127.0.0.1:{wyoming_server.port}", fast=True, language=None, model=None)
     out, err = capsys.readouterr()
     assert code == 1 and out == ""
-    assert "no speech recognized" in err and "speech ends at - : no speech found" in err
-    assert "end of speech -> transcript: -" in err  # no made-up figure
+    assert "no speech recognized" in err and "audio 1.50 s (no speech found), sent 1.50 s" in err
+    assert "end of speech" not in err and "speech ends" not in err  # no made-up figure, no "- :"
 
 
 def test_a_wav_without_audio_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -258,3 +261,119 @@ async def test_a_server_that_never_answers_is_said_in_words(capsys: pytest.Captu
         await silent.wait_closed()
     assert capsys.readouterr().err.strip() == f"wyoming-flux check: tcp://127.0.0.1:{port} is not answering: no " \
                                               "answer within 0.5 s"
+
+
+async def test_transcribe_names_the_model_and_refuses_one_the_server_does_not_offer(
+    wyoming_server: FluxServer, capsys: pytest.CaptureFixture[str],
+) -> None:
+    uri = f"tcp://127.0.0.1:{wyoming_server.port}"  # offers flux-general-en and flux-general-multi
+    wav = str(FIXTURES / f"{KITCHEN}.wav")
+    assert await transcribe(wav, uri, fast=True, language="de", model=None) == 0
+    assert " to flux-general-multi\n" in capsys.readouterr().err  # the language picked it
+    for model in ("bogus", "nova-3"):  # unknown, and a real model this server does not offer
+        assert await transcribe(wav, uri, fast=True, language=None, model=model) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == (f"wyoming-flux transcribe: error: --model {model}: {uri} offers "
+                                     "flux-general-en, flux-general-multi\n")
+
+
+async def test_an_unreachable_server_is_said_in_words_by_both_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import free_port
+
+    uri = f"tcp://127.0.0.1:{free_port()}"  # nothing listens: connection refused
+    assert await transcribe(str(FIXTURES / f"{KITCHEN}.wav"), uri, fast=True, language=None, model=None) == 1
+    assert await check(uri, 5.0) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [f"wyoming-flux transcribe: {uri} is not answering: connection refused",
+                     f"wyoming-flux check: {uri} is not answering: connection refused"]
+
+
+async def test_a_wav_cut_short_is_sent_with_a_warning(wyoming_server: FluxServer, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    whole = tmp_path / "whole.wav"
+    write_wav(whole, load_wav(KITCHEN), 16000, 2, 1, False)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: 44 + 32000 * 2])  # 2 s of the 2.68 s the header announces
+    code = await transcribe(str(cut), f"tcp://127.0.0.1:{wyoming_server.port}", fast=True, language=None,
+                            model=None)
+    err = capsys.readouterr().err
+    assert code == 0
+    assert err.splitlines()[0] == (f"wyoming-flux transcribe: warning: {cut} is cut short: its header announces "
+                                   "2.68 s of audio, the file holds 2.00 s; sending what is there")
+    assert "audio 2.00 s" in err
+
+
+def test_a_streaming_writers_unknown_data_size_is_no_warning(tmp_path: Path) -> None:
+    path = tmp_path / "streamed.wav"
+    write_wav(path, load_wav(KITCHEN), 16000, 2, 1, False)
+    data = bytearray(path.read_bytes())
+    data[40:44] = struct.pack("<I", 0xFFFFFFFF)  # as ffmpeg writes to a pipe: the length was not known
+    path.write_bytes(bytes(data))
+    recording = read_wav(str(path))
+    assert recording.warning is None and len(recording.pcm) == len(load_wav(KITCHEN))
+
+
+def _run_transcribe(*argv: str, timeout: float = 60) -> tuple[int, str]:
+    """The installed command in a process of its own: (exit code, stderr). A file that made it hang fails this
+    test, not the test run."""
+    import subprocess
+
+    command = str(Path(sys.executable).parent / "wyoming-flux")
+    try:
+        done = subprocess.run([command, "transcribe", *argv, "--uri", "tcp://127.0.0.1:9"], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"transcribe {argv} did not end within {timeout} s")
+    return done.returncode, done.stderr
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "directory"])
+def test_a_file_that_is_not_a_regular_file_is_refused_in_one_line(tmp_path: Path, kind: str) -> None:
+    if kind == "device":
+        path, said = Path("/dev/zero"), "/dev/zero is a device, not a WAV file"
+    elif kind == "fifo":
+        path, said = tmp_path / "command.wav", "is a FIFO, not a WAV file"
+        os.mkfifo(path)  # nobody writes to it: reading it would wait forever
+    else:
+        path, said = tmp_path, "is a directory, not a WAV file"
+    code, err = _run_transcribe(str(path))
+    assert code == 1 and err.count("\n") == 1 and said in err and "Traceback" not in err, err
+
+
+def _sparse_wav(path: Path, seconds: float, rate: int, width: int, channels: int) -> None:
+    """A WAV header announcing `seconds` of audio, and a file that long without the disk space (sparse)."""
+    block = width * channels
+    size = int(seconds * rate) * block
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, 8 * width)
+    header = b"RIFF" + struct.pack("<I", 36 + size) + b"WAVEfmt " + struct.pack("<I", 16) + fmt
+    with path.open("wb") as out:
+        out.write(header + b"data" + struct.pack("<I", size))
+        out.truncate(44 + size)
+
+
+@pytest.mark.parametrize(("seconds", "rate", "width", "channels", "said"), [
+    (3600, 16000, 2, 1, "holds 3600 s of audio; a command is at most 300 s"),  # 115 MB, an hour
+    (60, 96000, 4, 8, "holds 176 MiB of audio, more than the 64 MiB a command may be"),
+])
+def test_a_file_longer_than_a_command_is_refused_without_reading_it(
+    tmp_path: Path, seconds: float, rate: int, width: int, channels: int, said: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import tracemalloc
+
+    from wyoming_flux.cli.client import main as client_main
+    from wyoming_flux.cli.wav import WavError
+
+    path = tmp_path / "long.wav"
+    _sparse_wav(path, seconds, rate, width, channels)
+    tracemalloc.start()
+    try:
+        with pytest.raises(WavError, match=said):
+            read_wav(str(path))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, f"{peak} bytes"  # the header, not the audio
+    assert client_main("transcribe", [str(path), "--uri", "tcp://127.0.0.1:9"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err

@@ -90,15 +90,15 @@ def test_a_wrong_python_named_by_the_environment_is_refused(tmp_path: Path) -> N
 
 def test_no_uv_and_no_way_to_install_it_says_what_to_install(tmp_path: Path) -> None:
     fail = tmp_path / "fail"
-    fail.write_text("#!/bin/sh\nexit 6\n")  # curl with no network
+    fail.write_text("#!/bin/sh\nexit 6\n")  # curl and wget with no network
     fail.chmod(0o755)
-    env = bare_env(tmp_path, f"curl={fail}", "python3=/usr/bin/python3") | {
+    env = bare_env(tmp_path, f"curl={fail}", f"wget={fail}", "python3=/usr/bin/python3") | {
         "PIP_NO_INDEX": "1", "PIP_CONFIG_FILE": "/dev/null",  # pip can reach no index either
     }
     result = bash("ensure_uv", env, tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("wyoming-flux setup: could not install uv.")
-    assert not (tmp_path / "home" / ".cache" / "wyoming-flux" / "uv").exists()
+    assert not (tmp_path / "home" / ".local" / "share" / "wyoming-flux" / "uv").exists()
 
 
 def test_the_server_takes_the_systems_python3_when_it_is_recent_enough(tmp_path: Path) -> None:
@@ -127,3 +127,54 @@ def test_the_server_starts_where_it_was_called_so_relative_paths_are_the_callers
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{caller} --api-key-file deepgram.key"
+
+
+def test_the_server_links_a_uv_it_had_to_install_privately_beside_the_command(tmp_path: Path) -> None:
+    # Where pip refuses --user (PEP 668: Debian 12, Raspberry Pi OS), uv lives in a venv of ours: a new shell
+    # with ~/.local/bin on PATH (the docs' second shell) must find it there, as it finds wyoming-flux.
+    home, tools = tmp_path / "home", tmp_path / "home" / ".local" / "bin"
+    private = home / ".local" / "share" / "wyoming-flux" / "uv" / "bin"
+    for folder in (tools, private):
+        folder.mkdir(parents=True)
+    (tools / "wyoming-flux").write_text("#!/bin/sh\nexit 0\n")
+    (private / "uv").write_text(f'#!/bin/sh\n[ "$1 $2" = "tool dir" ] && echo {tools}\nexit 0\n')
+    for tool in (tools / "wyoming-flux", private / "uv"):
+        tool.chmod(0o755)
+    env = bare_env(tmp_path, f"python3={sys.executable}")  # no uv on PATH
+    for _ in range(2):  # and a second start leaves the link as it is
+        result = subprocess.run([str(ROOT / "script" / "server")], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert (tools / "uv").resolve() == (private / "uv").resolve()
+
+
+def test_without_curl_astrals_installer_comes_with_wget(tmp_path: Path) -> None:
+    # A minimal Debian 12: no pip, no venv module, no curl; wget fetches Astral's installer (here: one that puts
+    # a uv in ~/.local/bin, where the real one does).
+    fail, wget = tmp_path / "fail", tmp_path / "wget"
+    fail.write_text("#!/bin/sh\nexit 1\n")
+    installer = 'mkdir -p "$HOME/.local/bin" && printf "#!/bin/sh\\n" > "$HOME/.local/bin/uv" && chmod +x "$HOME/.local/bin/uv"'
+    wget.write_text(f"#!/bin/sh\n[ \"$*\" = \"-qO- https://astral.sh/uv/install.sh\" ] || exit 1\necho '{installer}'\n")
+    for stub in (fail, wget):
+        stub.chmod(0o755)
+    env = bare_env(tmp_path, f"curl={fail}", f"python3={fail}", f"wget={wget}")
+    result = bash('ensure_uv; echo "$UV"', env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "home" / ".local" / "bin" / "uv")
+
+
+def test_the_test_commands_help_builds_and_runs_nothing(tmp_path: Path) -> None:
+    # Any uv the script would call leaves a mark: --help must print the script's own usage, and call nothing.
+    marks = tmp_path / "called"
+    (tmp_path / "uv").write_text(f'#!/bin/sh\necho "$@" >> {marks}\nexit 1\n')
+    (tmp_path / "uv").chmod(0o755)
+    env = bare_env(tmp_path, f"uv={tmp_path / 'uv'}")
+    for argv in (["--help"], ["-h"], ["--only", "newest", "-x", "--help"]):
+        result = subprocess.run([str(ROOT / "script" / "test"), *argv], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=30)
+        assert (result.returncode, result.stderr) == (0, ""), argv
+        assert result.stdout.startswith("Sets up the test environments") and "Usage: script/test" in result.stdout
+        assert "20-25 minutes on 2 cores" in result.stdout and "chromium" in result.stdout
+        assert len(result.stdout.splitlines()) < 30
+    assert not marks.exists()
+

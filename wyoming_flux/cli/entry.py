@@ -24,10 +24,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wyoming-flux {__version__}")
         return 0
     try:
-        from .main import main as cli_main
-    except ModuleNotFoundError as err:
-        if err.name not in ("wyoming", "zeroconf"):
-            raise
-        print(SERVER_EXTRA_MISSING.format(missing=err.name, version=__version__), file=sys.stderr)
-        return 2
-    return cli_main(argv)
+        # Ctrl+C while the libraries load (a second or more on a Raspberry Pi) is a quiet exit, as later on.
+        # The package's own import (the console script's) loads nothing: its public names come on first use.
+        try:
+            from .main import main as cli_main
+        except ModuleNotFoundError as err:
+            if err.name not in ("wyoming", "zeroconf"):
+                raise
+            print(SERVER_EXTRA_MISSING.format(missing=err.name, version=__version__), file=sys.stderr)
+            return 2
+        return cli_main(argv)
+    except KeyboardInterrupt:
+        return 130
