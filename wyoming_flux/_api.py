@@ -7,7 +7,8 @@ from .common.tasks import cancel
 from .deepgram.access import verify_model
 from .deepgram.catalog import known_catalog, load_catalog, served_models
 from .deepgram.errors import KINDS, FluxAuthError, FluxError
-from .deepgram.flux import REGIONS, validate_thresholds, verify_access
+from .deepgram.endpoints import REGIONS
+from .deepgram.flux import validate_thresholds, verify_access
 from .deepgram.models import (
     FLUX_MODELS,
     MODEL_EN,

@@ -13,7 +13,7 @@ from tests.fake_flux import FakeFlux
 from tests.fake_nova import CLOSE_REASONS
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.deepgram.errors import FluxError
-from wyoming_flux.deepgram.flux import UnknownMessage
+from wyoming_flux.deepgram.stream import UnknownMessage
 from wyoming_flux.deepgram.nova import (
     Metadata,
     NovaOptions,

@@ -207,7 +207,7 @@ def numbers(value: float) -> set[str]:
 
 
 def test_every_flag_is_in_configuration_with_its_variable_and_default() -> None:
-    from wyoming_flux.deepgram.flux import REGIONS
+    from wyoming_flux.deepgram.endpoints import REGIONS
 
     listed = entries(text(DOCS / "configuration.md"))
     assert set(flags()) - set(listed) == set(), "flags missing from docs/configuration.md"

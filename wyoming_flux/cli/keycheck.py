@@ -18,7 +18,7 @@ from ..deepgram.access import verify_model
 from ..deepgram.catalog import Catalog, fetch_catalog, models_url
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import FluxError
-from ..deepgram.flux import DEFAULT_URL
+from ..deepgram.endpoints import DEFAULT_URL
 from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA, NOVA, multi_only, nova_model
 from ..turn.request import SessionConfig
 from .config import ConfigError, Parser, env, flux_url, parse_switch, read_api_key

@@ -11,7 +11,8 @@ import sys
 
 from .. import __version__
 from ..common.bounds import check_range, env_default, resolve_environment
-from ..deepgram.flux import DEFAULT_URL, validate_thresholds
+from ..deepgram.endpoints import DEFAULT_URL
+from ..deepgram.flux import validate_thresholds
 from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
 from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from ..server import limits as connection_limits

@@ -17,6 +17,15 @@ from .keyterms import KEYTERM_TOKEN_BUDGET
 
 _LOGGER = logging.getLogger(__name__)
 
+DEFAULT_URL = "wss://api.deepgram.com/v2/listen"
+US_URL = "wss://api.us.deepgram.com/v2/listen"  # US data residency (generally available since 2026-11-23)
+EU_URL = "wss://api.eu.deepgram.com/v2/listen"
+AU_URL = "wss://api.au.deepgram.com/v2/listen"
+IN_URL = "wss://api.in.deepgram.com/v2/listen"
+# Deepgram's hosts: the global one (the default) and its data-residency regions; each serves Flux and Nova-3,
+# with the same keys and prices.
+REGIONS: dict[str, str] = {"global": DEFAULT_URL, "us": US_URL, "eu": EU_URL, "au": AU_URL, "in": IN_URL}
+
 _NO_FORCE_END: set[str] = set()
 _KEYTERM_BUDGETS: dict[str, int] = {}
 

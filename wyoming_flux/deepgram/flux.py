@@ -22,18 +22,11 @@ from .errors import (
     error_for_status,
 )
 from .keyterms import KEYTERM_TOKEN_BUDGET, Keyterms, estimate_tokens, trim_keyterms
-from .stream import DeepgramSocket, open_stream
+from .endpoints import DEFAULT_URL
+from .stream import DeepgramSocket, UnknownMessage, open_stream
 
 _LOGGER = logging.getLogger(__name__)
 
-DEFAULT_URL = "wss://api.deepgram.com/v2/listen"
-US_URL = "wss://api.us.deepgram.com/v2/listen"  # US data residency (generally available since 2026-11-23)
-EU_URL = "wss://api.eu.deepgram.com/v2/listen"
-AU_URL = "wss://api.au.deepgram.com/v2/listen"
-IN_URL = "wss://api.in.deepgram.com/v2/listen"
-# Deepgram's hosts: the global one (the default) and its data-residency regions; each serves Flux and Nova-3,
-# with the same keys and prices.
-REGIONS: dict[str, str] = {"global": DEFAULT_URL, "us": US_URL, "eu": EU_URL, "au": AU_URL, "in": IN_URL}
 
 
 # Failures live in errors.py (one table), keyterms in keyterms.py; re-exported here for the callers that import
@@ -140,12 +133,6 @@ class ConfigureResult:
     success: bool
     request_id: str | None = None
     sequence_id: int | None = None
-
-
-@dataclass(frozen=True)
-class UnknownMessage:
-    type: str
-    raw: str
 
 
 FluxMessage = Union[Connected, TurnInfo, FluxWarning, FatalError, ConfigureResult, UnknownMessage]

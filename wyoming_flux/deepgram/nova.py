@@ -14,7 +14,7 @@ from typing import Any, Union
 import aiohttp
 
 from ..common.bounds import check_range
-from .flux import UnknownMessage
+from .stream import UnknownMessage
 from .stream import DeepgramSocket, open_stream
 
 DEFAULT_ENDPOINTING_MS = 500  # top of Deepgram's 300-500 ms for speakers who pause (README: the measurement)

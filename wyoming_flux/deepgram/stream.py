@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import aiohttp
@@ -19,6 +20,14 @@ from .errors import FluxError, FluxStreamError, FluxTimeoutError, FluxUnavailabl
 from .keyterms import estimate_tokens, refused_for_keyterms, trim_keyterms
 
 _LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UnknownMessage:
+    """A message of a type this client does not know (the APIs grow): logged and ignored, never an error."""
+
+    type: str
+    raw: str
 
 M = TypeVar("M")
 

@@ -19,11 +19,11 @@ import aiohttp
 
 from ..common.tasks import cancel, keep
 from ..deepgram.errors import FluxError, FluxStreamError
-from ..deepgram.flux import Connected, StreamOptions, TurnInfo, UnknownMessage
+from ..deepgram.flux import Connected, StreamOptions, TurnInfo
 from ..deepgram.models import language_mismatch
 from ..deepgram.nova import Metadata, NovaOptions, Results
 from ..deepgram.pool import WarmPool
-from ..deepgram.stream import DeepgramSocket
+from ..deepgram.stream import DeepgramSocket, UnknownMessage
 from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
 from .backend import backend_for
 from .completion import EARLY_TRIGGER, CompletionCheck
