@@ -22,7 +22,6 @@ from .errors import (
     error_for_status,
 )
 from .keyterms import KEYTERM_TOKEN_BUDGET, Keyterms, estimate_tokens, trim_keyterms
-from .endpoints import DEFAULT_URL
 from .stream import DeepgramSocket, UnknownMessage, open_stream
 
 _LOGGER = logging.getLogger(__name__)
