@@ -18,12 +18,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT] + [str(R
 from tests.fake_flux import FakeFlux  # noqa: E402
 from wyoming_flux.deepgram.catalog import forget_catalogs  # noqa: E402
 from wyoming_flux.deepgram.endpoints import forget_endpoints  # noqa: E402
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
+from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_MULTI  # noqa: E402
 from wyoming_flux.turn.session import SessionConfig  # noqa: E402
 
 if TYPE_CHECKING:  # the server needs the `server` extra, which the integration's environment does not have
     from wyoming_flux.server.settings import ServerSettings
-    from wyoming_flux.server.server import FluxServer
+    from wyoming_flux.server.server import WyomingServer
 
 API_KEY = "dg-secret-0123456789abcdef"
 
@@ -80,25 +80,25 @@ def end_trigger(backend: str) -> str:
 def make_settings(config: SessionConfig, *models: str) -> ServerSettings:
     from wyoming_flux.server.settings import ServerSettings
 
-    return ServerSettings(session=config, models=tuple(FLUX_MODELS[m] for m in (models or DEFAULT_MODELS)))
+    return ServerSettings(session=config, models=tuple(DEEPGRAM_MODELS[m] for m in (models or DEFAULT_MODELS)))
 
 
-async def start_server(config: SessionConfig, **changes: object) -> FluxServer:
+async def start_server(config: SessionConfig, **changes: object) -> WyomingServer:
     """A started server on a free port, with these settings changed."""
     import dataclasses
 
-    from wyoming_flux.server.server import FluxServer
+    from wyoming_flux.server.server import WyomingServer
 
-    server = FluxServer(dataclasses.replace(make_settings(config), **changes), "tcp://127.0.0.1:0")  # type: ignore[arg-type]
+    server = WyomingServer(dataclasses.replace(make_settings(config), **changes), "tcp://127.0.0.1:0")  # type: ignore[arg-type]
     await server.start()
     return server
 
 
 @pytest.fixture
-async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
-    from wyoming_flux.server.server import FluxServer
+async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[WyomingServer]:
+    from wyoming_flux.server.server import WyomingServer
 
-    server = FluxServer(make_settings(session_config, MODEL_EN, MODEL_MULTI), "tcp://127.0.0.1:0")
+    server = WyomingServer(make_settings(session_config, MODEL_EN, MODEL_MULTI), "tcp://127.0.0.1:0")
     await server.start()
     yield server
     await server.stop()

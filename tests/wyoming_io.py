@@ -14,7 +14,7 @@ from wyoming.event import Event, async_read_event
 from tests.conftest import API_KEY, ROOT
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, load_wav, silence
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.server.wire import encode_event
 
 KITCHEN = "turn_on_the_kitchen_light"
@@ -45,7 +45,7 @@ class Raw:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, server: FluxServer) -> Raw:
+    async def open(cls, server: WyomingServer) -> Raw:
         return cls(*await asyncio.open_connection("127.0.0.1", port(server)))
 
     async def send(self, *events: Event | bytes) -> None:
@@ -128,7 +128,7 @@ async def read_until(client: AsyncTcpClient, last_type: str, timeout: float = 5.
                 return events
 
 
-def port(server: FluxServer) -> int:
+def port(server: WyomingServer) -> int:
     assert server.port is not None
     return server.port
 

@@ -6,16 +6,16 @@ from .common.bounds import RANGES
 from .common.tasks import cancel
 from .deepgram.access import verify_model
 from .deepgram.catalog import known_catalog, load_catalog, served_models
-from .deepgram.errors import KINDS, FluxAuthError, FluxError
+from .deepgram.errors import KINDS, DeepgramAuthError, DeepgramError
 from .deepgram.endpoints import REGIONS
-from .deepgram.flux import validate_thresholds, verify_access
+from .deepgram.flux import validate_thresholds, verify_flux_access
 from .deepgram.models import (
-    FLUX_MODELS,
+    Api,
+    DEEPGRAM_MODELS,
     MODEL_EN,
     MODEL_MULTI,
     MODEL_NOVA,
-    NOVA,
-    FluxModel,
+    Model,
     base_language,
     choose_model,
     nova_language,
@@ -24,7 +24,7 @@ from .deepgram.models import (
 from .deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from .turn.audio import AudioFormatError, check_format
 from .turn.command import Command, CommandRefused, CommandSetup, Fallback, Wording
-from .turn.fallback import AudioBuffer, FallbackError, FluxHealth, answer_with_fallback
+from .turn.fallback import AudioBuffer, FallbackError, DeepgramHealth, answer_with_fallback
 from .turn.names import Named, keyterms_from_names
 from .turn.request import SessionConfig, TurnRequest, TurnResult
 from .turn.session import TurnSession

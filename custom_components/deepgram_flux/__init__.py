@@ -14,10 +14,10 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from wyoming_flux import (
-    FLUX_MODELS,
+    DEEPGRAM_MODELS,
     MODEL_NOVA,
-    FluxHealth,
-    FluxModel,
+    DeepgramHealth,
+    Model,
     SessionConfig,
     known_catalog,
     load_catalog,
@@ -70,7 +70,7 @@ class RuntimeData:
     usage: UsageTracker
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
     counters: Counter[str] = field(default_factory=Counter)  # errors by code, and notes (Configure refused, ...)
-    health: FluxHealth = field(default_factory=FluxHealth)  # after a failure, commands skip Flux for a while
+    health: DeepgramHealth = field(default_factory=DeepgramHealth)  # after a failure, commands skip Flux for a while
 
 
 type DeepgramFluxConfigEntry = ConfigEntry[RuntimeData]
@@ -83,13 +83,13 @@ def endpoint_url(data: dict[str, Any]) -> str:
     return ENDPOINT_URLS[data.get(CONF_ENDPOINT) or ENDPOINT_GLOBAL]
 
 
-def entry_models(data: Mapping[str, Any]) -> list[FluxModel]:
+def entry_models(data: Mapping[str, Any]) -> list[Model]:
     """The models an entry offers, in the order a command's language tries them: its Flux model, then Nova-3
     for the languages that model does not speak (unless turned off; entries from before Nova-3 have it on);
     nova-3 as the entry's model hears every language. Nova-3's languages are those Deepgram listed for the
     entry's host at setup, or the built-in table."""
-    model = FLUX_MODELS[data[CONF_MODEL]]
-    models = [model] if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True) else [model, FLUX_MODELS[MODEL_NOVA]]
+    model = DEEPGRAM_MODELS[data[CONF_MODEL]]
+    models = [model] if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True) else [model, DEEPGRAM_MODELS[MODEL_NOVA]]
     return served_models(models, known_catalog(endpoint_url(dict(data))))
 
 
@@ -97,7 +97,7 @@ def uses_nova(data: Mapping[str, Any]) -> bool:
     return any(model.name == MODEL_NOVA for model in entry_models(data))
 
 
-def default_price(model: FluxModel, language: str | None) -> float:
+def default_price(model: Model, language: str | None) -> float:
     """Deepgram's pay-as-you-go rate for one command: its model's, Nova-3's multilingual one for language=multi."""
     if model.name == MODEL_NOVA and nova_language(language, model)[0] == "multi":
         return DEFAULT_PRICES[NOVA_MULTI]

@@ -26,7 +26,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux import NOVA, FluxError, verify_model
+from wyoming_flux import Api, DeepgramError, verify_model
 
 from . import DeepgramFluxConfigEntry, endpoint_url, entry_models
 from .const import (
@@ -42,7 +42,7 @@ from .const import (
 )
 from .options_flow import DeepgramFluxOptionsFlow
 
-# Handshake error code -> the form's error key; every other FluxError is "unknown" (and logged).
+# Handshake error code -> the form's error key; every other DeepgramError is "unknown" (and logged).
 _FORM_ERRORS = {
     "flux-auth": "invalid_auth", "flux-forbidden": "model_forbidden", "flux-no-credit": "no_credit",
     "flux-not-found": "not_found", "flux-unavailable": "cannot_connect", "flux-timeout": "cannot_connect",
@@ -106,8 +106,8 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
             for model in models:
                 await verify_model(async_get_clientsession(self.hass), endpoint_url(data), data[CONF_API_KEY],
                                    model.name)
-        except FluxError as err:
-            if err.code == "flux-not-found" and model.api == NOVA:
+        except DeepgramError as err:
+            if err.code == "flux-not-found" and model.api == Api.NOVA:
                 # Flux is there (checked first) but Nova-3 is not: a self-hosted Flux-only deployment. Said on
                 # the switch, which may then be turned off; with Nova-3 as the entry's model, on the form.
                 return {CONF_NOVA: "nova_not_found"} if len(models) > 1 else {"base": "nova_model_not_found"}

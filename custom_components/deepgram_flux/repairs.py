@@ -16,7 +16,7 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
 
-from wyoming_flux import KINDS, FluxError
+from wyoming_flux import KINDS, DeepgramError
 
 from .const import CONF_MONTHLY_CAP_MINUTES, DOMAIN
 from .usage import CAP_ISSUE_KEY, cap_placeholders
@@ -29,7 +29,7 @@ def _issue_id(entry_id: str, code: str) -> str:
     return f"{entry_id}_{code}"
 
 
-def raise_issue(hass: HomeAssistant, entry_id: str, title: str, error: FluxError) -> None:
+def raise_issue(hass: HomeAssistant, entry_id: str, title: str, error: DeepgramError) -> None:
     if not error.kind.user_action or error.code == _REAUTH_CODE:
         return
     ir.async_create_issue(

@@ -20,7 +20,7 @@ from wyoming_flux import (
     CommandSetup,
     Ending,
     Fallback,
-    FluxAuthError,
+    DeepgramAuthError,
     TurnResult,
     Wording,
     cancel,
@@ -149,7 +149,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             _LOGGER.warning("Deepgram Flux could not answer (%s); the fallback did", result.error or "stream broke")
             if result.error is not None:  # a key or credit problem still needs the user
                 raise_issue(self.hass, self._entry.entry_id, self._entry.title, result.error)
-                if isinstance(result.error, FluxAuthError):
+                if isinstance(result.error, DeepgramAuthError):
                     self._entry.async_start_reauth(self.hass)
             return stt.SpeechResult(result.text, stt.SpeechResultState.SUCCESS)
         if result.ended_by in (Ending.ERROR, Ending.CANCELLED):
@@ -157,7 +157,7 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             _LOGGER.error("Deepgram Flux failed: %s", error)
             if error is not None:
                 raise_issue(self.hass, self._entry.entry_id, self._entry.title, error)
-            if isinstance(error, FluxAuthError):
+            if isinstance(error, DeepgramAuthError):
                 self._entry.async_start_reauth(self.hass)
             return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
         clear_issues(self.hass, self._entry.entry_id)

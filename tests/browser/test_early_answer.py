@@ -19,7 +19,7 @@ from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.deepgram.models import MODEL_EN, MODEL_NOVA
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"
@@ -46,7 +46,7 @@ async def test_home_assistant_decides_when_a_command_is_complete_through_both_do
 ) -> None:
     ha = home_assistant
     fake_flux.script.eager_silence, fake_flux.script.eot_silence = 0.2, 0.8
-    server = FluxServer(replace(make_settings(session_config, MODEL_EN, MODEL_NOVA), hass_url=ha.url,
+    server = WyomingServer(replace(make_settings(session_config, MODEL_EN, MODEL_NOVA), hass_url=ha.url,
                                 hass_token=ha.tokens["access_token"]), "tcp://127.0.0.1:0")
     await server.start()
     try:

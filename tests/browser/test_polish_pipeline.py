@@ -18,7 +18,7 @@ from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from wyoming_flux.deepgram.models import MODEL_EN, MODEL_NOVA
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 POLISH = "pl_wlacz_swiatlo_w_kuchni"
@@ -35,9 +35,9 @@ async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
 
 
 @pytest.fixture
-async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[WyomingServer]:
     """Our server with its defaults: Flux English, Nova-3 for the other languages."""
-    server = FluxServer(make_settings(session_config, MODEL_EN, MODEL_NOVA), "tcp://127.0.0.1:0")
+    server = WyomingServer(make_settings(session_config, MODEL_EN, MODEL_NOVA), "tcp://127.0.0.1:0")
     await server.start()
     yield server
     await server.stop()
@@ -45,7 +45,7 @@ async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxSer
 
 @pytest.mark.timeout(300)  # a cold start of Home Assistant on a busy machine
 async def test_a_polish_pipeline_reaches_nova_through_the_integration_and_through_the_wyoming_server(
-    home_assistant: HomeAssistant, fake_flux: FakeFlux, wyoming_server: FluxServer
+    home_assistant: HomeAssistant, fake_flux: FakeFlux, wyoming_server: WyomingServer
 ) -> None:
     ha = home_assistant
     created = await flow(ha, "deepgram_flux", {"api_key": API_KEY, "model": "flux-general-en", "nova": True,

@@ -23,14 +23,14 @@ from tests.helpers import FIXTURES, fixture_text, load_wav, silence
 from tests.wyoming_io import Raw, audio_events, until
 from wyoming_flux.cli.client import check, read_wav, transcribe
 from wyoming_flux.server.limits import ConnectionLimits
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 ROOT = Path(__file__).parents[2]
 KITCHEN = "turn_on_the_kitchen_light"
 
 
-async def test_check_passes_on_a_server_and_fails_on_nothing(wyoming_server: FluxServer, fake_flux: FakeFlux,
+async def test_check_passes_on_a_server_and_fails_on_nothing(wyoming_server: WyomingServer, fake_flux: FakeFlux,
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert await check(f"tcp://127.0.0.1:{wyoming_server.port}", 5.0) == 0
     assert "ok: deepgram-flux" in capsys.readouterr().out
@@ -46,7 +46,7 @@ def test_speech_end_is_found_in_the_wav() -> None:
 
 @pytest.mark.parametrize("fast", [True, False])
 async def test_transcribe_streams_a_wav_and_reports_timings(
-    wyoming_server: FluxServer, capsys: pytest.CaptureFixture[str], fast: bool
+    wyoming_server: WyomingServer, capsys: pytest.CaptureFixture[str], fast: bool
 ) -> None:
     code = await transcribe(str(FIXTURES / f"{KITCHEN}.wav"), f"tcp://127.0.0.1:{wyoming_server.port}",
                             fast=fast, language="en-US", model=None)
@@ -114,7 +114,7 @@ def test_every_wav_is_read_and_its_speech_end_found(tmp_path: Path, width: int, 
 
 
 async def test_transcribe_sends_a_24_bit_stereo_extensible_wav(
-    wyoming_server: FluxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    wyoming_server: WyomingServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "command.wav"
     write_wav(path, load_wav(KITCHEN), 16000, 3, 2, True)
@@ -136,7 +136,7 @@ def test_a_file_that_is_not_wav_is_one_line(tmp_path: Path, capsys: pytest.Captu
 
 
 @contextlib.asynccontextmanager
-async def refusing(session_config: SessionConfig, **changes: object) -> AsyncIterator[FluxServer]:
+async def refusing(session_config: SessionConfig, **changes: object) -> AsyncIterator[WyomingServer]:
     server = await start_server(session_config, **changes)
     try:
         yield server
@@ -206,7 +206,7 @@ async def test_a_refused_command_is_logged_in_words(session_config: SessionConfi
     assert "Refused a command: 1 command is already running (--max-sessions)" in caplog.text
 
 
-async def test_silence_is_said_to_be_no_speech_not_a_blank_line(wyoming_server: FluxServer, tmp_path: Path,
+async def test_silence_is_said_to_be_no_speech_not_a_blank_line(wyoming_server: WyomingServer, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "silence.wav"
     write_wav(path, silence(1.5), 16000, 2, 1, False)
@@ -264,7 +264,7 @@ async def test_a_server_that_never_answers_is_said_in_words(capsys: pytest.Captu
 
 
 async def test_transcribe_names_the_model_and_refuses_one_the_server_does_not_offer(
-    wyoming_server: FluxServer, capsys: pytest.CaptureFixture[str],
+    wyoming_server: WyomingServer, capsys: pytest.CaptureFixture[str],
 ) -> None:
     uri = f"tcp://127.0.0.1:{wyoming_server.port}"  # offers flux-general-en and flux-general-multi
     wav = str(FIXTURES / f"{KITCHEN}.wav")
@@ -288,7 +288,7 @@ async def test_an_unreachable_server_is_said_in_words_by_both_commands(capsys: p
                      f"wyoming-flux check: {uri} is not answering: connection refused"]
 
 
-async def test_a_wav_cut_short_is_sent_with_a_warning(wyoming_server: FluxServer, tmp_path: Path,
+async def test_a_wav_cut_short_is_sent_with_a_warning(wyoming_server: WyomingServer, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     whole = tmp_path / "whole.wav"
     write_wav(whole, load_wav(KITCHEN), 16000, 2, 1, False)

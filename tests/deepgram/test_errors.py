@@ -13,7 +13,7 @@ from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
 from tests.fake_nova import CLOSE_REASONS
 from wyoming_flux.deepgram.errors import KINDS, STREAM_CODES, error_for_status, error_for_stream
-from wyoming_flux.deepgram.flux import StreamOptions, connect
+from wyoming_flux.deepgram.flux import FluxOptions, connect_flux
 
 
 @pytest.mark.parametrize(
@@ -61,7 +61,7 @@ async def test_an_idle_close_is_read_as_flux_idle_timeout(fake_flux: FakeFlux, r
     fake_flux.script.idle_close_after = 0.3
     fake_flux.script.idle_close_reason = reason
     async with aiohttp.ClientSession() as http:
-        socket = await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en"))
+        socket = await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-en"))
 
         async def ping() -> None:  # pings are not audio: they must not keep the stream alive
             while not socket.closed:

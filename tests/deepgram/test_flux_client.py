@@ -10,16 +10,16 @@ from tests.fake_flux import FakeFlux
 from wyoming_flux.deepgram.flux import (
     ConfigureResult,
     Connected,
-    FluxAuthError,
+    DeepgramAuthError,
     FluxBadRequestError,
     FluxForbiddenError,
     FluxRateLimitError,
-    FluxTimeoutError,
-    FluxUnavailableError,
-    StreamOptions,
+    DeepgramTimeoutError,
+    DeepgramUnavailableError,
+    FluxOptions,
     TurnInfo,
     UnknownMessage,
-    connect,
+    connect_flux,
     estimate_tokens,
     parse_message,
     trim_keyterms,
@@ -28,7 +28,7 @@ from wyoming_flux.deepgram.flux import (
 
 async def test_connect_receives_connected_and_request_id(fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        socket = await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en"))
+        socket = await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-en"))
         message = await socket.receive()
         assert isinstance(message, Connected) and message.request_id == socket.request_id
         await socket.close_stream()
@@ -40,9 +40,9 @@ async def test_connect_receives_connected_and_request_id(fake_flux: FakeFlux) ->
 
 @pytest.mark.parametrize(
     ("status", "error", "code"),
-    [(400, FluxBadRequestError, "flux-bad-request"), (401, FluxAuthError, "flux-auth"),
+    [(400, FluxBadRequestError, "flux-bad-request"), (401, DeepgramAuthError, "flux-auth"),
      (403, FluxForbiddenError, "flux-forbidden"), (429, FluxRateLimitError, "flux-rate-limited"),
-     (500, FluxUnavailableError, "flux-unavailable"), (503, FluxUnavailableError, "flux-unavailable")],
+     (500, DeepgramUnavailableError, "flux-unavailable"), (503, DeepgramUnavailableError, "flux-unavailable")],
 )
 async def test_handshake_failures_are_typed_with_status_and_dg_error(
     fake_flux: FakeFlux, status: int, error: type, code: str
@@ -50,7 +50,7 @@ async def test_handshake_failures_are_typed_with_status_and_dg_error(
     fake_flux.script.handshake_status = status
     async with aiohttp.ClientSession() as http:
         with pytest.raises(error) as caught:
-            await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en"))
+            await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-en"))
     assert caught.value.status == status
     assert caught.value.code == code
     assert caught.value.dg_error == f"Injected failure {status}"
@@ -59,8 +59,8 @@ async def test_handshake_failures_are_typed_with_status_and_dg_error(
 
 async def test_wrong_key_is_an_auth_error_that_does_not_echo_the_key(fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(FluxAuthError) as caught:
-            await connect(http, fake_flux.url, "wrong-key-123", StreamOptions(model="flux-general-en"))
+        with pytest.raises(DeepgramAuthError) as caught:
+            await connect_flux(http, fake_flux.url, "wrong-key-123", FluxOptions(model="flux-general-en"))
     assert "wrong-key-123" not in str(caught.value)
     assert caught.value.dg_error == "Invalid credentials."
 
@@ -69,33 +69,33 @@ async def test_query_validation_is_enforced_like_flux(fake_flux: FakeFlux) -> No
     fake_flux.script.forbidden_models = {"flux-general-multi"}
     async with aiohttp.ClientSession() as http:
         with pytest.raises(FluxForbiddenError):
-            await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-multi"))
+            await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-multi"))
         with pytest.raises(FluxBadRequestError, match="language_hint"):
-            await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en", language_hints=("de",)))
+            await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-en", language_hints=("de",)))
         with pytest.raises(FluxBadRequestError, match="sample_rate"):
-            await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en", sample_rate=22050))
+            await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-en", sample_rate=22050))
 
 
 async def test_out_of_range_options_are_refused_before_any_network_use(fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        for bad in (StreamOptions(model="m", eot_threshold=0.2), StreamOptions(model="m", eot_timeout_ms=100),
-                    StreamOptions(model="m", eot_threshold=0.6, eager_eot_threshold=0.8)):
+        for bad in (FluxOptions(model="m", eot_threshold=0.2), FluxOptions(model="m", eot_timeout_ms=100),
+                    FluxOptions(model="m", eot_threshold=0.6, eager_eot_threshold=0.8)):
             with pytest.raises(ValueError):
-                await connect(http, fake_flux.url, API_KEY, bad)
+                await connect_flux(http, fake_flux.url, API_KEY, bad)
     assert fake_flux.handshakes == 0
 
 
 async def test_unreachable_and_hanging_servers_fail_within_the_bound(fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(FluxUnavailableError, match="cannot reach Flux"):
-            await connect(http, "ws://127.0.0.1:9/v2/listen", API_KEY, StreamOptions(model="flux-general-en"))
+        with pytest.raises(DeepgramUnavailableError, match="cannot reach Flux"):
+            await connect_flux(http, "ws://127.0.0.1:9/v2/listen", API_KEY, FluxOptions(model="flux-general-en"))
         fake_flux.script.handshake_delay = 5.0
-        with pytest.raises(FluxTimeoutError):
-            await connect(http, fake_flux.url, API_KEY, StreamOptions(model="flux-general-en"), timeout=0.3)
+        with pytest.raises(DeepgramTimeoutError):
+            await connect_flux(http, fake_flux.url, API_KEY, FluxOptions(model="flux-general-en"), timeout=0.3)
 
 
 def test_query_carries_every_option() -> None:
-    options = StreamOptions(
+    options = FluxOptions(
         model="flux-general-multi", sample_rate=48000, eot_threshold=0.8, eager_eot_threshold=0.5,
         eot_timeout_ms=3000, keyterms=("Kitchen Light", "Léa"), language_hints=("fr",),
     )

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux, deepgram_tokens
-from wyoming_flux.deepgram.errors import FluxError
-from wyoming_flux.deepgram.flux import StreamOptions, connect
+from wyoming_flux.deepgram.errors import DeepgramError
+from wyoming_flux.deepgram.flux import FluxOptions, connect_flux
 from wyoming_flux.deepgram.keyterms import KEYTERM_TOKEN_BUDGET, estimate_tokens, refused_for_keyterms, trim_keyterms
 from wyoming_flux.deepgram.nova import NovaOptions, connect_nova
 
@@ -44,7 +44,7 @@ def test_the_keyterm_limit_is_told_from_other_refusals() -> None:
 async def _open(api: str, url: str, http: aiohttp.ClientSession, keyterms: tuple[str, ...]) -> None:
     """Open a stream on `api` with these keyterms, and close it."""
     if api == "flux":
-        socket = await connect(http, url, API_KEY, StreamOptions(model="flux-general-en", keyterms=keyterms))
+        socket = await connect_flux(http, url, API_KEY, FluxOptions(model="flux-general-en", keyterms=keyterms))
     else:
         socket = await connect_nova(http, url, API_KEY, NovaOptions(language="en", keyterms=keyterms))
     await socket.close()
@@ -79,6 +79,6 @@ async def test_a_refusal_for_the_keyterm_limit_costs_no_command_and_later_ones_s
 
 async def test_other_refusals_are_not_retried(fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(FluxError) as caught:
+        with pytest.raises(DeepgramError) as caught:
             await connect_nova(http, fake_flux.nova_url, API_KEY, NovaOptions(language="xx", keyterms=("Lamp",)))
     assert caught.value.code == "flux-bad-request" and fake_flux.handshakes == 1

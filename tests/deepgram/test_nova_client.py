@@ -12,7 +12,7 @@ from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
 from tests.fake_nova import CLOSE_REASONS
 from tests.helpers import fixture_text, load_wav, silence
-from wyoming_flux.deepgram.errors import FluxError
+from wyoming_flux.deepgram.errors import DeepgramError
 from wyoming_flux.deepgram.stream import UnknownMessage
 from wyoming_flux.deepgram.nova import (
     Metadata,
@@ -114,17 +114,17 @@ async def test_finalize_answers_only_when_audio_is_buffered(fake_flux: FakeFlux,
 async def test_a_refused_handshake_has_the_tables_code(fake_flux: FakeFlux, status: int, code: str) -> None:
     fake_flux.script.handshake_status = status
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(FluxError) as caught:
+        with pytest.raises(DeepgramError) as caught:
             await connect_nova(http, fake_flux.nova_url, API_KEY, NovaOptions(language="pl"))
     assert (caught.value.code, caught.value.status) == (code, status)
 
 
 async def test_a_bad_key_and_an_unknown_language_are_refused_by_deepgram(fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(FluxError) as caught:
+        with pytest.raises(DeepgramError) as caught:
             await verify_nova_access(http, fake_flux.nova_url, "wrong-key")
         assert caught.value.code == "flux-auth"
-        with pytest.raises(FluxError) as caught:
+        with pytest.raises(DeepgramError) as caught:
             await connect_nova(http, fake_flux.nova_url, API_KEY, NovaOptions(language="xx"))
         assert caught.value.code == "flux-bad-request"
         assert await verify_nova_access(http, fake_flux.nova_url, API_KEY)
@@ -164,7 +164,7 @@ async def test_a_nova_3_failure_keeps_its_code_but_never_says_flux(fake_flux: Fa
     else:
         fake_flux.script.handshake_status = int(fault)
     async with aiohttp.ClientSession() as http:
-        with pytest.raises(FluxError) as caught:
+        with pytest.raises(DeepgramError) as caught:
             await connect_nova(http, url, API_KEY, NovaOptions(language="pl"), timeout=0.5)
     assert caught.value.code.startswith("flux-") and "Flux" not in str(caught.value), str(caught.value)
     # Every failure both APIs share says Deepgram; only a Flux control message is Flux's own.

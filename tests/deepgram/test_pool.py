@@ -23,15 +23,15 @@ from tests.wyoming_io import (
     until,
 )
 from wyoming_flux.deepgram.models import MODEL_EN, MODEL_MULTI
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"
 
 
-async def warm_server(config: SessionConfig, *models: str, size: int = 1, max_age: float = 8.0) -> FluxServer:
+async def warm_server(config: SessionConfig, *models: str, size: int = 1, max_age: float = 8.0) -> WyomingServer:
     settings = dataclasses.replace(make_settings(config, *models), warm_connections=size, warm_max_age=max_age)
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
     await server.start()
     return server
 
@@ -132,7 +132,7 @@ async def test_an_idle_server_makes_no_handshakes_and_a_command_opens_the_window
     session_config: SessionConfig, fake_flux: FakeFlux
 ) -> None:
     settings = dataclasses.replace(make_settings(session_config), warm_connections=1, warm_window=3.0)
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
     await server.start()
     try:
         assert server.port is not None and server.pool is not None

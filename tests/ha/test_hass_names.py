@@ -31,7 +31,7 @@ from tests.helpers import chunks, fixture_text, free_port, load_wav, silence
 from wyoming_flux.deepgram.flux import estimate_tokens
 from wyoming_flux.server.hass_names import HassNames
 from wyoming_flux.cli.namecheck import check_names
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 pytestmark = needs_home_assistant("2026.10.0", "the server needs wyoming 1.10, newer than older releases pin")
@@ -116,16 +116,16 @@ async def eventually(condition: Callable[[], bool], what: str, timeout: float = 
     assert condition(), what
 
 
-async def serving(fake_flux: FakeFlux, names: HassNames, keyterms: tuple[str, ...] = ()) -> FluxServer:
+async def serving(fake_flux: FakeFlux, names: HassNames, keyterms: tuple[str, ...] = ()) -> WyomingServer:
     config = SessionConfig(url=fake_flux.url, api_key="dg-secret-0123456789abcdef", keyterms=keyterms)
     settings = dataclasses.replace(make_settings(config), hass_url=names.url, hass_token="set-in-names")
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
     server.names = names
     await server.start()
     return server
 
 
-async def command(server: FluxServer, fake_flux: FakeFlux, seconds: float = 10.0) -> list[str]:
+async def command(server: WyomingServer, fake_flux: FakeFlux, seconds: float = 10.0) -> list[str]:
     """One Wyoming command as Home Assistant sends it (no names in Transcribe); the keyterms Flux received."""
     assert server.port is not None
     async with asyncio.timeout(seconds), AsyncTcpClient("127.0.0.1", server.port) as client:

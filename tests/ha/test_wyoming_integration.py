@@ -10,7 +10,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from tests.fake_flux import FakeFlux
 from tests.ha.conftest import needs_home_assistant
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 
 # Before 2026.10 Home Assistant's Wyoming client uploads the whole stream before it reads (its own VAD ends the
 # command) and pins wyoming 1.7.2, older than the 1.10 the server is built on, so the server cannot run in
@@ -31,7 +31,7 @@ def metadata(language: str = "en-US") -> stt.SpeechMetadata:
     )
 
 
-async def setup_wyoming(hass: HomeAssistant, server: FluxServer) -> stt.SpeechToTextEntity:
+async def setup_wyoming(hass: HomeAssistant, server: WyomingServer) -> stt.SpeechToTextEntity:
     entry = MockConfigEntry(domain="wyoming", data={"host": "127.0.0.1", "port": server.port})
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
@@ -44,7 +44,7 @@ async def setup_wyoming(hass: HomeAssistant, server: FluxServer) -> stt.SpeechTo
 
 
 async def test_home_assistant_gets_the_text_when_flux_ends_the_turn(
-    hass: HomeAssistant, ha_core: HomeAssistant, wyoming_server: FluxServer, fake_flux: FakeFlux
+    hass: HomeAssistant, ha_core: HomeAssistant, wyoming_server: WyomingServer, fake_flux: FakeFlux
 ) -> None:
     entity = await setup_wyoming(hass, wyoming_server)
     # What HA read from our Info: it will not run its own VAD, and offers English variants and multi languages.
@@ -62,7 +62,7 @@ async def test_home_assistant_gets_the_text_when_flux_ends_the_turn(
 
 
 async def test_home_assistant_gets_an_error_result_when_flux_refuses(
-    hass: HomeAssistant, ha_core: HomeAssistant, wyoming_server: FluxServer, fake_flux: FakeFlux
+    hass: HomeAssistant, ha_core: HomeAssistant, wyoming_server: WyomingServer, fake_flux: FakeFlux
 ) -> None:
     entity = await setup_wyoming(hass, wyoming_server)
     fake_flux.script.handshake_status = 401

@@ -20,7 +20,7 @@ import pytest
 
 from wyoming_flux.common.bounds import RANGES
 from wyoming_flux.deepgram.errors import KINDS
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_NOVA, NOVA, canonical_forms, multi_only
+from wyoming_flux.deepgram.models import Api, DEEPGRAM_MODELS, MODEL_NOVA, canonical_forms, multi_only
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"
@@ -174,7 +174,7 @@ WRONG_LANGUAGE = re.compile(r"(?<!never )(?<!not )transcribed (?:as|in) (?:the m
 def test_no_page_says_a_language_no_model_speaks_is_transcribed() -> None:
     from wyoming_flux.deepgram.models import MODEL_EN, choose_model
 
-    assert choose_model([FLUX_MODELS[MODEL_EN]], None, "de") is None  # the code: no model, so no transcript
+    assert choose_model([DEEPGRAM_MODELS[MODEL_EN]], None, "de") is None  # the code: no model, so no transcript
     said = [f"{page.name}: {match.group(0)}" for page in PAGES for match in WRONG_LANGUAGE.finditer(flat(text(page)))]
     assert said == []
     for page in ("how-it-works.md", "languages.md", "troubleshooting.md", "configuration.md"):  # and it is said
@@ -248,14 +248,14 @@ def test_languages_and_prices_are_the_code_ones() -> None:
     page = text(DOCS / "languages.md")
     names = {"en": "English", "es": "Spanish", "fr": "French", "de": "German", "hi": "Hindi", "ru": "Russian",
              "pt": "Portuguese", "ja": "Japanese", "it": "Italian", "nl": "Dutch"}
-    for model in FLUX_MODELS.values():
+    for model in DEEPGRAM_MODELS.values():
         row = next(line for line in page.splitlines() if line.startswith(f"| `{model.name}` |"))
-        if model.api == NOVA:
+        if model.api == Api.NOVA:
             continue  # its languages are the lists below
         bases = {code for code in model.languages if "-" not in code}
         assert set(re.findall(r"\b(" + "|".join(names.values()) + r")\b", row)) == {names[b] for b in bases}
     # Nova-3's lists: monolingual, and language=multi with a hint, as the code routes each language.
-    nova = FLUX_MODELS[MODEL_NOVA]
+    nova = DEEPGRAM_MODELS[MODEL_NOVA]
     bullets = {kind: " ".join(re.search(rf"^- \*\*Nova-3 {kind}.+?(?=^- \*\*)", page, re.M | re.S).group(0).split())  # type: ignore[union-attr]
                for kind in ("monolingual", "`language=multi`")}
     listed = {kind: set(re.findall(r"`([a-z]{2,3}(?:-[A-Z]{2})?)`", bullet)) for kind, bullet in bullets.items()}

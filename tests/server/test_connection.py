@@ -24,7 +24,7 @@ from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
 from tests.wyoming_io import Raw, audio_events, port, read_until
 from wyoming_flux.server.limits import ConnectionLimits
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.server.wire import encode_event
 from wyoming_flux.turn.session import SessionConfig
 
@@ -33,10 +33,10 @@ FMT = {"rate": 16000, "width": 2, "channels": 1}
 
 
 @pytest.fixture
-async def limited(session_config: SessionConfig, request: pytest.FixtureRequest) -> AsyncIterator[FluxServer]:
+async def limited(session_config: SessionConfig, request: pytest.FixtureRequest) -> AsyncIterator[WyomingServer]:
     """A server with the limits the test is parametrized with (indirect), short enough to watch them act."""
     limits = ConnectionLimits(**getattr(request, "param", {}))
-    server = FluxServer(dataclasses.replace(make_settings(session_config), limits=limits), "tcp://127.0.0.1:0")
+    server = WyomingServer(dataclasses.replace(make_settings(session_config), limits=limits), "tcp://127.0.0.1:0")
     await server.start()
     yield server
     await server.stop()
@@ -44,14 +44,14 @@ async def limited(session_config: SessionConfig, request: pytest.FixtureRequest)
 
 
 
-async def settled(server: FluxServer, connections: int = 0, timeout: float = 5.0) -> None:
+async def settled(server: WyomingServer, connections: int = 0, timeout: float = 5.0) -> None:
     """Wait (bounded) until the server holds `connections` connections and no command slot."""
     async with asyncio.timeout(timeout):
         while server.connections != connections or server.gate.active:
             await asyncio.sleep(0.02)
 
 
-async def kitchen_command_works(server: FluxServer) -> None:
+async def kitchen_command_works(server: WyomingServer) -> None:
     """A well-behaved client's command on a new connection gets the full text."""
     async with AsyncTcpClient("127.0.0.1", port(server)) as good:
         await good.write_event(AudioStart(**FMT).event())
@@ -61,7 +61,7 @@ async def kitchen_command_works(server: FluxServer) -> None:
         assert Transcript.from_event((await read_until(good, "transcript"))[-1]).text == fixture_text(KITCHEN)
 
 
-async def describe_works(server: FluxServer) -> None:
+async def describe_works(server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(server)) as client:
         await client.write_event(Describe().event())
         assert (await read_until(client, "info"))[-1].type == "info"
@@ -71,7 +71,7 @@ async def describe_works(server: FluxServer) -> None:
 
 
 async def test_a_malformed_transcribe_never_holds_a_command_slot(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
-    server = FluxServer(dataclasses.replace(make_settings(session_config), max_sessions=1), "tcp://127.0.0.1:0")
+    server = WyomingServer(dataclasses.replace(make_settings(session_config), max_sessions=1), "tcp://127.0.0.1:0")
     await server.start()
     try:
         bad = await Raw.open(server)
@@ -96,7 +96,7 @@ async def test_a_malformed_transcribe_never_holds_a_command_slot(session_config:
     Event(type="transcribe", data={"transcript_terms": [1, 2]}),
     Event(type="audio-start", data={"rate": "16000", "width": 2, "channels": 1}),
 ], ids=["lone-surrogate", "language-list", "name-object", "terms-ints", "rate-text"])
-async def test_wrong_typed_fields_get_an_error_and_the_connection_goes_on(wyoming_server: FluxServer, raw: Event) -> None:
+async def test_wrong_typed_fields_get_an_error_and_the_connection_goes_on(wyoming_server: WyomingServer, raw: Event) -> None:
     client = await Raw.open(wyoming_server)
     await client.send(raw, Describe().event())
     error, info = await client.read(), await client.read()
@@ -106,7 +106,7 @@ async def test_wrong_typed_fields_get_an_error_and_the_connection_goes_on(wyomin
     await settled(wyoming_server)  # closed on our side too: no CLOSE-WAIT
 
 
-async def test_deeply_nested_json_is_a_bad_event(wyoming_server: FluxServer) -> None:
+async def test_deeply_nested_json_is_a_bad_event(wyoming_server: WyomingServer) -> None:
     client = await Raw.open(wyoming_server)
     nested = b'{"x": ' + b"[" * 300000 + b"]" * 300000 + b"}"
     await client.send(b'{"type": "describe", "data_length": %d}\n' % len(nested) + nested)
@@ -125,7 +125,7 @@ def test_text_a_client_sent_can_always_be_echoed() -> None:
 async def test_the_flux_connection_limit_follows_max_sessions(session_config: SessionConfig) -> None:
     for max_sessions, warm in ((None, 1), (150, 0), (3, 2)):
         settings = dataclasses.replace(make_settings(session_config), max_sessions=max_sessions, warm_connections=warm)
-        server = FluxServer(settings, "tcp://127.0.0.1:0")
+        server = WyomingServer(settings, "tcp://127.0.0.1:0")
         await server.start()
         try:
             limit = server.flux_connection_limit()
@@ -164,7 +164,7 @@ async def test_the_next_event_does_not_wait_for_the_last_commands_flux_stream_to
 
 
 @pytest.mark.parametrize("limited", [{"idle_timeout": 0.3}], indirect=True)
-async def test_an_idle_connection_is_closed_with_an_error(limited: FluxServer) -> None:
+async def test_an_idle_connection_is_closed_with_an_error(limited: WyomingServer) -> None:
     client = await Raw.open(limited)
     (error,) = await client.until_closed()
     assert error.type == "error" and error.data["code"] == "timeout"
@@ -173,7 +173,7 @@ async def test_an_idle_connection_is_closed_with_an_error(limited: FluxServer) -
 
 
 @pytest.mark.parametrize("limited", [{"audio_timeout": 0.5}], indirect=True)
-async def test_a_command_whose_audio_stops_coming_is_closed_and_its_slot_freed(limited: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_a_command_whose_audio_stops_coming_is_closed_and_its_slot_freed(limited: WyomingServer, fake_flux: FakeFlux) -> None:
     client = await Raw.open(limited)
     await client.send(AudioStart(**FMT).event(), AudioChunk(**FMT, audio=bytes(3200)).event())
     events = await client.until_closed()
@@ -189,7 +189,7 @@ async def test_a_command_whose_audio_stops_coming_is_closed_and_its_slot_freed(l
 @pytest.mark.parametrize("partial", [b'{"type": "audio-chunk", "payload_length": 1000}\n' + bytes(10),
                                      b'{"type": "describe", "data_length": 50}\n{"a"', b'{"type": "desc'],
                          ids=["payload", "data", "header"])
-async def test_an_event_announcing_more_than_it_sends_is_closed(limited: FluxServer, partial: bytes) -> None:
+async def test_an_event_announcing_more_than_it_sends_is_closed(limited: WyomingServer, partial: bytes) -> None:
     client = await Raw.open(limited)
     await client.send(partial)
     (error,) = await client.until_closed()
@@ -200,7 +200,7 @@ async def test_an_event_announcing_more_than_it_sends_is_closed(limited: FluxSer
 
 @pytest.mark.parametrize("limited", [{"max_connections": 3}], indirect=True)
 async def test_connections_beyond_the_limit_are_refused_and_logged_once(
-    limited: FluxServer, caplog: pytest.LogCaptureFixture
+    limited: WyomingServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
     held = [await Raw.open(limited) for _ in range(3)]
@@ -221,7 +221,7 @@ async def test_connections_beyond_the_limit_are_refused_and_logged_once(
 
 
 @pytest.mark.parametrize("limited", [{"max_queued_bytes": 64 * 1024, "send_timeout": 0.5}], indirect=True)
-async def test_a_client_that_never_reads_is_bounded_then_dropped(limited: FluxServer) -> None:
+async def test_a_client_that_never_reads_is_bounded_then_dropped(limited: WyomingServer) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port(limited), limit=1024)
     writer.transport.pause_reading()  # type: ignore[attr-defined]  # a half-open client: sends, never reads
     data = encode_event(Describe().event()) * 2000
@@ -245,7 +245,7 @@ async def test_a_client_that_never_reads_is_bounded_then_dropped(limited: FluxSe
 
 
 async def test_an_audio_start_flood_is_served_at_our_pace_while_others_are_served(
-    wyoming_server: FluxServer, fake_flux: FakeFlux
+    wyoming_server: WyomingServer, fake_flux: FakeFlux
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port(wyoming_server))
     writer.transport.pause_reading()  # type: ignore[attr-defined]  # and never reads
@@ -262,7 +262,7 @@ async def test_a_refused_allow_list_client_is_logged_once_a_minute(
 ) -> None:
     import ipaddress
     settings = dataclasses.replace(make_settings(session_config), allow=(ipaddress.ip_network("10.0.0.0/8"),))
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
     await server.start()
     try:
         for _ in range(30):
@@ -277,7 +277,7 @@ async def test_a_refused_allow_list_client_is_logged_once_a_minute(
     assert "29 more refused connections in the last minute" in lines  # said at shutdown, not lost
 
 
-async def test_a_flood_does_not_keep_others_waiting(wyoming_server: FluxServer) -> None:
+async def test_a_flood_does_not_keep_others_waiting(wyoming_server: WyomingServer) -> None:
     """Fairness, not speed: with a client flooding Describe as fast as it can, another's Describe is still
     answered (the figure, ≤ 50 ms p99, is measured by bench/fairness.py)."""
     flooder = await Raw.open(wyoming_server)
@@ -308,7 +308,7 @@ async def test_a_flood_does_not_keep_others_waiting(wyoming_server: FluxServer) 
 # ------------------------------------------------------------ answers as peers give them
 
 
-async def test_audio_stop_with_nothing_before_it_gets_an_empty_transcript(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_audio_stop_with_nothing_before_it_gets_an_empty_transcript(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     client = await Raw.open(wyoming_server)
     await client.send(AudioStop().event())
     event = await client.read()
@@ -323,7 +323,7 @@ async def test_audio_stop_with_nothing_before_it_gets_an_empty_transcript(wyomin
     assert fake_flux.handshakes == 0
 
 
-async def test_audio_without_audio_start_is_a_command_in_the_chunks_format(wyoming_server: FluxServer) -> None:
+async def test_audio_without_audio_start_is_a_command_in_the_chunks_format(wyoming_server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         for event in audio_events(load_wav(KITCHEN) + silence(1)):
             await client.write_event(event)
@@ -340,7 +340,7 @@ async def test_audio_without_audio_start_is_a_command_in_the_chunks_format(wyomi
         assert [e.type for e in events] == ["error", "info"]
 
 
-async def test_bare_chunks_after_audio_start_take_its_format(wyoming_server: FluxServer) -> None:
+async def test_bare_chunks_after_audio_start_take_its_format(wyoming_server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(**FMT).event())
         for chunk in chunks(load_wav(KITCHEN) + silence(1)):
@@ -351,7 +351,7 @@ async def test_bare_chunks_after_audio_start_take_its_format(wyoming_server: Flu
     assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
 
 
-async def test_the_transcript_carries_the_commands_language(wyoming_server: FluxServer) -> None:
+async def test_the_transcript_carries_the_commands_language(wyoming_server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(Transcribe(language="en-US").event())
         await client.write_event(AudioStart(**FMT).event())
@@ -381,7 +381,7 @@ _STREAMS = st.lists(_HEADERS | st.binary(max_size=200), max_size=12)
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(pieces=_STREAMS)
-async def test_any_bytes_leave_the_server_serving_others_and_holding_nothing(limited: FluxServer, pieces: list[bytes]) -> None:
+async def test_any_bytes_leave_the_server_serving_others_and_holding_nothing(limited: WyomingServer, pieces: list[bytes]) -> None:
     client = await Raw.open(limited)
     try:
         for piece in pieces:
@@ -406,7 +406,7 @@ async def test_a_unix_socket_is_served_and_a_stale_socket_file_replaced(session_
     stale = socket.socket(socket.AF_UNIX)  # a socket file left over from an earlier run
     stale.bind(str(path))
     stale.close()
-    server = FluxServer(make_settings(session_config), f"unix://{path}")
+    server = WyomingServer(make_settings(session_config), f"unix://{path}")
     await server.start()
     try:
         async with AsyncClient.from_uri(f"unix://{path}") as client:

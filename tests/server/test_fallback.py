@@ -24,9 +24,9 @@ from tests.helpers import reset_peak_memory
 from tests.wyoming_io import audio_events, one_command, read_until
 from wyoming_flux.cli.config import ConfigError
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
-from wyoming_flux.deepgram.errors import FluxError, FluxUnavailableError
-from wyoming_flux.server.server import FluxServer
-from wyoming_flux.turn.fallback import FALLBACK_GRACE, AudioBuffer, FluxHealth
+from wyoming_flux.deepgram.errors import DeepgramError, DeepgramUnavailableError
+from wyoming_flux.server.server import WyomingServer
+from wyoming_flux.turn.fallback import FALLBACK_GRACE, AudioBuffer, DeepgramHealth
 from wyoming_flux.turn.request import TurnResult
 from wyoming_flux.turn.session import SessionConfig
 from wyoming_flux.turn.state import Ending
@@ -47,10 +47,10 @@ async def peer() -> AsyncIterator[Peer]:
 
 @contextlib.asynccontextmanager
 async def serving(config: SessionConfig, fallback_uri: str, timeout: float = FALLBACK_TIMEOUT
-                  ) -> AsyncIterator[FluxServer]:
+                  ) -> AsyncIterator[WyomingServer]:
     """A server on a free loopback port, with this fallback."""
     settings = dataclasses.replace(make_settings(config), fallback_uri=fallback_uri, fallback_timeout=timeout)
-    flux_server = FluxServer(settings, "tcp://127.0.0.1:0")
+    flux_server = WyomingServer(settings, "tcp://127.0.0.1:0")
     await flux_server.start()
     try:
         assert flux_server.port is not None
@@ -60,7 +60,7 @@ async def serving(config: SessionConfig, fallback_uri: str, timeout: float = FAL
 
 
 @pytest.fixture
-async def server(session_config: SessionConfig, peer: Peer) -> AsyncIterator[FluxServer]:
+async def server(session_config: SessionConfig, peer: Peer) -> AsyncIterator[WyomingServer]:
     async with serving(session_config, peer.uri) as flux_server:
         yield flux_server
 
@@ -76,7 +76,7 @@ def _fallbacks(caplog: pytest.LogCaptureFixture) -> int:
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 async def test_fault_answered_by_flux_or_the_fallback(
-    fault: Fault, fake_flux: FakeFlux, server: FluxServer, caplog: pytest.LogCaptureFixture
+    fault: Fault, fake_flux: FakeFlux, server: WyomingServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="wyoming_flux")
     assert server.port is not None
@@ -100,7 +100,7 @@ async def test_fault_answered_by_flux_or_the_fallback(
 
 
 async def test_while_flux_is_down_commands_skip_it_then_flux_is_tried_again(
-    fake_flux: FakeFlux, server: FluxServer, caplog: pytest.LogCaptureFixture
+    fake_flux: FakeFlux, server: WyomingServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="wyoming_flux")
     assert server.port is not None
@@ -182,9 +182,9 @@ def test_the_buffer_keeps_the_command_up_to_the_max_command_length() -> None:
 
 def test_flux_health_backs_off_on_unreachable_flux_and_recovers_on_an_answer() -> None:
     now = [0.0]
-    health = FluxHealth(first_backoff=2.0, max_backoff=5.0, clock=lambda: now[0])
-    down = TurnResult("", Ending.ERROR, error=FluxUnavailableError("Flux is unavailable (HTTP 503)"))
-    refused = TurnResult("", Ending.ERROR, error=FluxError("refused", code="flux-bad-request"))
+    health = DeepgramHealth(first_backoff=2.0, max_backoff=5.0, clock=lambda: now[0])
+    down = TurnResult("", Ending.ERROR, error=DeepgramUnavailableError("Flux is unavailable (HTTP 503)"))
+    refused = TurnResult("", Ending.ERROR, error=DeepgramError("refused", code="flux-bad-request"))
     health.observe(refused)
     assert not health.skip_flux()  # a refused request says nothing about Flux's reachability
     health.observe(down)
@@ -252,7 +252,7 @@ async def test_a_fallback_that_leads_back_here_stops_the_start(session_config: S
     # The server itself has no address check (that is the command line's): the Describe probe arrives here.
     port = free_port()
     settings = dataclasses.replace(make_settings(session_config), fallback_uri=f"tcp://127.0.0.1:{port}")
-    server = FluxServer(settings, f"tcp://127.0.0.1:{port}")
+    server = WyomingServer(settings, f"tcp://127.0.0.1:{port}")
     with pytest.raises(FallbackLoopError, match="is this server"):
         await server.start()
 
@@ -265,7 +265,7 @@ async def test_an_unreachable_fallback_is_one_warning_at_start(session_config: S
     assert len(warnings) == 1 and warnings[0].startswith("The fallback at tcp://127.0.0.1:1 does not answer")
 
 
-async def test_a_reachable_fallback_is_not_warned_about(server: FluxServer, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_reachable_fallback_is_not_warned_about(server: WyomingServer, caplog: pytest.LogCaptureFixture) -> None:
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 

@@ -15,8 +15,8 @@ from tests.fake_flux import FakeFlux
 from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome, heal
 from tests.helpers import fixture_text, load_wav, silence
 from tests.wyoming_io import one_command
-from wyoming_flux.deepgram.flux import FluxUnavailableError, StreamOptions, connect
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.deepgram.flux import DeepgramUnavailableError, FluxOptions, connect_flux
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"
@@ -30,7 +30,7 @@ async def test_fault(fault: Fault, fake_flux: FakeFlux, session_config: SessionC
     """Each fault on Flux (/v2/listen) and on Nova-3 (/v1/listen), which the same fake serves: its answer, and
     no traceback in the log, even at debug."""
     caplog.set_level(logging.DEBUG, "wyoming_flux")
-    server = FluxServer(make_settings(session_config), "tcp://127.0.0.1:0")
+    server = WyomingServer(make_settings(session_config), "tcp://127.0.0.1:0")
     await server.start()
     try:
         assert server.port is not None
@@ -67,8 +67,8 @@ class _FailingResolver(aiohttp.abc.AbstractResolver):
 
 async def test_dns_failure_is_flux_unavailable() -> None:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=_FailingResolver())) as http:
-        with pytest.raises(FluxUnavailableError, match="cannot reach Flux: flux.example:443"):
-            await connect(http, "wss://flux.example/v2/listen", "key", StreamOptions(model="flux-general-en"))
+        with pytest.raises(DeepgramUnavailableError, match="cannot reach Flux: flux.example:443"):
+            await connect_flux(http, "wss://flux.example/v2/listen", "key", FluxOptions(model="flux-general-en"))
 
 
 async def test_no_audio_beyond_the_max_command_bound_whatever_the_client_does(
@@ -76,7 +76,7 @@ async def test_no_audio_beyond_the_max_command_bound_whatever_the_client_does(
 ) -> None:
     config = dataclasses.replace(session_config, max_command_seconds=2.0)
     fake_flux.script.no_eot = True
-    server = FluxServer(make_settings(config), "tcp://127.0.0.1:0")
+    server = WyomingServer(make_settings(config), "tcp://127.0.0.1:0")
     await server.start()
     try:
         assert server.port is not None
@@ -92,7 +92,7 @@ async def test_the_transcript_does_not_wait_for_the_flux_stream_to_close(
     fake_flux: FakeFlux, session_config: SessionConfig
 ) -> None:
     fake_flux.script.close_stream_delay = 5.0  # CloseStream answered by Updates, then a slow close
-    server = FluxServer(make_settings(session_config), "tcp://127.0.0.1:0")
+    server = WyomingServer(make_settings(session_config), "tcp://127.0.0.1:0")
     await server.start()
     try:
         assert server.port is not None

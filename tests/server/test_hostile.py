@@ -28,7 +28,7 @@ from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, free_port, load_wav, silence
 from tests.wyoming_io import describe_latencies, one_command, port, read_until
 from wyoming_flux.cli.main import exposure_warning
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 pytestmark = pytest.mark.usefixtures("backend")  # every test on Flux and on Nova-3
@@ -57,7 +57,7 @@ def reformat(pcm16: bytes, rate: int, width: int, channels: int) -> bytes:
 @pytest.mark.parametrize(("rate", "width", "channels"), [
     (8000, 2, 1), (11025, 1, 1), (22050, 3, 2), (44100, 4, 2), (48000, 2, 8), (96000, 2, 1), (16000, 3, 1),
 ])
-async def test_any_client_format_is_transcribed(wyoming_server: FluxServer, rate: int, width: int, channels: int) -> None:
+async def test_any_client_format_is_transcribed(wyoming_server: WyomingServer, rate: int, width: int, channels: int) -> None:
     pcm = reformat(load_wav(KITCHEN) + silence(1), rate, width, channels)
     odd = 1237  # chunks that split samples and sample frames
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
@@ -69,7 +69,7 @@ async def test_any_client_format_is_transcribed(wyoming_server: FluxServer, rate
     assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
 
 
-async def test_format_change_zero_byte_and_huge_chunks(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_format_change_zero_byte_and_huge_chunks(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     speech = load_wav(KITCHEN)
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
@@ -93,7 +93,7 @@ async def test_format_change_zero_byte_and_huge_chunks(wyoming_server: FluxServe
     (b'{"type": "' + b"a" * 70000 + b'"}\n', "too long"),
 ], ids=["not-json", "huge-payload", "huge-data", "negative-length", "no-type", "data-not-object", "long-header"])
 async def test_unreadable_events_get_an_error_and_the_server_carries_on(
-    wyoming_server: FluxServer, raw: bytes, reason: str
+    wyoming_server: WyomingServer, raw: bytes, reason: str
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port(wyoming_server))
     try:
@@ -112,7 +112,7 @@ async def test_unreadable_events_get_an_error_and_the_server_carries_on(
         assert (await read_until(client, "info"))[-1].type == "info"
 
 
-async def test_known_events_with_wrong_fields_are_answered_not_fatal(wyoming_server: FluxServer) -> None:
+async def test_known_events_with_wrong_fields_are_answered_not_fatal(wyoming_server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(Event(type="audio-start", data={"rate": 16000}))  # no width/channels
         error = Error.from_event((await read_until(client, "error"))[-1])
@@ -121,7 +121,7 @@ async def test_known_events_with_wrong_fields_are_answered_not_fatal(wyoming_ser
         assert (await read_until(client, "info"))[-1].type == "info"
 
 
-async def test_client_disconnecting_mid_command_closes_the_flux_stream(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_client_disconnecting_mid_command_closes_the_flux_stream(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
         await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=load_wav(KITCHEN)[:32000]).event())
@@ -137,7 +137,7 @@ async def test_client_disconnecting_mid_command_closes_the_flux_stream(wyoming_s
     assert wyoming_server.gate.active == 0
 
 
-async def test_a_second_transcribe_mid_command_does_not_disturb_it(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_a_second_transcribe_mid_command_does_not_disturb_it(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
         pcm = load_wav(KITCHEN) + silence(1)
@@ -149,7 +149,7 @@ async def test_a_second_transcribe_mid_command_does_not_disturb_it(wyoming_serve
     assert len(fake_flux.streams) == 1 and fake_flux.streams[0].query["model"] == ["flux-general-en"]
 
 
-async def test_hundreds_of_idle_connections_and_a_describe_flood(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_hundreds_of_idle_connections_and_a_describe_flood(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     idle = [await asyncio.open_connection("127.0.0.1", port(wyoming_server)) for _ in range(300)]
     try:
         async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
@@ -166,7 +166,7 @@ async def test_hundreds_of_idle_connections_and_a_describe_flood(wyoming_server:
 
 
 async def test_max_sessions_refuses_the_excess_without_opening_flux(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
-    server = FluxServer(dataclasses.replace(make_settings(session_config), max_sessions=1), "tcp://127.0.0.1:0")
+    server = WyomingServer(dataclasses.replace(make_settings(session_config), max_sessions=1), "tcp://127.0.0.1:0")
     await server.start()
     try:
         async with AsyncTcpClient("127.0.0.1", port(server)) as first, AsyncTcpClient("127.0.0.1", port(server)) as second:
@@ -188,7 +188,7 @@ async def test_max_sessions_refuses_the_excess_without_opening_flux(session_conf
 @pytest.mark.parametrize(("networks", "allowed"), [(("10.0.0.0/8",), False), (("10.0.0.0/8", "127.0.0.0/8"), True)])
 async def test_allow_list(session_config: SessionConfig, networks: tuple[str, ...], allowed: bool) -> None:
     allow = tuple(ipaddress.ip_network(n) for n in networks)
-    server = FluxServer(dataclasses.replace(make_settings(session_config), allow=allow), "tcp://127.0.0.1:0")
+    server = WyomingServer(dataclasses.replace(make_settings(session_config), allow=allow), "tcp://127.0.0.1:0")
     await server.start()
     try:
         async with AsyncTcpClient("127.0.0.1", port(server)) as client:
@@ -211,7 +211,7 @@ def test_listening_beyond_loopback_without_allow_list_warns() -> None:
 
 
 async def test_the_key_appears_nowhere_in_logs_even_at_debug(
-    wyoming_server: FluxServer, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
+    wyoming_server: WyomingServer, fake_flux: FakeFlux, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     for arrange in ({"handshake_status": 401}, {"handshake_status": 500}, {"fatal_after": 0.5}, {"silent_after": 0.5}, {}):
@@ -259,7 +259,7 @@ def _to_event(step: tuple) -> Event:  # type: ignore[type-arg]
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=_EVENTS)
-async def test_any_event_sequence_leaves_the_server_answering(wyoming_server: FluxServer, steps: list[tuple]) -> None:  # type: ignore[type-arg]
+async def test_any_event_sequence_leaves_the_server_answering(wyoming_server: WyomingServer, steps: list[tuple]) -> None:  # type: ignore[type-arg]
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         for step in steps:
             await client.write_event(_to_event(step))

@@ -21,7 +21,7 @@ from wyoming_flux.deepgram.flux import KEYTERM_TOKEN_BUDGET, estimate_tokens
 from wyoming_flux.server import hass_names
 from wyoming_flux.server.hass_names import HassNames
 from wyoming_flux.server.json_elements import Element
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 LOGGER = "wyoming_flux.server.hass_names"
@@ -43,11 +43,11 @@ async def hostile_hass(*args: str) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: SessionConfig, names: HassNames | None) -> AsyncIterator[FluxServer]:
+async def serving(config: SessionConfig, names: HassNames | None) -> AsyncIterator[WyomingServer]:
     settings = make_settings(config)
     if names is not None:
         settings = dataclasses.replace(settings, hass_url=names.url, hass_token="set-in-names")
-    server = FluxServer(settings, "tcp://127.0.0.1:0")
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
     server.names = names
     await server.start()
     try:
@@ -67,7 +67,7 @@ def records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def describe_probe(server: FluxServer) -> AsyncIterator[list[float]]:
+async def describe_probe(server: WyomingServer) -> AsyncIterator[list[float]]:
     """Describe round trips from another process while the block runs (a stall of our loop shows in them)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tests.describe_probe", str(port(server)), cwd=ROOT,

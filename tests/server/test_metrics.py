@@ -33,7 +33,7 @@ from tests.wyoming_io import (
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
 from wyoming_flux.server.http_endpoint import HttpLimits
 from wyoming_flux.server.metrics_options import MetricsListenError
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 pytestmark = pytest.mark.usefixtures("backend")  # every test on Flux and on Nova-3
@@ -42,18 +42,18 @@ KITCHEN = "turn_on_the_kitchen_light"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-async def start(config: SessionConfig, **changes: object) -> FluxServer:
+async def start(config: SessionConfig, **changes: object) -> WyomingServer:
     return await start_server(config, metrics_port=0, **changes)
 
 
 @pytest.fixture
-async def server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+async def server(session_config: SessionConfig) -> AsyncIterator[WyomingServer]:
     server = await start(session_config)
     yield server
     await server.stop()
 
 
-async def scrape(server: FluxServer) -> Samples:
+async def scrape(server: WyomingServer) -> Samples:
     async with aiohttp.ClientSession() as http, http.get(f"http://127.0.0.1:{server.metrics_port}/metrics") as response:
         assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
         text = await response.text()
@@ -65,7 +65,7 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((f"wyoming_flux_{name}", tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_commands_audio_latency_and_handshakes_are_counted(server: FluxServer, fake_flux: FakeFlux,
+async def test_commands_audio_latency_and_handshakes_are_counted(server: WyomingServer, fake_flux: FakeFlux,
                                                                  end_trigger: str) -> None:
     assert server.port is not None
     before = await scrape(server)
@@ -91,7 +91,7 @@ async def test_commands_audio_latency_and_handshakes_are_counted(server: FluxSer
     assert value(after, "errors_total", code="audio-format") == 0
 
 
-async def test_errors_are_counted_by_code_and_gauges_follow_live_connections(server: FluxServer,
+async def test_errors_are_counted_by_code_and_gauges_follow_live_connections(server: WyomingServer,
                                                                              fake_flux: FakeFlux) -> None:
     assert server.port is not None
     async with AsyncTcpClient("127.0.0.1", server.port) as client:
@@ -153,7 +153,7 @@ async def test_each_server_has_its_own_registry_and_healthz_follows_the_server(s
     assert second.metrics_port is None  # stopped: the endpoint is gone too
 
 
-async def test_metrics_are_off_by_default(wyoming_server: FluxServer) -> None:
+async def test_metrics_are_off_by_default(wyoming_server: WyomingServer) -> None:
     assert wyoming_server.metrics is None and wyoming_server.metrics_port is None
 
 
@@ -234,7 +234,7 @@ async def test_metrics_without_prometheus_client_is_one_clear_error(session_conf
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if the server extra were not installed
     monkeypatch.delitem(sys.modules, "wyoming_flux.server.metrics", raising=False)
-    server = FluxServer(dataclasses.replace(make_settings(session_config), metrics_port=0), "tcp://127.0.0.1:0")
+    server = WyomingServer(dataclasses.replace(make_settings(session_config), metrics_port=0), "tcp://127.0.0.1:0")
     with pytest.raises(MetricsListenError, match=r"--metrics-port needs prometheus_client"):
         await server.start()
     assert server.port is None  # nothing half-started is left listening
@@ -270,8 +270,8 @@ PIPELINE = b"GET /metrics HTTP/1.1\r\nHost: metrics\r\n\r\n" * 4096  # 160 KiB o
 
 
 @contextlib.asynccontextmanager
-async def metrics_server(config: SessionConfig, **limits: object) -> AsyncIterator[FluxServer]:
-    server = FluxServer(dataclasses.replace(make_settings(config), metrics_port=0), "tcp://127.0.0.1:0")
+async def metrics_server(config: SessionConfig, **limits: object) -> AsyncIterator[WyomingServer]:
+    server = WyomingServer(dataclasses.replace(make_settings(config), metrics_port=0), "tcp://127.0.0.1:0")
     server.metrics_limits = dataclasses.replace(server.metrics_limits, **limits)  # type: ignore[arg-type]
     await server.start()
     try:

@@ -19,8 +19,8 @@ from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from tests.server.test_server import stream_until
 from tests.wyoming_io import audio_events, port, read_until
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 POLISH = "pl_wlacz_swiatlo_w_kuchni"
@@ -28,21 +28,21 @@ SWEDISH = "sv_tand_lampan_i_koket"
 KITCHEN = "turn_on_the_kitchen_light"
 
 
-async def serving(config: SessionConfig, *models: str) -> FluxServer:
-    server = FluxServer(make_settings(config, *models), "tcp://127.0.0.1:0")
+async def serving(config: SessionConfig, *models: str) -> WyomingServer:
+    server = WyomingServer(make_settings(config, *models), "tcp://127.0.0.1:0")
     await server.start()
     return server
 
 
 @pytest.fixture
-async def server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+async def server(session_config: SessionConfig) -> AsyncIterator[WyomingServer]:
     """What `wyoming-flux` offers by default: Flux English, and Nova-3 for the other languages."""
     running = await serving(session_config, MODEL_EN, MODEL_NOVA)
     yield running
     await running.stop()
 
 
-async def transcribe(server: FluxServer, language: str | None, pcm: bytes, *, stop: bool = False) -> tuple[list[Event], int]:
+async def transcribe(server: WyomingServer, language: str | None, pcm: bytes, *, stop: bool = False) -> tuple[list[Event], int]:
     """One command in `language`; the events up to the answer and the bytes streamed before it came. With
     `stop`, AudioStop follows the audio at once (before Deepgram's endpoint)."""
     async with AsyncTcpClient("127.0.0.1", port(server)) as client:
@@ -64,7 +64,7 @@ async def transcribe(server: FluxServer, language: str | None, pcm: bytes, *, st
 
 @pytest.mark.parametrize("fixture", [POLISH, SWEDISH])
 async def test_a_polish_command_is_answered_on_speech_final_while_the_client_streams(
-        server: FluxServer, fake_flux: FakeFlux, fixture: str) -> None:
+        server: WyomingServer, fake_flux: FakeFlux, fixture: str) -> None:
     fake_flux.script.transcripts = [fixture_text(fixture)]
     language = fixture[:2]
     pcm = load_wav(fixture) + silence(5)
@@ -79,7 +79,7 @@ async def test_a_polish_command_is_answered_on_speech_final_while_the_client_str
     assert any(m.get("speech_final") for m in stream.sent)
 
 
-async def test_audio_stop_before_the_endpoint_gets_the_whole_text_by_finalize(server: FluxServer,
+async def test_audio_stop_before_the_endpoint_gets_the_whole_text_by_finalize(server: WyomingServer,
                                                                               fake_flux: FakeFlux) -> None:
     fake_flux.script.transcripts = [fixture_text(POLISH)]
     events, _ = await transcribe(server, "pl-PL", load_wav(POLISH)[: int(2.2 * 32000)], stop=True)
@@ -89,13 +89,13 @@ async def test_audio_stop_before_the_endpoint_gets_the_whole_text_by_finalize(se
     assert not any(m.get("speech_final") for m in stream.sent)
 
 
-async def test_english_still_goes_to_flux(server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_english_still_goes_to_flux(server: WyomingServer, fake_flux: FakeFlux) -> None:
     events, _ = await transcribe(server, "en-GB", load_wav(KITCHEN) + silence(3))
     assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
     assert fake_flux.streams[0].query["model"] == [MODEL_EN]
 
 
-async def test_a_language_without_a_monolingual_model_goes_to_multi_with_a_hint(server: FluxServer,
+async def test_a_language_without_a_monolingual_model_goes_to_multi_with_a_hint(server: WyomingServer,
                                                                                 fake_flux: FakeFlux) -> None:
     fake_flux.script.transcripts, fake_flux.script.languages = ["مرحبا"], ["ar"]
     events, _ = await transcribe(server, "ar", load_wav(KITCHEN) + silence(3))
@@ -104,7 +104,7 @@ async def test_a_language_without_a_monolingual_model_goes_to_multi_with_a_hint(
     assert (query["language"], query["language_hint"]) == (["multi"], ["ar"])
 
 
-async def test_info_lists_every_language_the_offered_models_speak(server: FluxServer) -> None:
+async def test_info_lists_every_language_the_offered_models_speak(server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(server)) as client:
         await client.write_event(Describe().event())
         info = Info.from_event((await read_until(client, "info"))[-1])
@@ -168,7 +168,7 @@ async def test_a_custom_endpoint_serves_both_apis_from_its_host(fake_flux: FakeF
     ("pt-br", "pt-BR"), ("kk-kz", "kk-KZ"),
 ])
 async def test_each_language_with_a_monolingual_model_gets_it_spelled_as_deepgram_lists_it(
-        server: FluxServer, fake_flux: FakeFlux, language: str, sent: str) -> None:
+        server: WyomingServer, fake_flux: FakeFlux, language: str, sent: str) -> None:
     """Nova-3's 2026 monolingual models (Hebrew, Farsi, Urdu, Thai, Gujarati, Kazakh, Cantonese), and any
     spelling of a code: never `multi` when a model of its own exists, never Mandarin for Cantonese."""
     events, _ = await transcribe(server, language, load_wav(KITCHEN) + silence(3))
@@ -200,7 +200,7 @@ async def test_the_languages_come_from_deepgrams_model_list_and_the_table_stands
         await server.stop()
 
 
-async def offered(server: FluxServer) -> set[str]:
+async def offered(server: WyomingServer) -> set[str]:
     async with AsyncTcpClient("127.0.0.1", port(server)) as client:
         await client.write_event(Describe().event())
         info = Info.from_event((await read_until(client, "info"))[-1])
@@ -215,7 +215,7 @@ async def test_a_flux_only_host_is_said_once_at_start_and_info_offers_only_fluxs
     fake_flux.script.nova_served, fake_flux.script.models_endpoint = False, models_endpoint
     server = await serving(session_config, MODEL_EN, MODEL_NOVA)
     try:
-        assert await offered(server) == set(FLUX_MODELS[MODEL_EN].languages)
+        assert await offered(server) == set(DEEPGRAM_MODELS[MODEL_EN].languages)
         warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert len([w for w in warnings if "serves Flux but not Nova-3" in w]) == 1, warnings
         events, _ = await transcribe(server, "pl", load_wav(KITCHEN) + silence(1), stop=True)

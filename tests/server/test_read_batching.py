@@ -20,7 +20,7 @@ from tests.helpers import chunks, fixture_text, load_wav, silence
 from tests.wyoming_io import Raw, port
 from wyoming_flux.server import reads
 from wyoming_flux.server.limits import ConnectionLimits
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.server.wire import encode_event
 from wyoming_flux.turn.session import SessionConfig
 
@@ -43,12 +43,12 @@ def marks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     return seen
 
 
-async def start(config: SessionConfig, **limits: object) -> FluxServer:
+async def start(config: SessionConfig, **limits: object) -> WyomingServer:
     return await start_server(config, limits=ConnectionLimits(**limits))  # type: ignore[arg-type]
 
 
 @pytest.fixture
-async def server(session_config: SessionConfig) -> AsyncIterator[FluxServer]:
+async def server(session_config: SessionConfig) -> AsyncIterator[WyomingServer]:
     server = await start(session_config)
     yield server
     await server.stop()
@@ -69,7 +69,7 @@ async def answer(reader: asyncio.StreamReader, timeout: float = 10.0) -> Transcr
     raise AssertionError("closed without a transcript")
 
 
-async def stream(server: FluxServer, events: list[bytes], pace: float = 0.01, stop: bool = True) -> Transcript:
+async def stream(server: WyomingServer, events: list[bytes], pace: float = 0.01, stop: bool = True) -> Transcript:
     """AudioStart, the chunks at real-time pace, AudioStop; the transcript."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port(server))
     try:
@@ -85,7 +85,7 @@ async def stream(server: FluxServer, events: list[bytes], pace: float = 0.01, st
         writer.close()
 
 
-async def test_a_stream_is_read_a_flux_frame_at_a_time(server: FluxServer, fake_flux: FakeFlux,
+async def test_a_stream_is_read_a_flux_frame_at_a_time(server: WyomingServer, fake_flux: FakeFlux,
                                                         marks: list[tuple[int, int]]) -> None:
     fake_flux.script.no_eot = True  # the turn ends on AudioStop: every byte sent must have reached Flux
     pcm = load_wav(KITCHEN)
@@ -100,7 +100,7 @@ async def test_a_stream_is_read_a_flux_frame_at_a_time(server: FluxServer, fake_
         assert nbytes % size == 0 and 1 <= nbytes // size <= FRAME_CHUNKS  # whole chunks, at most one frame
 
 
-async def test_audio_stop_after_a_partial_batch_is_read(server: FluxServer, marks: list[tuple[int, int]]) -> None:
+async def test_audio_stop_after_a_partial_batch_is_read(server: WyomingServer, marks: list[tuple[int, int]]) -> None:
     # After three chunks the mark asks for five more; AudioStop alone can never reach it.
     reader, writer = await asyncio.open_connection("127.0.0.1", port(server))
     try:
@@ -138,7 +138,7 @@ async def test_with_the_clients_vad_audio_stop_is_never_held_back(session_config
     assert marks == []
 
 
-async def test_chunks_that_differ_are_read_one_by_one(server: FluxServer, fake_flux: FakeFlux,
+async def test_chunks_that_differ_are_read_one_by_one(server: WyomingServer, fake_flux: FakeFlux,
                                                       marks: list[tuple[int, int]]) -> None:
     # A client that stamps every chunk repeats no header: each chunk is parsed, and nothing is lost.
     fake_flux.script.no_eot = True
@@ -150,7 +150,7 @@ async def test_chunks_that_differ_are_read_one_by_one(server: FluxServer, fake_f
     assert fake_flux.streams[-1].audio_bytes == len(pcm)
 
 
-async def test_a_format_change_mid_stream_is_not_taken_for_a_repeat(server: FluxServer, fake_flux: FakeFlux,
+async def test_a_format_change_mid_stream_is_not_taken_for_a_repeat(server: WyomingServer, fake_flux: FakeFlux,
                                                                    marks: list[tuple[int, int]]) -> None:
     # 32 kHz chunks have a header of the same length as the 16 kHz ones: their audio must be resampled.
     fake_flux.script.no_eot = True
@@ -320,13 +320,13 @@ class Client(Raw):
         self.writer.transport.abort()
 
 
-def batching(server: FluxServer) -> list[reads.ReadBatching]:
+def batching(server: WyomingServer) -> list[reads.ReadBatching]:
     """The open batches of the server's connections (a mark above one byte)."""
     assert server._shared is not None
     return [c._reads for c in server._shared.connections if c._reads is not None and c._reads.mark > 1]
 
 
-async def start_batching(server: FluxServer, client: Client, events: list[bytes], pace: float = 0.01) -> int:
+async def start_batching(server: WyomingServer, client: Client, events: list[bytes], pace: float = 0.01) -> int:
     """AudioStart, then chunks at `pace` until the server holds a mark above one byte for this client (only
     it streams); how many chunks were sent."""
     before = {id(b) for b in batching(server)}
@@ -340,7 +340,7 @@ async def start_batching(server: FluxServer, client: Client, events: list[bytes]
     raise AssertionError("no batch was ever opened")
 
 
-def close_waits(server: FluxServer) -> list[str]:
+def close_waits(server: WyomingServer) -> list[str]:
     """Server-side sockets on the server's port that the peer closed and we did not (TCP state CLOSE_WAIT)."""
     found = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
@@ -356,7 +356,7 @@ def close_waits(server: FluxServer) -> list[str]:
     return found
 
 
-async def all_left(server: FluxServer, timeout: float = 10.0) -> None:
+async def all_left(server: WyomingServer, timeout: float = 10.0) -> None:
     """Bounded: no connection, no command slot, no batch in the watch, its timer stopped, no CLOSE_WAIT."""
     assert server._shared is not None
     watch = server._shared.batches
@@ -367,7 +367,7 @@ async def all_left(server: FluxServer, timeout: float = 10.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def kitchen_batch(server: FluxServer, fake_flux: FakeFlux) -> AsyncIterator[tuple[Client, list[bytes], int]]:
+async def kitchen_batch(server: WyomingServer, fake_flux: FakeFlux) -> AsyncIterator[tuple[Client, list[bytes], int]]:
     """A client streaming the kitchen fixture (Flux never ends the turn itself) until a batch is open:
     (the client, all chunk events, how many were sent)."""
     fake_flux.script.no_eot = True
@@ -400,7 +400,7 @@ async def test_a_client_that_stalls_mid_batch_hits_the_audio_timeout(session_con
         await server.stop()
 
 
-async def test_audio_stop_is_read_while_a_batch_waits_for_more_chunks(server: FluxServer, fake_flux: FakeFlux,
+async def test_audio_stop_is_read_while_a_batch_waits_for_more_chunks(server: WyomingServer, fake_flux: FakeFlux,
                                                                       heard: dict[int, bytearray],
                                                                       never_overdue: None) -> None:
     # The batch would never fall due: AudioStop is read because the queued bytes are not whole chunks.
@@ -409,7 +409,7 @@ async def test_audio_stop_is_read_while_a_batch_waits_for_more_chunks(server: Fl
         await answered_with(client, fake_flux, heard, load_wav(KITCHEN)[: sent * 320])
 
 
-async def test_describe_mid_batch_is_answered_and_the_stream_goes_on(server: FluxServer, fake_flux: FakeFlux,
+async def test_describe_mid_batch_is_answered_and_the_stream_goes_on(server: WyomingServer, fake_flux: FakeFlux,
                                                                      heard: dict[int, bytearray],
                                                                      never_overdue: None) -> None:
     async with kitchen_batch(server, fake_flux) as (client, events, sent):
@@ -423,7 +423,7 @@ async def test_describe_mid_batch_is_answered_and_the_stream_goes_on(server: Flu
 
 
 @pytest.mark.parametrize("cut", [1, 40, 81, 134, 135, 300, 453], ids=lambda c: f"cut{c}")
-async def test_chunks_split_across_segments_mid_batch_lose_nothing(server: FluxServer, fake_flux: FakeFlux,
+async def test_chunks_split_across_segments_mid_batch_lose_nothing(server: WyomingServer, fake_flux: FakeFlux,
                                                                    heard: dict[int, bytearray], cut: int,
                                                                    never_overdue: None) -> None:
     # Each write after the batch opens ends `cut` bytes into a chunk event (in its header line, its data block
@@ -439,7 +439,7 @@ async def test_chunks_split_across_segments_mid_batch_lose_nothing(server: FluxS
         await answered_with(client, fake_flux, heard, load_wav(KITCHEN))
 
 
-async def test_chunks_whose_audio_holds_their_own_header_are_audio(server: FluxServer, fake_flux: FakeFlux,
+async def test_chunks_whose_audio_holds_their_own_header_are_audio(server: WyomingServer, fake_flux: FakeFlux,
                                                                    heard: dict[int, bytearray]) -> None:
     # Payloads made of the chunk event's own header line and data block, at every offset: only the bytes at
     # event boundaries are headers.
@@ -482,7 +482,7 @@ async def test_a_burst_faster_than_real_time_reaches_flux_exactly(session_config
         await server.stop()
 
 
-async def test_half_close_mid_batch_closes_the_connection(server: FluxServer, never_overdue: None) -> None:
+async def test_half_close_mid_batch_closes_the_connection(server: WyomingServer, never_overdue: None) -> None:
     # Chunks, then EOF with no AudioStop while the mark waits for more: the EOF is seen, and we close too.
     client = await Client.open(server)
     try:
@@ -494,7 +494,7 @@ async def test_half_close_mid_batch_closes_the_connection(server: FluxServer, ne
         await client.close()
 
 
-async def test_half_close_after_audio_stop_mid_batch_still_answers(server: FluxServer, fake_flux: FakeFlux,
+async def test_half_close_after_audio_stop_mid_batch_still_answers(server: WyomingServer, fake_flux: FakeFlux,
                                                                    never_overdue: None) -> None:
     fake_flux.script.no_eot = True
     client = await Client.open(server)
@@ -527,7 +527,7 @@ async def test_a_server_timeout_mid_batch_leaves_no_batch_behind(session_config:
         await server.stop()
 
 
-async def test_many_connections_batching_at_once_all_leave_cleanly(server: FluxServer, never_overdue: None) -> None:
+async def test_many_connections_batching_at_once_all_leave_cleanly(server: WyomingServer, never_overdue: None) -> None:
     # Some leave with EOF, some with a reset, some close; none leaves a batch, a slot or a socket behind.
     clients = [await Client.open(server) for _ in range(12)]
     events = chunk_bytes(load_wav(KITCHEN))
@@ -548,7 +548,7 @@ async def test_many_connections_batching_at_once_all_leave_cleanly(server: FluxS
             await client.close()
 
 
-async def test_many_connections_streaming_at_once_each_get_all_their_audio(server: FluxServer, fake_flux: FakeFlux,
+async def test_many_connections_streaming_at_once_each_get_all_their_audio(server: WyomingServer, fake_flux: FakeFlux,
                                                                            heard: dict[int, bytearray]) -> None:
     fake_flux.script.no_eot = True
     pcms = [load_wav(KITCHEN)[i * 320 :] for i in range(8)]  # each a different length
@@ -559,7 +559,7 @@ async def test_many_connections_streaming_at_once_each_get_all_their_audio(serve
     await all_left(server)
 
 
-async def test_the_wyoming_clients_own_writes_are_batched_and_lose_nothing(server: FluxServer, fake_flux: FakeFlux,
+async def test_the_wyoming_clients_own_writes_are_batched_and_lose_nothing(server: WyomingServer, fake_flux: FakeFlux,
                                                                            heard: dict[int, bytearray],
                                                                            marks: list[tuple[int, int]]) -> None:
     # wyoming's writer sends a chunk's header line, data block and payload as separate writes (separate
@@ -582,7 +582,7 @@ async def test_the_wyoming_clients_own_writes_are_batched_and_lose_nothing(serve
     assert bytes(heard[len(fake_flux.streams) - 1]) == pcm
 
 
-async def test_bare_chunks_after_audio_start_are_batched_with_their_format(server: FluxServer, fake_flux: FakeFlux,
+async def test_bare_chunks_after_audio_start_are_batched_with_their_format(server: WyomingServer, fake_flux: FakeFlux,
                                                                            heard: dict[int, bytearray],
                                                                            marks: list[tuple[int, int]]) -> None:
     # Chunks with no data block at all take AudioStart's format; a batch of them is that format's audio.
@@ -595,7 +595,7 @@ async def test_bare_chunks_after_audio_start_are_batched_with_their_format(serve
     assert bytes(heard[len(fake_flux.streams) - 1]) == pcm
 
 
-async def test_an_audio_stop_the_size_of_a_chunk_event_is_still_answered(server: FluxServer, fake_flux: FakeFlux,
+async def test_an_audio_stop_the_size_of_a_chunk_event_is_still_answered(server: WyomingServer, fake_flux: FakeFlux,
                                                                          heard: dict[int, bytearray]) -> None:
     # Queued bytes that look like whole chunks but are an AudioStop: read once the batch is overdue.
     async with kitchen_batch(server, fake_flux) as (client, events, sent):
@@ -624,7 +624,7 @@ async def test_stopping_the_server_mid_batch_leaves_no_batch(session_config: Ses
         await client.close()
 
 
-async def test_commands_back_to_back_and_without_audio_start_are_batched_whole(server: FluxServer,
+async def test_commands_back_to_back_and_without_audio_start_are_batched_whole(server: WyomingServer,
                                                                                 fake_flux: FakeFlux,
                                                                                 heard: dict[int, bytearray],
                                                                                 marks: list[tuple[int, int]]) -> None:

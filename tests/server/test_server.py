@@ -20,7 +20,7 @@ from tests.helpers import chunks, fixture_text, load_wav, silence
 from tests.wyoming_io import audio_events, port, read_until
 from wyoming_flux import __version__
 from wyoming_flux.deepgram.models import MODEL_EN, MODEL_MULTI
-from wyoming_flux.server.server import FluxServer
+from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"
@@ -51,7 +51,7 @@ async def stream_until(client: AsyncTcpClient, pcm: bytes, answered: asyncio.Fut
 
 
 
-async def test_describe_is_answered_from_memory(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_describe_is_answered_from_memory(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         for _ in range(3):
             await client.write_event(Describe().event())
@@ -67,7 +67,7 @@ async def test_describe_is_answered_from_memory(wyoming_server: FluxServer, fake
     assert API_KEY not in json.dumps(info.to_dict())  # nor tells anyone the key
 
 
-async def test_end_of_turn_answers_before_audio_stop_with_streamed_deltas(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_end_of_turn_answers_before_audio_stop_with_streamed_deltas(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     pcm = load_wav(KITCHEN) + silence(5)
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         for round_ in range(2):  # a second command on the same connection works as well
@@ -93,7 +93,7 @@ async def test_end_of_turn_answers_before_audio_stop_with_streamed_deltas(wyomin
     assert all(s.audio_bytes < len(pcm) for s in fake_flux.streams)
 
 
-async def test_a_client_that_uploads_everything_before_reading_still_gets_its_transcript(wyoming_server: FluxServer) -> None:
+async def test_a_client_that_uploads_everything_before_reading_still_gets_its_transcript(wyoming_server: WyomingServer) -> None:
     pcm = load_wav(KITCHEN) + silence(3)
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(Transcribe().event())
@@ -105,7 +105,7 @@ async def test_a_client_that_uploads_everything_before_reading_still_gets_its_tr
     assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)
 
 
-async def test_audio_stop_mid_speech_returns_the_words_heard(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_audio_stop_mid_speech_returns_the_words_heard(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     pcm = load_wav(KITCHEN)[: int(1.3 * 32000)]
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
@@ -118,7 +118,7 @@ async def test_audio_stop_mid_speech_returns_the_words_heard(wyoming_server: Flu
     assert '"ForceEndTurn"' in fake_flux.streams[0].client_messages[0]
 
 
-async def test_silence_only_gets_an_empty_transcript(wyoming_server: FluxServer) -> None:
+async def test_silence_only_gets_an_empty_transcript(wyoming_server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
         for event in audio_events(silence(1)):
@@ -128,7 +128,7 @@ async def test_silence_only_gets_an_empty_transcript(wyoming_server: FluxServer)
     assert Transcript.from_event(events[-1]).text == ""
 
 
-async def test_multi_model_by_name_with_language_hint_and_keyterms(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_multi_model_by_name_with_language_hint_and_keyterms(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     fake_flux.script.languages = ["fr"]
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(Transcribe(name=MODEL_MULTI, language="fr-FR", transcript_names=["Léa"],
@@ -142,7 +142,7 @@ async def test_multi_model_by_name_with_language_hint_and_keyterms(wyoming_serve
     assert query["keyterm"] == ["Léa", "lumière"] and query["sample_rate"] == ["48000"]
 
 
-async def test_language_alone_picks_the_model(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_language_alone_picks_the_model(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         for language in ("de-AT", "en-GB"):
             await client.write_event(Transcribe(language=language).event())
@@ -153,7 +153,7 @@ async def test_language_alone_picks_the_model(wyoming_server: FluxServer, fake_f
     assert "language_hint" not in fake_flux.streams[1].query
 
 
-async def test_flux_failure_is_a_coded_error_and_the_next_command_works(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_flux_failure_is_a_coded_error_and_the_next_command_works(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         for status, code in ((401, "flux-auth"), (403, "flux-forbidden"), (429, "flux-rate-limited"), (500, "flux-unavailable")):
             fake_flux.script.handshake_status = status
@@ -169,7 +169,7 @@ async def test_flux_failure_is_a_coded_error_and_the_next_command_works(wyoming_
         assert Transcript.from_event((await answered)[-2]).text == fixture_text(KITCHEN)
 
 
-async def test_unusable_audio_format_is_a_clear_error(wyoming_server: FluxServer, fake_flux: FakeFlux) -> None:
+async def test_unusable_audio_format_is_a_clear_error(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=7, channels=1).event())
         error = Error.from_event((await read_until(client, "error"))[-1])
@@ -183,7 +183,7 @@ async def test_unusable_audio_format_is_a_clear_error(wyoming_server: FluxServer
 
 
 async def test_a_bad_chunk_mid_command_is_one_error_and_the_rest_is_discarded_until_audio_stop(
-    wyoming_server: FluxServer, fake_flux: FakeFlux
+    wyoming_server: WyomingServer, fake_flux: FakeFlux
 ) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
@@ -202,7 +202,7 @@ async def test_a_bad_chunk_mid_command_is_one_error_and_the_rest_is_discarded_un
     assert len(fake_flux.streams) <= 1  # no second Flux stream for the discarded audio
 
 
-async def test_unknown_events_are_ignored(wyoming_server: FluxServer) -> None:
+async def test_unknown_events_are_ignored(wyoming_server: WyomingServer) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(Event(type="something-new", data={"x": 1}))
         await client.write_event(Describe().event())
@@ -212,7 +212,7 @@ async def test_unknown_events_are_ignored(wyoming_server: FluxServer) -> None:
 
 async def test_client_end_of_speech_mode_waits_for_audio_stop(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
     config = dataclasses.replace(session_config, end_on_flux_eot=False)
-    server = FluxServer(make_settings(config), "tcp://127.0.0.1:0")
+    server = WyomingServer(make_settings(config), "tcp://127.0.0.1:0")
     await server.start()
     try:
         async with AsyncTcpClient("127.0.0.1", port(server)) as client:

@@ -13,10 +13,10 @@ import pytest
 from tests.fake_flux import FakeFlux
 from tests.faults import BOUND_AFTER_AUDIO, FAULTS, Fault, check_outcome, heal
 from tests.helpers import chunks, fixture_text, load_wav, silence
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
+from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
 from wyoming_flux.turn.command import AUDIO_FORMAT, UNSUPPORTED_LANGUAGE, Command, CommandRefused, CommandSetup
 from wyoming_flux.turn.command import Fallback
-from wyoming_flux.turn.fallback import AudioBuffer, FallbackError, FluxHealth
+from wyoming_flux.turn.fallback import AudioBuffer, FallbackError, DeepgramHealth
 from wyoming_flux.turn.request import TurnResult
 from wyoming_flux.turn.session import SessionConfig
 from wyoming_flux.turn.state import Ending
@@ -31,8 +31,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def setup_for(config: SessionConfig, http: aiohttp.ClientSession, backend: str,
-              health: FluxHealth | None = None) -> CommandSetup:
-    models = (FLUX_MODELS[MODEL_EN],) if backend == "flux" else (FLUX_MODELS[MODEL_NOVA],)
+              health: DeepgramHealth | None = None) -> CommandSetup:
+    models = (DEEPGRAM_MODELS[MODEL_EN],) if backend == "flux" else (DEEPGRAM_MODELS[MODEL_NOVA],)
     return CommandSetup(config, models, http, health)
 
 
@@ -97,7 +97,7 @@ async def test_fallback_matrix(fault: Fault, fake_flux: FakeFlux, session_config
                                http: aiohttp.ClientSession) -> None:
     """Deepgram fails: the fallback answers from the whole buffered command; Deepgram's own best text or error
     stays for the owner."""
-    setup = setup_for(session_config, http, backend, FluxHealth())
+    setup = setup_for(session_config, http, backend, DeepgramHealth())
     fault.arrange(fake_flux)
     if fault.refused:
         await fake_flux.stop()
@@ -116,7 +116,7 @@ async def test_fallback_matrix(fault: Fault, fake_flux: FakeFlux, session_config
 async def test_a_failing_fallback_leaves_deepgrams_error_with_both_reasons(
         fake_flux: FakeFlux, session_config: SessionConfig, http: aiohttp.ClientSession) -> None:
     fake_flux.script.handshake_status = 500
-    setup = setup_for(session_config, http, "flux", FluxHealth())
+    setup = setup_for(session_config, http, "flux", DeepgramHealth())
     command = Command(setup, setup.request(None), 16000, 2, 1, fallback=Fallback(Replayer(fail=True).replay, 2.0))
     try:
         result, _ = await run(command, load_wav(KITCHEN))
@@ -129,7 +129,7 @@ async def test_a_failing_fallback_leaves_deepgrams_error_with_both_reasons(
 async def test_while_deepgram_is_down_commands_go_straight_to_the_fallback(
         fake_flux: FakeFlux, session_config: SessionConfig, http: aiohttp.ClientSession) -> None:
     fake_flux.script.handshake_status = 503
-    setup = setup_for(session_config, http, "flux", FluxHealth(first_backoff=60.0))
+    setup = setup_for(session_config, http, "flux", DeepgramHealth(first_backoff=60.0))
     for attempt in range(2):
         handshakes = fake_flux.handshakes
         command = Command(setup, setup.request(None), 16000, 2, 1, fallback=Fallback(Replayer().replay, 2.0))
@@ -144,7 +144,7 @@ async def test_while_deepgram_is_down_commands_go_straight_to_the_fallback(
 
 async def test_a_door_may_skip_deepgram_when_it_has_a_fallback(
         fake_flux: FakeFlux, session_config: SessionConfig, http: aiohttp.ClientSession) -> None:
-    setup = setup_for(session_config, http, "flux", FluxHealth())
+    setup = setup_for(session_config, http, "flux", DeepgramHealth())
     command = Command(setup, setup.request(None), 16000, 2, 1, fallback=Fallback(Replayer().replay, 2.0),
                       skip_deepgram=True)
     try:
@@ -164,7 +164,7 @@ async def test_a_door_may_skip_deepgram_when_it_has_a_fallback(
 async def test_the_language_picks_the_model_or_the_command_is_refused(
         session_config: SessionConfig, http: aiohttp.ClientSession, models: tuple[str, ...], language: str,
         served: str | None) -> None:
-    setup = CommandSetup(session_config, tuple(FLUX_MODELS[m] for m in models), http)
+    setup = CommandSetup(session_config, tuple(DEEPGRAM_MODELS[m] for m in models), http)
     if served is None:
         with pytest.raises(CommandRefused) as refused:
             setup.request(language)
@@ -185,7 +185,7 @@ async def test_audio_the_session_cannot_convert_is_refused_before_anything_is_se
 
 async def test_a_chunk_in_a_format_the_session_cannot_convert_ends_the_command(
         fake_flux: FakeFlux, session_config: SessionConfig, http: aiohttp.ClientSession) -> None:
-    setup = setup_for(session_config, http, "flux", FluxHealth())
+    setup = setup_for(session_config, http, "flux", DeepgramHealth())
     replayer = Replayer()
     command = Command(setup, setup.request(None), 16000, 2, 1, fallback=Fallback(replayer.replay, 2.0))
     try:

@@ -13,7 +13,7 @@ import pytest
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from tests.turn.test_session import feed_paced
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
+from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_NOVA
 from wyoming_flux.turn.completion import EARLY_TRIGGER, CachedCompletion, complete_from_debug
 from wyoming_flux.turn.session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
 
@@ -44,7 +44,7 @@ async def run(config: SessionConfig, pcm: bytes, check: Sentences | None, *, mod
               language: str | None = None) -> tuple[TurnResult, int, list[int]]:
     resumed: list[int] = []
     async with aiohttp.ClientSession() as http:
-        session = TurnSession(http, config, TurnRequest(FLUX_MODELS[model], language), 16000, completion=check,
+        session = TurnSession(http, config, TurnRequest(DEEPGRAM_MODELS[model], language), 16000, completion=check,
                               on_resumed=lambda: resumed.append(1))
         session.start()
         try:

@@ -12,7 +12,7 @@ import pytest
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
 from tests.turn.test_session import feed_paced
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_NOVA
+from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_NOVA
 from wyoming_flux.turn.session import Ending, SessionConfig, TurnRequest, TurnResult, TurnSession
 
 POLISH = "pl_wlacz_swiatlo_w_kuchni"
@@ -22,7 +22,7 @@ PAUSED = "set_a_timer_pause"
 async def nova_command(config: SessionConfig, pcm: bytes, *, pace: float = 10.0, finish: bool = True,
                        language: str | None = "pl", partials: list[str] | None = None) -> tuple[TurnResult, int]:
     async with aiohttp.ClientSession() as http:
-        session = TurnSession(http, config, TurnRequest(FLUX_MODELS[MODEL_NOVA], language), 16000,
+        session = TurnSession(http, config, TurnRequest(DEEPGRAM_MODELS[MODEL_NOVA], language), 16000,
                               on_partial=None if partials is None else partials.append)
         session.start()
         try:
@@ -161,7 +161,7 @@ async def test_a_pause_in_the_clients_audio_keeps_the_stream_open_with_keep_aliv
     config = dataclasses.replace(session_config, keep_alive_seconds=keep_alive)
     pcm = load_wav(POLISH) + silence(3)
     async with aiohttp.ClientSession() as http:
-        session = TurnSession(http, config, TurnRequest(FLUX_MODELS[MODEL_NOVA], "pl"), 16000)
+        session = TurnSession(http, config, TurnRequest(DEEPGRAM_MODELS[MODEL_NOVA], "pl"), 16000)
         session.start()
         try:
             await feed_paced(session, pcm[:32000], 10)  # one second of speech, then nothing for 2 s

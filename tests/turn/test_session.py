@@ -12,7 +12,7 @@ import pytest
 
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
-from wyoming_flux.deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
+from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
 from wyoming_flux.turn.session import (
     Ending,
     SessionConfig,
@@ -43,7 +43,7 @@ async def command(
     model: str = MODEL_EN, language: str | None = None, keyterms: tuple[str, ...] = (),
 ) -> tuple[TurnResult, int]:
     async with aiohttp.ClientSession() as http:
-        session = TurnSession(http, config, TurnRequest(FLUX_MODELS[model], language, keyterms), 16000)
+        session = TurnSession(http, config, TurnRequest(DEEPGRAM_MODELS[model], language, keyterms), 16000)
         session.start()
         try:
             fed = await feed_paced(session, pcm, pace)
@@ -151,7 +151,7 @@ async def test_configured_thresholds_and_keyterms_reach_flux(session_config: Ses
 async def test_partials_are_reported_as_the_turn_grows(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
     seen: list[str] = []
     async with aiohttp.ClientSession() as http:
-        session = TurnSession(http, session_config, TurnRequest(FLUX_MODELS[MODEL_EN]), 16000, on_partial=seen.append)
+        session = TurnSession(http, session_config, TurnRequest(DEEPGRAM_MODELS[MODEL_EN]), 16000, on_partial=seen.append)
         session.start()
         await feed_paced(session, load_wav(KITCHEN) + silence(2), 10.0)
         result = await session.wait()
@@ -173,7 +173,7 @@ async def test_flux_errors_become_an_error_outcome(session_config: SessionConfig
 
 async def test_aclose_mid_command_closes_the_flux_stream(session_config: SessionConfig, fake_flux: FakeFlux) -> None:
     async with aiohttp.ClientSession() as http:
-        session = TurnSession(http, session_config, TurnRequest(FLUX_MODELS[MODEL_EN]), 16000)
+        session = TurnSession(http, session_config, TurnRequest(DEEPGRAM_MODELS[MODEL_EN]), 16000)
         session.start()
         await feed_paced(session, load_wav(KITCHEN)[:32000], 10.0)
         await asyncio.sleep(0.1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wyoming_flux.deepgram.errors import FluxStreamError, FluxTimeoutError
+from wyoming_flux.deepgram.errors import DeepgramStreamError, DeepgramTimeoutError
 from wyoming_flux.deepgram.flux import TurnInfo
 from wyoming_flux.turn.state import (
     NO_ACTIVE_TURN,
@@ -90,7 +90,7 @@ def test_quiet_after_force_with_everything_confirmed_is_the_end() -> None:
 
 def test_a_failure_after_words_answers_them_degraded_and_before_words_is_the_error() -> None:
     state = started()
-    error = FluxStreamError("broken")
+    error = DeepgramStreamError("broken")
     assert state.failed(error, "broken") == Decision(Ending.ERROR, error=error)
     state.turn_info(info("Update", 0.72, "turn on the"), 0.7)
     decision = state.failed(error, "Flux reported an error")
@@ -133,7 +133,7 @@ def test_bounds() -> None:
     silent = started(finalize_timeout=2.0)
     silent.force(Ending.FORCED, 1.0)
     decision = silent.tick(3.1)
-    assert isinstance(decision, Decision) and isinstance(decision.error, FluxTimeoutError)
+    assert isinstance(decision, Decision) and isinstance(decision.error, DeepgramTimeoutError)
     stalled = started(stall_timeout=3.0)
     stalled.audio_queued(4.0)
     stalled.audio_sent(4.0)

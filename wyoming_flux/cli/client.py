@@ -18,7 +18,7 @@ from wyoming.error import Error
 from wyoming.info import AsrModel, Describe, Info
 
 from ..common.bounds import Number
-from ..deepgram.models import FLUX_MODELS, choose_model
+from ..deepgram.models import DEEPGRAM_MODELS, choose_model
 from ..server.uri import check_uri
 from .config import Parser
 from .wav import Recording, WavError, read_wav, speech_end
@@ -105,8 +105,8 @@ def answering_model(offered: list[AsrModel], name: str | None, language: str | N
     """The model a server will use for a command, by the rule our server follows (`choose_model`); a server
     of another kind: the named model, else its first. None when no offered model speaks the language (the
     server then refuses the command itself)."""
-    if offered and all(model.name in FLUX_MODELS for model in offered):
-        chosen = choose_model([FLUX_MODELS[model.name] for model in offered], name, language)
+    if offered and all(model.name in DEEPGRAM_MODELS for model in offered):
+        chosen = choose_model([DEEPGRAM_MODELS[model.name] for model in offered], name, language)
         return None if chosen is None else chosen.name
     return name or (offered[0].name if offered else None)
 

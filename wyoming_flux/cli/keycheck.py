@@ -17,9 +17,9 @@ from ..common.bounds import Number, env_default, resolve_environment
 from ..deepgram.access import verify_model
 from ..deepgram.catalog import Catalog, fetch_catalog, models_url
 from ..deepgram.endpoints import listen_urls
-from ..deepgram.errors import FluxError
+from ..deepgram.errors import DeepgramError
 from ..deepgram.endpoints import DEFAULT_URL
-from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA, NOVA, multi_only, nova_model
+from ..deepgram.models import Api, DEEPGRAM_MODELS, MODEL_EN, MODEL_NOVA, multi_only, nova_model
 from ..turn.request import SessionConfig
 from .config import ConfigError, Parser, env, flux_url, parse_switch, read_api_key
 
@@ -30,10 +30,10 @@ async def check_flux(url: str, api_key: str, model: str, timeout: float, nova: b
     models = ([] if model == MODEL_NOVA else [model]) + ([MODEL_NOVA] if nova or model == MODEL_NOVA else [])
     async with aiohttp.ClientSession() as http:
         for name in models:
-            api, endpoint = ("Nova-3", nova_url) if FLUX_MODELS[name].api == NOVA else ("Flux", flux_url)
+            api, endpoint = ("Nova-3", nova_url) if DEEPGRAM_MODELS[name].api == Api.NOVA else ("Flux", flux_url)
             try:
                 request_id = await verify_model(http, url, api_key, name, timeout=timeout)
-            except FluxError as err:
+            except DeepgramError as err:
                 if err.code == "flux-not-found" and api == "Nova-3" and len(models) > 1:  # a Flux-only host
                     print(f"wyoming-flux check: error ({err.code}): this host serves Flux but not Nova-3 (no "
                           f"{endpoint}); --no-nova offers only {model}'s languages", file=sys.stderr)
@@ -50,11 +50,11 @@ async def check_flux(url: str, api_key: str, model: str, timeout: float, nova: b
 def language_lines(catalog: Catalog | None, address: str) -> list[str]:
     """What the key can use, model by model: the languages the host lists, or the built-in table's."""
     if catalog is None:
-        table = FLUX_MODELS[MODEL_NOVA]
+        table = DEEPGRAM_MODELS[MODEL_NOVA]
         return [f"languages: {address} gave no model list; the built-in table stands (nova-3: "
                 f"{len(table.monolingual)} monolingual codes)"]
     lines = []
-    for name in FLUX_MODELS:
+    for name in DEEPGRAM_MODELS:
         if not catalog.serves(name):
             lines.append(f"languages of {name}: not listed at {address}")
         elif name == MODEL_NOVA:
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--api-key", default=env("DEEPGRAM_API_KEY"), help="Deepgram API key (env DEEPGRAM_API_KEY)")
     parser.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
                         help="file holding the key (env DEEPGRAM_API_KEY_FILE)")
-    parser.add_argument("--model", choices=sorted(FLUX_MODELS), default=MODEL_EN,
+    parser.add_argument("--model", choices=sorted(DEEPGRAM_MODELS), default=MODEL_EN,
                         help=f"the model the server offers first (default {MODEL_EN})")
     parser.add_argument("--no-nova", action="store_true",
                         default=env_default("WYOMING_FLUX_NOVA", lambda text: not parse_switch(text), False),

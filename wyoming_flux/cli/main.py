@@ -13,14 +13,14 @@ from .. import __version__
 from ..common.bounds import check_range, env_default, resolve_environment
 from ..deepgram.endpoints import DEFAULT_URL
 from ..deepgram.flux import validate_thresholds
-from ..deepgram.models import FLUX_MODELS, MODEL_EN, MODEL_NOVA
+from ..deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_NOVA
 from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from ..server import limits as connection_limits
 from ..server import metrics_options
 from ..server.discovery import DEFAULT_NAME, Advertisement, advertised_host
 from ..server.fallback_client import FallbackLoopError, check_fallback_uri
 from ..server.metrics_options import MetricsListenError
-from ..server.server import FluxServer
+from ..server.server import WyomingServer
 from ..server.settings import ServerSettings
 from ..server.uri import check_uri, tcp_address
 from ..turn.session import SessionConfig
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Deepgram API key (env DEEPGRAM_API_KEY; prefer --api-key-file)")
     p.add_argument("--api-key-file", default=env("DEEPGRAM_API_KEY_FILE"),
                    help="file holding the key, e.g. a Docker secret (env DEEPGRAM_API_KEY_FILE)")
-    p.add_argument("--model", action="append", choices=sorted(FLUX_MODELS),
+    p.add_argument("--model", action="append", choices=sorted(DEEPGRAM_MODELS),
                    help=f"model to offer; repeat for several (default {MODEL_EN}; env WYOMING_FLUX_MODEL, "
                         f"comma-separated). {MODEL_NOVA} alone: Nova-3 for every language")
     p.add_argument("--no-nova", action="store_true",
@@ -178,9 +178,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         raise ConfigError("--zeroconf needs a tcp:// --uri")
     url = flux_url(args.flux_url)
     names = args.model or env_list("WYOMING_FLUX_MODEL") or [MODEL_EN]
-    unknown = [name for name in names if name not in FLUX_MODELS]
+    unknown = [name for name in names if name not in DEEPGRAM_MODELS]
     if unknown:
-        raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(FLUX_MODELS))})")
+        raise ConfigError(f"unknown model {unknown[0]} (choose from {', '.join(sorted(DEEPGRAM_MODELS))})")
     if args.no_nova and MODEL_NOVA in names:
         raise ConfigError(f"--no-nova turns off the {MODEL_NOVA} that --model asks for")
     if not args.no_nova:
@@ -223,7 +223,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         metrics_host=metrics_host,
         metrics_port=metrics_port,
         session=session,
-        models=tuple(FLUX_MODELS[name] for name in dict.fromkeys(names)),
+        models=tuple(DEEPGRAM_MODELS[name] for name in dict.fromkeys(names)),
         max_sessions=args.max_sessions,
         allow=allow,
         warm_connections=args.warm_connections,
@@ -256,7 +256,7 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
     """Listen, then advertise; on SIGTERM or SIGINT withdraw the advertisement, then stop."""
     if (warning := exposure_warning(uri, settings.allow)) is not None:
         _LOGGER.warning(warning)
-    server = FluxServer(settings, uri)
+    server = WyomingServer(settings, uri)
     await server.start()
     _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
                  "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")

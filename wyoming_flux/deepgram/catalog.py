@@ -19,8 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from .endpoints import listen_urls
-from .errors import FluxError
-from .models import FLUX_MODELS, MODEL_NOVA, NOVA, FluxModel, nova_model
+from .errors import DeepgramError
+from .models import Api, DEEPGRAM_MODELS, MODEL_NOVA, Model, nova_model
 from .nova import verify_nova_access
 
 _LOGGER = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 FETCH_TIMEOUT = 3.0  # seconds: a start or a setup never waits longer for the list
 MAX_AGE = 3600.0  # seconds an answer is reused before a new start or setup asks again
 # Deepgram's canonical names for the models we offer (Nova-3's general model has both spellings).
-_OUR_NAMES = {**{name: name for name in FLUX_MODELS}, "nova-3-general": MODEL_NOVA}
+_OUR_NAMES = {**{name: name for name in DEEPGRAM_MODELS}, "nova-3-general": MODEL_NOVA}
 
 
 @dataclass(frozen=True)
@@ -118,13 +118,13 @@ def forget_catalogs() -> None:
     _KNOWN.clear()
 
 
-def served_models(models: Sequence[FluxModel], catalog: Catalog | None) -> list[FluxModel]:
+def served_models(models: Sequence[Model], catalog: Catalog | None) -> list[Model]:
     """The offered models as the host serves them: Nova-3 with the monolingual codes the host lists (the
     table's without a list, or when the list has no languages for it)."""
     if catalog is None or not catalog.languages.get(MODEL_NOVA):
         return list(models)
     live = nova_model(catalog.languages[MODEL_NOVA])
-    return [live if model.api == NOVA else model for model in models]
+    return [live if model.api == Api.NOVA else model for model in models]
 
 
 async def lacks_nova(http: aiohttp.ClientSession, url: str, api_key: str, catalog: Catalog | None, *,
@@ -135,6 +135,6 @@ async def lacks_nova(http: aiohttp.ClientSession, url: str, api_key: str, catalo
         return not catalog.serves(MODEL_NOVA)
     try:
         await verify_nova_access(http, listen_urls(url)[1], api_key, timeout=timeout)
-    except FluxError as err:
+    except DeepgramError as err:
         return err.code == "flux-not-found"
     return False

@@ -54,7 +54,7 @@ STREAM_CODES: dict[str, str] = {
 }
 
 
-class FluxError(Exception):
+class DeepgramError(Exception):
     """A Flux failure, with a stable code for clients and a text that never contains the API key."""
 
     code = "flux-stream"
@@ -76,48 +76,48 @@ class FluxError(Exception):
         return self.kind.retry
 
 
-class FluxAuthError(FluxError):
+class DeepgramAuthError(DeepgramError):
     code = "flux-auth"
 
 
-class FluxForbiddenError(FluxError):
+class FluxForbiddenError(DeepgramError):
     code = "flux-forbidden"
 
 
-class FluxBadRequestError(FluxError):
+class FluxBadRequestError(DeepgramError):
     code = "flux-bad-request"
 
 
-class FluxRateLimitError(FluxError):
+class FluxRateLimitError(DeepgramError):
     code = "flux-rate-limited"
 
 
-class FluxUnavailableError(FluxError):
+class DeepgramUnavailableError(DeepgramError):
     code = "flux-unavailable"
 
 
-class FluxStreamError(FluxError):
+class DeepgramStreamError(DeepgramError):
     code = "flux-stream"
 
 
-class FluxTimeoutError(FluxError):
+class DeepgramTimeoutError(DeepgramError):
     code = "flux-timeout"
 
 
-_CLASSES: dict[str, type[FluxError]] = {
-    cls.code: cls for cls in (FluxAuthError, FluxForbiddenError, FluxBadRequestError, FluxRateLimitError,
-                              FluxUnavailableError, FluxTimeoutError)
+_CLASSES: dict[str, type[DeepgramError]] = {
+    cls.code: cls for cls in (DeepgramAuthError, FluxForbiddenError, FluxBadRequestError, FluxRateLimitError,
+                              DeepgramUnavailableError, DeepgramTimeoutError)
 }
 
 
-def error_for_status(status: int, dg_error: str | None) -> FluxError:
+def error_for_status(status: int, dg_error: str | None) -> DeepgramError:
     """Map a failed handshake to its typed error, keeping Deepgram's own explanation."""
     if status >= 500:
         code = "flux-unavailable"
     else:
         code = HANDSHAKE_CODES.get(status, "flux-bad-request" if 400 <= status < 500 else "flux-unavailable")
     detail = f": {dg_error}" if dg_error else ""
-    return _CLASSES.get(code, FluxError)(f"{KINDS[code].message} (HTTP {status}){detail}", code=code, status=status,
+    return _CLASSES.get(code, DeepgramError)(f"{KINDS[code].message} (HTTP {status}){detail}", code=code, status=status,
                                          dg_error=dg_error)
 
 
@@ -135,10 +135,10 @@ def stream_code(reason: str) -> str:
     return f"{found[1].upper()}-{found[2]}" if found else text
 
 
-def error_for_stream(reason: str, description: str) -> FluxError:
+def error_for_stream(reason: str, description: str) -> DeepgramError:
     """Map a fatal Error message (its code) or a close frame (its reason) to its typed error."""
     code = stream_code(reason)
     stable = STREAM_CODES.get(code, "flux-stream")
     said = reason.strip()  # Deepgram's own words, when they are more than the code
     parts = (KINDS[stable].message, code, said if said != code else "", description)
-    return FluxStreamError(": ".join(part for part in parts if part), code=stable, dg_error=description or None)
+    return DeepgramStreamError(": ".join(part for part in parts if part), code=stable, dg_error=description or None)

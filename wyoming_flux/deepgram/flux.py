@@ -11,14 +11,14 @@ import aiohttp
 
 from ..common.bounds import check_range
 from .errors import (
-    FluxAuthError,
+    DeepgramAuthError,
     FluxBadRequestError,
-    FluxError,
+    DeepgramError,
     FluxForbiddenError,
     FluxRateLimitError,
-    FluxStreamError,
-    FluxTimeoutError,
-    FluxUnavailableError,
+    DeepgramStreamError,
+    DeepgramTimeoutError,
+    DeepgramUnavailableError,
     error_for_status,
 )
 from .keyterms import KEYTERM_TOKEN_BUDGET, Keyterms, estimate_tokens, trim_keyterms
@@ -31,8 +31,8 @@ _LOGGER = logging.getLogger(__name__)
 # Failures live in errors.py (one table), keyterms in keyterms.py; re-exported here for the callers that import
 # them with the client.
 __all__ = [
-    "KEYTERM_TOKEN_BUDGET", "FluxAuthError", "FluxBadRequestError", "FluxError", "FluxForbiddenError",
-    "FluxRateLimitError", "FluxStreamError", "FluxTimeoutError", "FluxUnavailableError", "Keyterms",
+    "KEYTERM_TOKEN_BUDGET", "DeepgramAuthError", "FluxBadRequestError", "DeepgramError", "FluxForbiddenError",
+    "FluxRateLimitError", "DeepgramStreamError", "DeepgramTimeoutError", "DeepgramUnavailableError", "Keyterms",
     "error_for_status", "estimate_tokens", "trim_keyterms",
 ]
 
@@ -41,7 +41,7 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class StreamOptions:
+class FluxOptions:
     """Everything that goes into the /v2/listen query string."""
 
     model: str
@@ -200,25 +200,25 @@ class FluxSocket(DeepgramSocket[FluxMessage]):
         await self._send(self._ws.send_str(json.dumps({"type": "Configure", **config})))
 
 
-async def connect(
+async def connect_flux(
     http: aiohttp.ClientSession,
     url: str,
     api_key: str,
-    options: StreamOptions,
+    options: FluxOptions,
     *,
     timeout: float = 5.0,
 ) -> FluxSocket:
-    """Open a Flux stream. Raises a FluxError subclass on any failure, within `timeout` seconds."""
+    """Open a Flux stream. Raises a DeepgramError subclass on any failure, within `timeout` seconds."""
     options.validate()
     ws, request_id = await open_stream(http, url, api_key, options.query(), timeout=timeout, service="Flux")
     return FluxSocket(ws, request_id)
 
 
-async def verify_access(http: aiohttp.ClientSession, url: str, api_key: str, model: str, *, timeout: float = 10.0) -> str | None:
+async def verify_flux_access(http: aiohttp.ClientSession, url: str, api_key: str, model: str, *, timeout: float = 10.0) -> str | None:
     """Check a key, model and endpoint with one real handshake (no audio; the socket is closed at once).
 
     Returns Deepgram's request id; raises the same typed FluxErrors as `connect`.
     """
-    socket = await connect(http, url, api_key, StreamOptions(model=model), timeout=timeout)
+    socket = await connect_flux(http, url, api_key, FluxOptions(model=model), timeout=timeout)
     await socket.close()
     return socket.request_id

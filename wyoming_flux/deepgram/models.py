@@ -13,12 +13,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import Enum
 
 MODEL_EN = "flux-general-en"
 MODEL_MULTI = "flux-general-multi"
 MODEL_NOVA = "nova-3"
-FLUX = "flux"  # /v2/listen, the turn model ends the command
-NOVA = "nova"  # /v1/listen, endpointing (silence) ends the command
+
+
+class Api(str, Enum):
+    """Which of Deepgram's APIs serves a model, and so which client and which end-of-command signals."""
+
+    FLUX = "flux"  # /v2/listen: the turn model ends the command
+    NOVA = "nova"  # /v1/listen: endpointing (silence) ends the command
 
 _ENGLISH = ("en", "en-US", "en-GB", "en-AU", "en-CA", "en-IE", "en-IN", "en-NZ", "en-ZA", "en-SG", "en-PH")
 
@@ -100,34 +106,34 @@ def base_language(code: str) -> str:
 
 
 @dataclass(frozen=True)
-class FluxModel:
+class Model:
     """A Flux model and the language codes a client may ask for with it."""
 
     name: str
     description: str
     languages: tuple[str, ...]
     takes_language_hint: bool
-    api: str = FLUX  # FLUX or NOVA: which client and which end-of-command signals
+    api: Api = Api.FLUX
     monolingual: tuple[str, ...] = ()  # Nova-3: the codes sent as `language=` (the rest go as `multi`)
 
     def speaks(self, language: str | None) -> bool:
         return not language or deepgram_code(language, self.languages) is not None
 
 
-def nova_model(monolingual: Iterable[str] = _NOVA_MONO) -> FluxModel:
+def nova_model(monolingual: Iterable[str] = _NOVA_MONO) -> Model:
     """Nova-3 with these monolingual codes (the built-in table's, or those Deepgram's models endpoint lists);
     the languages only `multi` hears, and Home Assistant's regional codes of them all, are offered beside."""
     mono = tuple(dict.fromkeys(code for code in monolingual if code.lower() != "multi"))
     served = {base_language(code) for code in (*mono, *_NOVA_MULTI_ONLY)}
     variants = (code for code in _NOVA_VARIANTS if base_language(code) in served)
-    return FluxModel(MODEL_NOVA, "Deepgram Nova-3 (end of command by silence)",
+    return Model(MODEL_NOVA, "Deepgram Nova-3 (end of command by silence)",
                      tuple(dict.fromkeys((*mono, *_NOVA_MULTI_ONLY, *variants))), takes_language_hint=True,
-                     api=NOVA, monolingual=mono)
+                     api=Api.NOVA, monolingual=mono)
 
 
-FLUX_MODELS: dict[str, FluxModel] = {
-    MODEL_EN: FluxModel(MODEL_EN, "Deepgram Flux, English", _ENGLISH, takes_language_hint=False),
-    MODEL_MULTI: FluxModel(
+DEEPGRAM_MODELS: dict[str, Model] = {
+    MODEL_EN: Model(MODEL_EN, "Deepgram Flux, English", _ENGLISH, takes_language_hint=False),
+    MODEL_MULTI: Model(
         MODEL_MULTI,
         "Deepgram Flux, multilingual",
         tuple(code for base, variants in _MULTI_VARIANTS.items() for code in (base, *variants)),
@@ -137,24 +143,24 @@ FLUX_MODELS: dict[str, FluxModel] = {
 }
 
 
-def nova_language(language: str | None, model: FluxModel | None = None) -> tuple[str, tuple[str, ...]]:
+def nova_language(language: str | None, model: Model | None = None) -> tuple[str, tuple[str, ...]]:
     """Nova-3's `language` and `language_hint`s for a command: its monolingual model when Deepgram has one
     (the regional code if Deepgram lists it, else the base), otherwise `multi` with the language as a hint.
     No language at all: `multi`, which detects it. `model`: Nova-3 as this host serves it (default: the table)."""
     if not language:
         return "multi", ()
-    if (code := deepgram_code(language, (model or FLUX_MODELS[MODEL_NOVA]).monolingual)) is not None:
+    if (code := deepgram_code(language, (model or DEEPGRAM_MODELS[MODEL_NOVA]).monolingual)) is not None:
         return code, ()
     distinct = canonical_forms(language)[-1]
     return "multi", (distinct if distinct in _DISTINCT else base_language(language),)
 
 
-def multi_only(model: FluxModel) -> tuple[str, ...]:
+def multi_only(model: Model) -> tuple[str, ...]:
     """The languages Nova-3 (as `model` serves it) hears only through language=multi."""
     return tuple(code for code in _NOVA_MULTI_ONLY if deepgram_code(code, model.monolingual) is None)
 
 
-def choose_model(models: list[FluxModel], name: str | None, language: str | None) -> FluxModel | None:
+def choose_model(models: list[Model], name: str | None, language: str | None) -> Model | None:
     """The model that hears a command, or None when no offered model speaks its language (never a transcript
     in the wrong language). A model named by the client wins if it speaks the language; otherwise a Flux model
     that speaks it (the turn model ends commands best), then Nova-3."""
@@ -163,30 +169,30 @@ def choose_model(models: list[FluxModel], name: str | None, language: str | None
         return by_name[name]
     if not language:
         return models[0]
-    for api in (FLUX, NOVA):
+    for api in (Api.FLUX, Api.NOVA):
         for model in models:
             if model.api == api and model.speaks(language):
                 return model
     return None
 
 
-def unserved_language(models: list[FluxModel], language: str, nova_off: str = "--no-nova",
+def unserved_language(models: list[Model], language: str, nova_off: str = "--no-nova",
                       model_option: str = "--model") -> str:
     """What to tell a client whose command's language no offered model speaks, and which setting would serve
     it (`nova_off`: how the user turned Nova-3 off; `model_option`: how a model is chosen)."""
     offered = ", ".join(model.name for model in models)
-    if FLUX_MODELS[MODEL_MULTI].speaks(language):
+    if DEEPGRAM_MODELS[MODEL_MULTI].speaks(language):
         fix = f"{model_option} {MODEL_MULTI}, or Nova-3 (without {nova_off}),"
-    elif FLUX_MODELS[MODEL_NOVA].speaks(language):
+    elif DEEPGRAM_MODELS[MODEL_NOVA].speaks(language):
         fix = f"Nova-3 (without {nova_off}, or {model_option} {MODEL_NOVA})"
     else:
         return f"No model speaks language {language}: Deepgram has none for it (offered: {offered})"
     return f"No offered model speaks language {language} (offered: {offered}); {fix} would serve it"
 
 
-def language_hints(model: FluxModel, language: str | None) -> list[str]:
+def language_hints(model: Model, language: str | None) -> list[str]:
     """The language_hint values to send: only multi takes them (it is a 400 on flux-general-en)."""
-    if model.api == NOVA:
+    if model.api == Api.NOVA:
         return list(nova_language(language, model)[1])
     if not model.takes_language_hint or not language:
         return []
@@ -194,7 +200,7 @@ def language_hints(model: FluxModel, language: str | None) -> list[str]:
     return [base] if base in _MULTI_VARIANTS else []
 
 
-def language_mismatch(model: FluxModel, language: str | None) -> str | None:
+def language_mismatch(model: Model, language: str | None) -> str | None:
     """Why a command's language does not fit its model (it is then transcribed as the model's language), or None."""
     if model.speaks(language):
         return None

@@ -162,7 +162,7 @@ async def connect_nova(
     *,
     timeout: float = 5.0,
 ) -> NovaSocket:
-    """Open a Nova-3 stream. Raises a FluxError subclass (the one error table) within `timeout` seconds."""
+    """Open a Nova-3 stream. Raises a DeepgramError subclass (the one error table) within `timeout` seconds."""
     options.validate()
     ws, request_id = await open_stream(http, url, api_key, options.query(), timeout=timeout, service="Nova-3")
     return NovaSocket(ws, request_id)

@@ -21,7 +21,7 @@ import aiohttp
 
 from ..common.tasks import cancel, keep
 from .endpoints import keyterm_budget
-from .flux import FluxError, FluxSocket, StreamOptions, connect
+from .flux import DeepgramError, FluxSocket, FluxOptions, connect_flux
 from .keyterms import trim_keyterms
 
 _LOGGER = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class WarmPool:
     """Keeps `size` open Flux sockets for `options`; `take()` hands one over or returns None."""
 
     def __init__(
-        self, http: aiohttp.ClientSession, url: str, api_key: str, options: StreamOptions,
+        self, http: aiohttp.ClientSession, url: str, api_key: str, options: FluxOptions,
         *, size: int = 1, max_age: float = 8.0, connect_timeout: float = 3.0, window: float | None = None,
     ) -> None:
         self._http, self._url, self._api_key = http, url, api_key
@@ -76,7 +76,7 @@ class WarmPool:
         ready, self._ready = self._ready, []
         await asyncio.gather(*(self._discard(warm) for warm in ready), *self._closing)
 
-    async def take(self, options: StreamOptions) -> FluxSocket | None:
+    async def take(self, options: FluxOptions) -> FluxSocket | None:
         """A fresh open socket configured for `options` if one fits what cannot change after the handshake."""
         loop = asyncio.get_running_loop()
         self._last_use, self._refused = loop.time(), False
@@ -96,7 +96,7 @@ class WarmPool:
                         await self._configure(warm.socket, options)
                         self.taken += 1
                         return warm.socket
-            except (FluxError, TimeoutError):  # it died or stalled while waiting: the command connects on its own
+            except (DeepgramError, TimeoutError):  # it died or stalled while waiting: the command connects on its own
                 self._close_later(warm)
                 continue
             except BaseException:
@@ -105,7 +105,7 @@ class WarmPool:
             self._close_later(warm)
         return None
 
-    async def _configure(self, socket: FluxSocket, options: StreamOptions) -> None:
+    async def _configure(self, socket: FluxSocket, options: FluxOptions) -> None:
         """What may change after the handshake goes by Configure (Flux's answer reaches the command)."""
         changes: dict[str, list[str]] = {}
         if options.keyterms != self.options.keyterms:
@@ -119,7 +119,7 @@ class WarmPool:
     def _close_later(self, warm: _Warm) -> None:
         keep(self._discard(warm), self._closing)
 
-    def compatible(self, options: StreamOptions) -> bool:
+    def compatible(self, options: FluxOptions) -> bool:
         """What cannot change after the handshake must match; keyterms and language hints go by Configure."""
         return replace(options, keyterms=(), language_hints=()) == replace(self.options, keyterms=(), language_hints=())
 
@@ -140,9 +140,9 @@ class WarmPool:
                 continue
             if len(self._ready) < self.size:
                 try:
-                    socket = await connect(self._http, self._url, self._api_key, self.options,
+                    socket = await connect_flux(self._http, self._url, self._api_key, self.options,
                                            timeout=self._connect_timeout)
-                except FluxError as err:
+                except DeepgramError as err:
                     if not err.retryable:
                         _LOGGER.warning("Could not open a warm Flux connection (%s); not retrying before the next "
                                         "command", err)
@@ -167,12 +167,12 @@ class WarmPool:
                 async with asyncio.timeout(max(0.05, min(PING_SECONDS, until - loop.time()))):
                     await self._wake.wait()
             for warm in self._ready:  # pings keep NATs and proxies from dropping a quiet socket
-                with contextlib.suppress(FluxError):
+                with contextlib.suppress(DeepgramError):
                     await warm.socket.ping()
 
     async def _read_idle(self, warm: _Warm) -> None:
         """Answer pings and notice a close while the socket waits (its Connected message is dropped)."""
-        with contextlib.suppress(FluxError):
+        with contextlib.suppress(DeepgramError):
             while await warm.socket.receive() is not None:
                 pass
         self._wake.set()  # closed: the keeper replaces it
@@ -180,7 +180,7 @@ class WarmPool:
     async def _discard(self, warm: _Warm) -> None:
         if warm.reader is not None:
             await cancel(warm.reader)
-        with contextlib.suppress(FluxError, aiohttp.ClientError, OSError):
+        with contextlib.suppress(DeepgramError, aiohttp.ClientError, OSError):
             if not warm.socket.closed:
                 await warm.socket.close_stream()
             await warm.socket.close()

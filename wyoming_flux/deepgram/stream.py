@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 import aiohttp
 
 from .endpoints import keyterm_budget, lower_keyterm_budget
-from .errors import FluxError, FluxStreamError, FluxTimeoutError, FluxUnavailableError, error_for_status
+from .errors import DeepgramError, DeepgramStreamError, DeepgramTimeoutError, DeepgramUnavailableError, error_for_status
 from .keyterms import estimate_tokens, refused_for_keyterms, trim_keyterms
 
 _LOGGER = logging.getLogger(__name__)
@@ -68,11 +68,11 @@ class DeepgramSocket(Generic[M]):
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as err:
             raise self._send_failed(err) from None
 
-    def _send_failed(self, err: BaseException) -> FluxStreamError:
-        return FluxStreamError(f"the {self.service} stream closed while sending: {type(err).__name__}")
+    def _send_failed(self, err: BaseException) -> DeepgramStreamError:
+        return DeepgramStreamError(f"the {self.service} stream closed while sending: {type(err).__name__}")
 
     async def receive(self) -> M | None:
-        """The next message, or None once the stream has closed normally. Raises FluxStreamError if it broke."""
+        """The next message, or None once the stream has closed normally. Raises DeepgramStreamError if it broke."""
         while True:
             msg = await self._ws.receive()
             if msg.type == aiohttp.WSMsgType.TEXT:
@@ -81,7 +81,7 @@ class DeepgramSocket(Generic[M]):
                 _LOGGER.debug("Ignoring a binary message from %s", self.service)
                 continue
             if msg.type == aiohttp.WSMsgType.ERROR:
-                raise FluxStreamError(f"the {self.service} connection failed: {type(msg.data).__name__}")
+                raise DeepgramStreamError(f"the {self.service} connection failed: {type(msg.data).__name__}")
             if msg.type == aiohttp.WSMsgType.CLOSE and isinstance(msg.extra, str):
                 self.close_reason = msg.extra[:200]
             return None  # CLOSE / CLOSING / CLOSED
@@ -99,7 +99,7 @@ async def open_stream(
     timeout: float,
     service: str,
 ) -> tuple[aiohttp.ClientWebSocketResponse, str | None]:
-    """The handshake. Returns the socket and Deepgram's request id; raises a FluxError subclass within `timeout`.
+    """The handshake. Returns the socket and Deepgram's request id; raises a DeepgramError subclass within `timeout`.
 
     Keyterms help a command but must never cost it: they are cut to what the endpoint has accepted before, and
     a handshake Deepgram still refuses for its keyterm limit is made again at once without them."""
@@ -108,12 +108,12 @@ async def open_stream(
         async with asyncio.timeout(timeout):
             try:
                 ws = await _handshake(http, url, api_key, params, service)
-            except FluxError as err:
+            except DeepgramError as err:
                 if not _refused_keyterms(url, params, err, service):
                     raise
                 ws = await _handshake(http, url, api_key, [p for p in params if p[0] != "keyterm"], service)
     except TimeoutError:
-        raise FluxTimeoutError(f"no answer from {service} within {timeout:g} s") from None
+        raise DeepgramTimeoutError(f"no answer from {service} within {timeout:g} s") from None
     response = getattr(ws, "_response", None)  # aiohttp keeps the handshake response here
     request_id = response.headers.get("dg-request-id") if response is not None else None
     return ws, request_id
@@ -136,10 +136,10 @@ async def _handshake(http: aiohttp.ClientSession, url: str, api_key: str, params
         raise  # open_stream's bound (aiohttp's own timeouts are TimeoutErrors too)
     except (aiohttp.ClientError, OSError) as err:
         # The exception text may carry the URL but never the key, which only travels in a header.
-        raise FluxUnavailableError(f"cannot reach {service}: {_describe(err)}") from None
+        raise DeepgramUnavailableError(f"cannot reach {service}: {_describe(err)}") from None
 
 
-def _refused_keyterms(url: str, params: list[tuple[str, str]], err: FluxError, service: str) -> bool:
+def _refused_keyterms(url: str, params: list[tuple[str, str]], err: DeepgramError, service: str) -> bool:
     """Deepgram refused this query's keyterms for its limit: say so once, and send that endpoint fewer from now."""
     terms = [value for name, value in params if name == "keyterm"]
     if not terms or not refused_for_keyterms(err.status, err.dg_error):

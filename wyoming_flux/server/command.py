@@ -19,10 +19,10 @@ from wyoming.event import Event
 
 from ..common.tasks import keep
 from ..common.wording import count
-from ..deepgram.models import FluxModel
+from ..deepgram.models import Model
 from ..deepgram.pool import WarmPool
 from ..turn.command import AUDIO_FORMAT, Command, CommandRefused, CommandSetup, Fallback, check_audio
-from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, FluxHealth
+from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, DeepgramHealth
 from ..turn.session import Ending, SessionConfig
 from . import fields
 from .fallback_client import WyomingFallback, from_fallback
@@ -62,14 +62,14 @@ class CommandContext:
     """What every command of a server shares."""
 
     config: SessionConfig
-    models: tuple[FluxModel, ...]
+    models: tuple[Model, ...]
     http: aiohttp.ClientSession
     gate: SessionGate
     log: RateLimitedLog
     pool: WarmPool | None = None
     names: Callable[[], tuple[str, ...]] = tuple  # names from Home Assistant known now, never awaited
     fallback: WyomingFallback | None = None
-    health: FluxHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
+    health: DeepgramHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
     metrics: ServerMetrics | None = None
     closing: set[asyncio.Task[None]] = field(default_factory=set)  # Flux streams of ended commands, closing
 

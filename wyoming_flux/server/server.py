@@ -18,10 +18,10 @@ import aiohttp
 from ..common.tasks import cancel
 from ..common.wording import count
 from ..deepgram.catalog import lacks_nova, load_catalog, served_models
-from ..deepgram.flux import StreamOptions
-from ..deepgram.models import FLUX, NOVA
+from ..deepgram.flux import FluxOptions
+from ..deepgram.models import Api
 from ..deepgram.pool import WarmPool
-from ..turn.fallback import FluxHealth
+from ..turn.fallback import DeepgramHealth
 from ..turn.session import TurnRequest, stream_options
 from .command import CommandContext, SessionGate
 from .connection import Shared, WyomingConnection
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
-class FluxServer:
+class WyomingServer:
     """Start, serve, stop. `port` tells where a tcp:// server with port 0 ended up."""
 
     def __init__(self, settings: ServerSettings, uri: str) -> None:
@@ -133,7 +133,7 @@ class FluxServer:
             fallback = WyomingFallback(self.settings.fallback_uri, self.settings.fallback_timeout)
         context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
                                  names=self.names.current if self.names is not None else tuple,
-                                 fallback=fallback, health=FluxHealth(), metrics=self.metrics)
+                                 fallback=fallback, health=DeepgramHealth(), metrics=self.metrics)
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):
@@ -161,20 +161,20 @@ class FluxServer:
         Nova-3 with the languages Deepgram lists, and beside Flux no Nova-3 at all on a host without it (said
         once here rather than on every command). Info offers what is left."""
         config, models = self.settings.session, self.settings.models
-        if not any(model.api == NOVA for model in models):
+        if not any(model.api == Api.NOVA for model in models):
             return
         catalog = await load_catalog(http, config.url, config.api_key, timeout=config.connect_timeout)
         served = served_models(models, catalog)
         if await lacks_nova(http, config.url, config.api_key, catalog, timeout=config.connect_timeout):
             if len(served) > 1:
-                served = [model for model in served if model.api != NOVA]
+                served = [model for model in served if model.api != Api.NOVA]
                 _LOGGER.warning("%s serves Flux but not Nova-3 (no /v1/listen): offering only the languages of %s; "
                                 "commands in other languages get an Error (--no-nova says so without this check)",
                                 config.nova_url.rsplit("/v1/", 1)[0], ", ".join(m.name for m in served))
             else:
                 _LOGGER.warning("%s does not serve Nova-3 (no /v1/listen): every command will fail with "
                                 "flux-not-found", config.nova_url.rsplit("/v1/", 1)[0])
-        nova = next((model for model in served if model.api == NOVA), None)
+        nova = next((model for model in served if model.api == Api.NOVA), None)
         if nova is not None:
             _LOGGER.info("Nova-3: %d monolingual language codes, %s", len(nova.monolingual),
                          "from Deepgram's model list" if catalog is not None else "from the built-in table")
@@ -205,11 +205,11 @@ class FluxServer:
         """Warm sockets for the usual command: the first Flux model, 16 kHz (Home Assistant), configured tuning.
         None when only Nova-3 is offered: its commands always handshake (README: warm buys nothing measurable)."""
         config = self.settings.session
-        model = next((m for m in self.settings.models if m.api == FLUX), None)
+        model = next((m for m in self.settings.models if m.api == Api.FLUX), None)
         if model is None:
             return None
         options = stream_options(config, TurnRequest(model), 16000)
-        assert isinstance(options, StreamOptions)
+        assert isinstance(options, FluxOptions)
         return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
                         max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout,
                         window=self.settings.warm_window)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 
 from .. import __version__
-from ..deepgram.models import NOVA, FluxModel
+from ..deepgram.models import Api, Model
 from ..turn.session import SessionConfig
 from .limits import ConnectionLimits
 
@@ -24,7 +24,7 @@ class ServerSettings:
     """What every connection of one server shares."""
 
     session: SessionConfig
-    models: tuple[FluxModel, ...]
+    models: tuple[Model, ...]
     max_sessions: int | None = None  # concurrent commands (Flux streams); None = no limit
     allow: tuple[IPNetwork, ...] = field(default=())  # client networks; empty = everyone
     warm_connections: int = 0  # Flux sockets kept open for the next commands
@@ -61,8 +61,8 @@ def build_info(settings: ServerSettings) -> Info:
                 attribution=ATTRIBUTION,
                 installed=True,
                 description=("Deepgram Flux streaming speech-to-text with model-detected end of turn"
-                             + ("; Nova-3 for the other languages" if any(m.api == NOVA for m in settings.models)
-                                and any(m.api != NOVA for m in settings.models) else "")),
+                             + ("; Nova-3 for the other languages" if any(m.api == Api.NOVA for m in settings.models)
+                                and any(m.api != Api.NOVA for m in settings.models) else "")),
                 version=__version__,
                 models=[
                     AsrModel(

@@ -14,17 +14,17 @@ from typing import Any, Protocol
 import aiohttp
 
 from ..deepgram.endpoints import mark_no_force_end, supports_force_end
-from ..deepgram.errors import FluxError, error_for_stream
+from ..deepgram.errors import DeepgramError, error_for_stream
 from ..deepgram.flux import (
     ConfigureResult,
     FatalError,
     FluxSocket,
     FluxWarning,
-    StreamOptions,
+    FluxOptions,
     TurnInfo,
-    connect,
+    connect_flux,
 )
-from ..deepgram.models import NOVA, FluxModel
+from ..deepgram.models import Api, Model
 from ..deepgram.nova import Metadata, NovaOptions, NovaSocket, Results, UtteranceEnd, connect_nova
 from .request import SessionConfig
 from .state import NO_ACTIVE_TURN, Step, TurnState
@@ -59,9 +59,9 @@ class Backend(Protocol):
         """This message reports on our audio (the socket is good)."""
 
     def handle(self, message: object, state: TurnState, now: float) -> Step:
-        """Feed one message to the state machine; raise the FluxError a fatal one means."""
+        """Feed one message to the state machine; raise the DeepgramError a fatal one means."""
 
-    def stream_error(self, socket: Any) -> FluxError:
+    def stream_error(self, socket: Any) -> DeepgramError:
         """The error for a stream that closed before the turn ended."""
 
 
@@ -78,8 +78,8 @@ class FluxBackend:
         self._notes = notes
         self._forced = False
 
-    async def connect(self, http: aiohttp.ClientSession, options: StreamOptions, timeout: float) -> FluxSocket:
-        return await connect(http, self.url, self._api_key, options, timeout=timeout)
+    async def connect(self, http: aiohttp.ClientSession, options: FluxOptions, timeout: float) -> FluxSocket:
+        return await connect_flux(http, self.url, self._api_key, options, timeout=timeout)
 
     def ends_by_silence(self) -> bool:
         return not supports_force_end(self.url)
@@ -121,7 +121,7 @@ class FluxBackend:
             self._notes.append("configure-failed")
         return None
 
-    def stream_error(self, socket: FluxSocket) -> FluxError:
+    def stream_error(self, socket: FluxSocket) -> DeepgramError:
         return error_for_stream(socket.close_reason, "Flux closed the stream before the turn ended")
 
 
@@ -181,9 +181,9 @@ class NovaBackend:
             return state.finalized()
         return None  # SpeechStarted, unknown types
 
-    def stream_error(self, socket: NovaSocket) -> FluxError:
+    def stream_error(self, socket: NovaSocket) -> DeepgramError:
         return error_for_stream(socket.close_reason, "Nova-3 closed the stream before the command ended")
 
 
-def backend_for(model: FluxModel, config: SessionConfig, notes: list[str]) -> Backend:
-    return NovaBackend(config, notes) if model.api == NOVA else FluxBackend(config, notes)
+def backend_for(model: Model, config: SessionConfig, notes: list[str]) -> Backend:
+    return NovaBackend(config, notes) if model.api == Api.NOVA else FluxBackend(config, notes)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from ..deepgram.models import FluxModel, choose_model, unserved_language
+from ..deepgram.models import Model, choose_model, unserved_language
 from ..deepgram.pool import WarmPool
 from .audio import AudioFormatError, check_format
 from .completion import CompletionCheck
-from .fallback import AudioBuffer, FluxHealth, Replay, answer_with_fallback
+from .fallback import AudioBuffer, DeepgramHealth, Replay, answer_with_fallback
 from .request import PartialCallback, SessionConfig, TurnRequest, TurnResult
 from .session import TurnSession
 
@@ -62,9 +62,9 @@ class CommandSetup:
     """What every command of a server or config entry shares."""
 
     config: SessionConfig
-    models: tuple[FluxModel, ...]
+    models: tuple[Model, ...]
     http: aiohttp.ClientSession
-    health: FluxHealth | None = None  # shared: after a failure, Deepgram is skipped for a while (with a fallback)
+    health: DeepgramHealth | None = None  # shared: after a failure, Deepgram is skipped for a while (with a fallback)
     pool: WarmPool | None = None
     wording: Wording = Wording()
     completion: CompletionCheck | None = None  # is this a complete command? (early answers; completion.py)
@@ -106,7 +106,7 @@ class Command:
         self.request = request
         self._format = (rate, width, channels)
         self._fallback = fallback
-        self._health = setup.health if setup.health is not None else FluxHealth()
+        self._health = setup.health if setup.health is not None else DeepgramHealth()
         self._started = asyncio.get_running_loop().time()
         self._buffer = AudioBuffer(setup.config.max_command_seconds) if fallback is not None else None
         self._session: TurnSession | None = None
@@ -195,7 +195,7 @@ def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:.0f}ms"
 
 
-def log_command(model: FluxModel, result: TurnResult) -> None:
+def log_command(model: Model, result: TurnResult) -> None:
     """One line per answered command: how it ended, never the words."""
     if result.ended_by.value == "cancelled":
         return

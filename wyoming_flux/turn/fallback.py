@@ -1,7 +1,7 @@
 """The local fallback: when Flux cannot answer, the command's audio goes to another speech-to-text service.
 
 Shared by the Wyoming server (the fallback is a Wyoming server) and the integration (another STT entity): both
-keep the command's audio in an AudioBuffer from its first chunk, track Flux's health in one FluxHealth, and
+keep the command's audio in an AudioBuffer from its first chunk, track Flux's health in one DeepgramHealth, and
 let `answer_with_fallback()` decide between Flux's result and the fallback's transcript. Only the replay itself differs.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..deepgram.errors import FluxUnavailableError
+from ..deepgram.errors import DeepgramUnavailableError
 from .request import TurnResult
 from .state import Ending
 
@@ -84,7 +84,7 @@ class AudioBuffer:
             await self._grew.wait()
 
 
-class FluxHealth:
+class DeepgramHealth:
     """Whether Flux can take commands. After a failure that says it cannot, Flux is tried again after a
     backoff (doubling up to `max_backoff`); commands in between go straight to the fallback."""
 
@@ -134,7 +134,7 @@ Replay = Callable[[AudioBuffer], Coroutine[Any, Any, tuple[str, str | None]]]  #
 
 
 async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, replay: Replay, *, fallback_timeout: float,
-                 health: FluxHealth, started: float) -> TurnResult:
+                 health: DeepgramHealth, started: float) -> TurnResult:
     """The command's outcome: Flux's result when Flux answered, else the fallback's transcript.
 
     `flux` is None when the command skipped Flux. The fallback hears the audio buffered so far, then the rest
@@ -172,7 +172,7 @@ async def answer_with_fallback(flux: TurnResult | None, buffer: AudioBuffer, rep
                 error.args = (f"{flux.error} and the fallback failed: {reason}",)
                 return replace(flux, error=error, notes=(*flux.notes, note))
             return replace(flux, notes=(*flux.notes, note))
-        error = FluxUnavailableError(f"Deepgram is unavailable (tried again in {health.retry_in():.0f} s) and the "
+        error = DeepgramUnavailableError(f"Deepgram is unavailable (tried again in {health.retry_in():.0f} s) and the "
                                      f"fallback failed: {reason}")
         return TurnResult("", Ending.ERROR, error=error, audio_seconds=round(buffer.seconds, 3),
                           elapsed_seconds=loop.time() - started, notes=(note,))

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..deepgram.endpoints import listen_urls
-from ..deepgram.errors import FluxError
-from ..deepgram.flux import StreamOptions
+from ..deepgram.errors import DeepgramError
+from ..deepgram.flux import FluxOptions
 from ..deepgram.keyterms import trim_keyterms
-from ..deepgram.models import NOVA, FluxModel, language_hints, nova_language
+from ..deepgram.models import Api, Model, language_hints, nova_language
 from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, KEEP_ALIVE_SECONDS, NovaOptions
 from .state import Ending
 
@@ -47,9 +47,9 @@ class SessionConfig:
         """Nova-3's /v1/listen on the host `url` names (a region's, or a self-hosted deployment's)."""
         return listen_urls(self.url)[1]
 
-    def end_timeout(self, model: FluxModel) -> float:
+    def end_timeout(self, model: Model) -> float:
         """Audio seconds after the last new words in which the model's API should have ended the command."""
-        if model.api == NOVA:
+        if model.api == Api.NOVA:
             return max(self.endpointing_ms, self.utterance_end_ms) / 1000
         return self.eot_timeout
 
@@ -58,7 +58,7 @@ class SessionConfig:
 class TurnRequest:
     """What one command asks for."""
 
-    model: FluxModel
+    model: Model
     language: str | None = None
     keyterms: tuple[str, ...] = ()  # per-command terms, after the configured ones
 
@@ -70,7 +70,7 @@ class TurnResult:
     language: str | None = None
     trigger: str | None = None  # Flux's own EndOfTurn trigger, when one came
     degraded: bool = False  # Flux failed or went quiet; the text is the best heard, not a confirmed final
-    error: FluxError | None = None
+    error: DeepgramError | None = None
     audio_seconds: float = 0.0  # of the client's audio, heard by Flux or by the fallback
     # Seconds of audio Flux received for this command, on every stream it opened (a warm socket's replay too),
     # silence we sent included: what Deepgram bills. The one count of billed audio: the server's
@@ -97,11 +97,11 @@ EARLY_ENDPOINTING_MS = 200
 
 
 def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int, *, early: bool = False,
-                   nova_check: bool = False) -> StreamOptions | NovaOptions:
+                   nova_check: bool = False) -> FluxOptions | NovaOptions:
     """The query for a command. The warm pool opens its sockets with the same function, so a socket it
     holds fits a command exactly when the two agree. `early`: a completion check is configured (Flux then asks
     for eager end-of-turn); `nova_check`: it can answer now (Nova-3 then marks short pauses)."""
-    if request.model.api == NOVA:
+    if request.model.api == Api.NOVA:
         language, hints = nova_language(request.language, request.model)
         return NovaOptions(
             language=language,
@@ -113,7 +113,7 @@ def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int
             tags=config.tags,
             mip_opt_out=config.mip_opt_out,
         )
-    return StreamOptions(
+    return FluxOptions(
         model=request.model.name,
         sample_rate=sample_rate,
         eot_threshold=config.eot_threshold,

@@ -18,8 +18,8 @@ from typing import Any
 import aiohttp
 
 from ..common.tasks import cancel, keep
-from ..deepgram.errors import FluxError, FluxStreamError
-from ..deepgram.flux import Connected, StreamOptions, TurnInfo
+from ..deepgram.errors import DeepgramError, DeepgramStreamError
+from ..deepgram.flux import Connected, FluxOptions, TurnInfo
 from ..deepgram.models import language_mismatch
 from ..deepgram.nova import Metadata, NovaOptions, Results
 from ..deepgram.pool import WarmPool
@@ -181,7 +181,7 @@ class TurnSession:
 
     # ------------------------------------------------------------ running
 
-    def _options(self) -> StreamOptions | NovaOptions:
+    def _options(self) -> FluxOptions | NovaOptions:
         return stream_options(self._config, self._request, self._adapter.out_rate, early=self._check is not None,
                               nova_check=self._nova_check)
 
@@ -193,14 +193,14 @@ class TurnSession:
                 try:
                     await self._stream(socket)
                     return
-                except FluxError as err:
+                except DeepgramError as err:
                     if not self._warm or self._confirmed:
                         raise
                     # The warm socket died before Flux confirmed any audio: open a new one and send it all again.
                     _LOGGER.info("Warm Flux connection failed before use (%s); reconnecting", err)
                     self._warm, use_warm = False, False
                     self._requeue_replay()
-        except FluxError as err:
+        except DeepgramError as err:
             self._apply(self._state.failed(err, str(err)))
         except Exception as err:  # never leave a command hanging on a bug or an odd library error
             _LOGGER.exception("Unexpected failure in the Flux session")
@@ -227,7 +227,7 @@ class TurnSession:
 
     async def _open(self, use_warm: bool) -> DeepgramSocket[Any]:
         options = self._options()
-        if (use_warm and self._backend.warm_pool and self._pool is not None and isinstance(options, StreamOptions)
+        if (use_warm and self._backend.warm_pool and self._pool is not None and isinstance(options, FluxOptions)
                 and (socket := await self._pool.take(options)) is not None):
             self._warm = True
             return socket
@@ -235,7 +235,7 @@ class TurnSession:
         return opened
 
     async def _stream(self, socket: DeepgramSocket[Any]) -> None:
-        """Send and receive until the outcome is decided; raise the FluxError that broke the stream."""
+        """Send and receive until the outcome is decided; raise the DeepgramError that broke the stream."""
         self._state.connected(self._loop.time())
         self._request_id = socket.request_id or self._request_id
         self._sent_at = self._loop.time()
@@ -246,7 +246,7 @@ class TurnSession:
                 for worker in workers:
                     if worker.done() and not worker.cancelled() and worker.exception():
                         raise worker.exception()  # type: ignore[misc]
-                raise FluxStreamError("Deepgram closed the stream before the command ended")
+                raise DeepgramStreamError("Deepgram closed the stream before the command ended")
         finally:
             self._sent_at = None
             await self._shutdown(socket, workers)
@@ -268,7 +268,7 @@ class TurnSession:
         sender = workers[0] if workers else None
         if sender is not None:
             sender.cancel()
-        with contextlib.suppress(FluxError, asyncio.CancelledError, TimeoutError):
+        with contextlib.suppress(DeepgramError, asyncio.CancelledError, TimeoutError):
             if not socket.closed:
                 if not self._close_asked:
                     await socket.close_stream()

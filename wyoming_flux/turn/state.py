@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 
-from ..deepgram.errors import FluxError, FluxStreamError, FluxTimeoutError
+from ..deepgram.errors import DeepgramError, DeepgramStreamError, DeepgramTimeoutError
 from ..deepgram.flux import TurnInfo
 from .completion import EARLY_TRIGGER
 
@@ -62,7 +62,7 @@ class Decision:
     trigger: str | None = None
     degraded: bool = False  # the best text heard, not a final Flux confirmed
     reason: str | None = None  # why it is degraded
-    error: FluxError | None = None
+    error: DeepgramError | None = None
 
 
 @dataclass(frozen=True)
@@ -293,11 +293,11 @@ class TurnState:
             return self.decide(self.forcing)
         return self.failed(None, "Deepgram closed the stream before the command ended")
 
-    def failed(self, error: FluxError | None, why: str) -> Decision:
+    def failed(self, error: DeepgramError | None, why: str) -> Decision:
         """The stream broke: the words already heard are the honest answer; with none, the error."""
         if self.text:
             return self.decide(self.forcing or Ending.FORCED, degraded=True, reason=why)
-        return Decision(Ending.ERROR, error=error or FluxStreamError(why))
+        return Decision(Ending.ERROR, error=error or DeepgramStreamError(why))
 
     def tick(self, now: float) -> Step:
         """Wall-clock bounds: every wait in a command ends, whatever Flux or the client do."""
@@ -338,7 +338,7 @@ class TurnState:
         """Flux is alive but silent: the best text heard, or an error if there is none."""
         if self.text:
             return self.decide(self.forcing or Ending.FORCED, degraded=True, reason=why)
-        return Decision(Ending.ERROR, error=FluxTimeoutError(f"{why} within the time allowed"))
+        return Decision(Ending.ERROR, error=DeepgramTimeoutError(f"{why} within the time allowed"))
 
     def decide(self, ended_by: Ending, **extra: object) -> Decision:
         text = "" if ended_by in (Ending.ERROR, Ending.NO_SPEECH, Ending.CANCELLED) else self.text
