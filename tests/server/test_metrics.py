@@ -32,7 +32,7 @@ from tests.wyoming_io import (
 )
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
 from wyoming_flux.server.http_endpoint import HttpLimits
-from wyoming_flux.server.metrics_options import MetricsListenError
+from wyoming_flux.server.http_endpoint import MetricsListenError
 from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 

@@ -15,15 +15,14 @@ from ..deepgram.endpoints import DEFAULT_URL
 from ..deepgram.flux import validate_thresholds
 from ..deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_NOVA
 from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
-from ..server import limits as connection_limits
-from ..server import metrics_options
 from ..server.discovery import DEFAULT_NAME, Advertisement, advertised_host
 from ..server.fallback_client import FallbackLoopError, check_fallback_uri
-from ..server.metrics_options import MetricsListenError
+from ..server.http_endpoint import MetricsListenError
 from ..server.server import WyomingServer
 from ..server.settings import ServerSettings
 from ..server.uri import check_uri, tcp_address
 from ..turn.session import SessionConfig
+from . import server_flags
 from .config import (
     ConfigError,
     Parser,
@@ -138,8 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fallback-timeout", **numeric("fallback_timeout", float, "WYOMING_FLUX_FALLBACK_TIMEOUT", 10.0),
                    help="seconds the fallback may take after the audio ended, plus 3 (default 10; "
                         "env WYOMING_FLUX_FALLBACK_TIMEOUT)")
-    metrics_options.add_arguments(p)
-    connection_limits.add_arguments(p)
+    server_flags.add_metrics_arguments(p)
+    server_flags.add_limit_arguments(p)
     p.add_argument("--version", action="version", version=f"wyoming-flux {__version__}")
     return p
 
@@ -171,7 +170,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             raise ConfigError(f"--{str(err).replace('_', '-')}") from None
     try:
         check_uri(args.uri)
-        limits = connection_limits.from_args(args)
+        limits = server_flags.limits_from_args(args)
     except ValueError as err:
         raise ConfigError(f"--uri {err}" if str(err).startswith(args.uri) else str(err)) from None
     if args.zeroconf and not args.uri.startswith("tcp://"):
@@ -216,7 +215,7 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         utterance_end_ms=args.utterance_end_ms,
     )
     try:
-        metrics_host, metrics_port = metrics_options.from_args(args)
+        metrics_host, metrics_port = server_flags.metrics_from_args(args)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return ServerSettings(

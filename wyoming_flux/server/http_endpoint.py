@@ -18,6 +18,10 @@ from .ratelog import RateLimitedLog
 
 _LOGGER = logging.getLogger(__name__)
 
+
+class MetricsListenError(Exception):
+    """The metrics endpoint could not listen: one line for the user."""
+
 Answer = tuple[int, str, bytes]  # status, content type, body
 Route = Callable[[], Answer]
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",

@@ -1,15 +1,13 @@
 """Per-connection limits: what any one Wyoming client can make the server hold, and for how long.
 
-Every limit is a flag with an environment variable; the defaults are far above what a home needs.
+Every limit is a flag with an environment variable (cli/server_flags.py); the defaults are far above what a home
+needs.
 """
 
 from __future__ import annotations
 
-import argparse
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from ..common.bounds import Number, env_default
 from .wire import WireLimits
 
 
@@ -23,62 +21,3 @@ class ConnectionLimits:
     max_queued_bytes: int = 1024 * 1024  # answers waiting for a client that does not read
     read_window: float = 0.08  # seconds of streamed audio the kernel may gather before we read it (reads.py)
     wire: WireLimits = field(default_factory=WireLimits)
-
-
-# flag, attribute, type, lower bound, upper bound, help. The upper bounds are far past any use; they keep a
-# value such as 1e308 from overflowing the arithmetic that uses it.
-_FLAGS: tuple[tuple[str, str, type, float, float, str], ...] = (
-    ("--max-connections", "max_connections", int, 1, 100_000, "most client connections at once; more are refused"),
-    ("--idle-timeout", "idle_timeout", float, 0.01, 86_400, "seconds a connection may stay silent with no command "
-     "open"),
-    ("--audio-timeout", "audio_timeout", float, 0.01, 3600, "seconds allowed between events of an open command"),
-    ("--event-timeout", "event_timeout", float, 0.01, 3600, "seconds to finish sending one event once started"),
-    ("--send-timeout", "send_timeout", float, 0.01, 3600, "seconds a client may leave --max-queued-bytes unread"),
-    ("--max-queued-bytes", "max_queued_bytes", int, 1024, 1 << 30, "bytes of answers queued for a client that does "
-     "not read"),
-    ("--read-window", "read_window", float, 0.0, 1.0, "seconds of streamed audio gathered before it is read (fewer "
-     "wakeups; a batch never goes past one 80 ms Flux frame, so more acts as 0.08); what is not whole chunks is "
-     "read within 20 ms, a stalled batch after this plus 30 ms; 0 reads every chunk at once; not used with "
-     "--end-of-speech client"),
-    ("--max-header-bytes", "wire.header_bytes", int, 256, 16 << 20, "longest event header line"),
-    ("--max-data-bytes", "wire.data_bytes", int, 256, 64 << 20, "largest event data block"),
-    ("--max-payload-bytes", "wire.payload_bytes", int, 1024, 256 << 20, "largest event payload (one audio chunk)"),
-)
-
-
-def _default(attribute: str) -> object:
-    holder: object = ConnectionLimits()
-    for part in attribute.split("."):
-        holder = getattr(holder, part)
-    return holder
-
-
-def env_name(flag: str) -> str:
-    return "WYOMING_FLUX_" + flag.removeprefix("--").replace("-", "_").upper()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("connection limits")
-    for flag, attribute, kind, low, high, text in _FLAGS:
-        default = _default(attribute)
-        parse = Number(kind, low, high)
-        group.add_argument(flag, type=parse, default=env_default(env_name(flag), parse, default),
-                           help=f"{text} (default {default}; env {env_name(flag)})")
-
-
-def from_args(args: argparse.Namespace) -> ConnectionLimits:
-    """The limits from parsed flags; ValueError with the flag's name for a value outside its bounds."""
-    values: dict[str, object] = {}
-    for flag, attribute, _, low, high, _ in _FLAGS:
-        value = getattr(args, flag.removeprefix("--").replace("-", "_"))
-        if not math.isfinite(value):  # nan passes any comparison
-            raise ValueError(f"{flag} must be a finite number, not {value}")
-        if not low <= value <= high:
-            raise ValueError(f"{flag} must be between {_number(low)} and {_number(high)}, not {_number(value)}")
-        values[attribute] = value
-    wire = WireLimits(**{f.name: values.pop(f"wire.{f.name}") for f in fields(WireLimits)})  # type: ignore[arg-type]
-    return ConnectionLimits(wire=wire, **values)  # type: ignore[arg-type]
-
-
-def _number(value: float) -> str:
-    return str(value) if isinstance(value, int) else f"{value:g}"

@@ -21,7 +21,7 @@ from prometheus_client import (
 
 from ..turn.request import TurnResult
 from .http_endpoint import Answer, HttpEndpoint, HttpLimits
-from .metrics_options import MetricsListenError
+from .http_endpoint import MetricsListenError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from .connection import Shared, WyomingConnection
 from .fallback_client import WyomingFallback, probe
 from .hass_names import HassNames
 from .http_endpoint import HttpLimits
-from .metrics_options import MetricsListenError
+from .http_endpoint import MetricsListenError
 from .ratelog import RateLimitedLog
 from .settings import ServerSettings, build_info, client_allowed
 from .uri import peer_address, tcp_address, unix_path

@@ -24,9 +24,10 @@ from ..deepgram.flux import (
     TurnInfo,
     connect_flux,
 )
-from ..deepgram.models import Api, Model
+from ..deepgram.keyterms import trim_keyterms
+from ..deepgram.models import Api, Model, language_hints, nova_language
 from ..deepgram.nova import Metadata, NovaOptions, NovaSocket, Results, UtteranceEnd, connect_nova
-from .request import SessionConfig
+from .request import SessionConfig, TurnRequest
 from .state import NO_ACTIVE_TURN, Step, TurnState
 
 _LOGGER = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ class Backend(Protocol):
     url: str
     warm_pool: bool  # the warm pool holds sockets for this API
     keeps_alive: bool  # a stream whose audio pauses needs keep_alive() to stay open
+
+    def options(self, request: TurnRequest, sample_rate: int, *, early: bool, nova_check: bool) -> Any:
+        """The query for a command (stream_options below)."""
+
+    def end_timeout(self) -> float:
+        """Audio seconds after the last new words in which the API should have ended the command."""
 
     async def connect(self, http: aiohttp.ClientSession, options: Any, timeout: float) -> Any: ...
 
@@ -74,9 +81,30 @@ class FluxBackend:
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.url
+        self._config = config
         self._api_key = config.api_key
         self._notes = notes
         self._forced = False
+
+    def options(self, request: TurnRequest, sample_rate: int, *, early: bool, nova_check: bool) -> FluxOptions:
+        config = self._config
+        eager = config.eager_eot_threshold
+        if eager is None and early:  # a completion check is configured: eager events are its cue
+            eager = min(DEFAULT_EAGER_EOT_THRESHOLD, config.eot_threshold or 0.7)
+        return FluxOptions(
+            model=request.model.name,
+            sample_rate=sample_rate,
+            eot_threshold=config.eot_threshold,
+            eager_eot_threshold=eager,
+            eot_timeout_ms=config.eot_timeout_ms,
+            keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
+            language_hints=tuple(language_hints(request.model, request.language)),
+            tags=config.tags,
+            mip_opt_out=config.mip_opt_out,
+        )
+
+    def end_timeout(self) -> float:
+        return self._config.eot_timeout
 
     async def connect(self, http: aiohttp.ClientSession, options: FluxOptions, timeout: float) -> FluxSocket:
         return await connect_flux(http, self.url, self._api_key, options, timeout=timeout)
@@ -135,9 +163,28 @@ class NovaBackend:
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.nova_url
+        self._config = config
         self._api_key = config.api_key
         self._settled: list[str] = []
         self._tail = ""
+
+    def options(self, request: TurnRequest, sample_rate: int, *, early: bool, nova_check: bool) -> NovaOptions:
+        config = self._config
+        language, hints = nova_language(request.language, request.model)
+        return NovaOptions(
+            language=language,
+            sample_rate=sample_rate,
+            # with a check that can answer, a short pause is marked and the words decide (completion.py)
+            endpointing_ms=min(config.endpointing_ms, EARLY_ENDPOINTING_MS) if nova_check else config.endpointing_ms,
+            utterance_end_ms=config.utterance_end_ms,
+            language_hints=hints,
+            keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
+            tags=config.tags,
+            mip_opt_out=config.mip_opt_out,
+        )
+
+    def end_timeout(self) -> float:
+        return max(self._config.endpointing_ms, self._config.utterance_end_ms) / 1000
 
     async def connect(self, http: aiohttp.ClientSession, options: NovaOptions, timeout: float) -> NovaSocket:
         return await connect_nova(http, self.url, self._api_key, options, timeout=timeout)
@@ -186,4 +233,21 @@ class NovaBackend:
 
 
 def backend_for(model: Model, config: SessionConfig, notes: list[str]) -> Backend:
+    """The one place a command's API decides which code serves it."""
     return NovaBackend(config, notes) if model.api == Api.NOVA else FluxBackend(config, notes)
+
+
+def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int, *, early: bool = False,
+                   nova_check: bool = False) -> FluxOptions | NovaOptions:
+    """The query for a command. The warm pool opens its sockets with the same function, so a socket it
+    holds fits a command exactly when the two agree. `early`: a completion check is configured (Flux then asks
+    for eager end-of-turn); `nova_check`: it can answer now (Nova-3 then marks short pauses)."""
+    options: FluxOptions | NovaOptions = backend_for(request.model, config, []).options(
+        request, sample_rate, early=early, nova_check=nova_check)
+    return options
+
+
+# Early answers (completion.py): Flux is asked for EagerEndOfTurn at this confidence unless the user chose one;
+# Nova-3 marks a pause this short, and the words decide whether it ends the command.
+DEFAULT_EAGER_EOT_THRESHOLD = 0.5
+EARLY_ENDPOINTING_MS = 200

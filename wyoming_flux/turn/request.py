@@ -8,10 +8,8 @@ from dataclasses import dataclass, field
 
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import DeepgramError
-from ..deepgram.flux import FluxOptions
-from ..deepgram.keyterms import trim_keyterms
-from ..deepgram.models import Api, Model, language_hints, nova_language
-from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, KEEP_ALIVE_SECONDS, NovaOptions
+from ..deepgram.models import Model
+from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS, KEEP_ALIVE_SECONDS
 from .state import Ending
 
 
@@ -46,12 +44,6 @@ class SessionConfig:
     def nova_url(self) -> str:
         """Nova-3's /v1/listen on the host `url` names (a region's, or a self-hosted deployment's)."""
         return listen_urls(self.url)[1]
-
-    def end_timeout(self, model: Model) -> float:
-        """Audio seconds after the last new words in which the model's API should have ended the command."""
-        if model.api == Api.NOVA:
-            return max(self.endpointing_ms, self.utterance_end_ms) / 1000
-        return self.eot_timeout
 
 
 @dataclass(frozen=True)
@@ -88,40 +80,3 @@ class TurnResult:
 
 
 PartialCallback = Callable[[str], None]
-
-
-# Early answers (completion.py): Flux is asked for EagerEndOfTurn at this confidence unless the user chose one;
-# Nova-3 marks a pause this short, and the words decide whether it ends the command.
-DEFAULT_EAGER_EOT_THRESHOLD = 0.5
-EARLY_ENDPOINTING_MS = 200
-
-
-def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int, *, early: bool = False,
-                   nova_check: bool = False) -> FluxOptions | NovaOptions:
-    """The query for a command. The warm pool opens its sockets with the same function, so a socket it
-    holds fits a command exactly when the two agree. `early`: a completion check is configured (Flux then asks
-    for eager end-of-turn); `nova_check`: it can answer now (Nova-3 then marks short pauses)."""
-    if request.model.api == Api.NOVA:
-        language, hints = nova_language(request.language, request.model)
-        return NovaOptions(
-            language=language,
-            sample_rate=sample_rate,
-            endpointing_ms=min(config.endpointing_ms, EARLY_ENDPOINTING_MS) if nova_check else config.endpointing_ms,
-            utterance_end_ms=config.utterance_end_ms,
-            language_hints=hints,
-            keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
-            tags=config.tags,
-            mip_opt_out=config.mip_opt_out,
-        )
-    return FluxOptions(
-        model=request.model.name,
-        sample_rate=sample_rate,
-        eot_threshold=config.eot_threshold,
-        eager_eot_threshold=(config.eager_eot_threshold if config.eager_eot_threshold is not None or not early
-                             else min(DEFAULT_EAGER_EOT_THRESHOLD, config.eot_threshold or 0.7)),
-        eot_timeout_ms=config.eot_timeout_ms,
-        keyterms=tuple(trim_keyterms([*config.keyterms, *request.keyterms])),
-        language_hints=tuple(language_hints(request.model, request.language)),
-        tags=config.tags,
-        mip_opt_out=config.mip_opt_out,
-    )

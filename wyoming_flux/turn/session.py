@@ -25,16 +25,9 @@ from ..deepgram.nova import Metadata, NovaOptions, Results
 from ..deepgram.pool import WarmPool
 from ..deepgram.stream import DeepgramSocket, UnknownMessage
 from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
-from .backend import backend_for
+from .backend import EARLY_ENDPOINTING_MS, backend_for, stream_options
 from .completion import EARLY_TRIGGER, CompletionCheck
-from .request import (
-    EARLY_ENDPOINTING_MS,
-    PartialCallback,
-    SessionConfig,
-    TurnRequest,
-    TurnResult,
-    stream_options,
-)
+from .request import PartialCallback, SessionConfig, TurnRequest, TurnResult
 from .state import Bounds, Check, Decision, Ending, ForceTurn, Step, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
@@ -101,7 +94,7 @@ class TurnSession:
         self._backend = backend_for(request.model, config, self._notes)
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
-                   config.end_timeout(request.model), config.finalize_timeout, config.stall_timeout,
+                   self._backend.end_timeout(), config.finalize_timeout, config.stall_timeout,
                    check_endpoints=self._nova_check,
                    endpoint_wait=max(0, config.endpointing_ms - EARLY_ENDPOINTING_MS) / 1000,
                    incomplete_wait=config.utterance_end_ms / 1000 + _INCOMPLETE_GRACE),
@@ -182,8 +175,9 @@ class TurnSession:
     # ------------------------------------------------------------ running
 
     def _options(self) -> FluxOptions | NovaOptions:
-        return stream_options(self._config, self._request, self._adapter.out_rate, early=self._check is not None,
-                              nova_check=self._nova_check)
+        options: FluxOptions | NovaOptions = self._backend.options(
+            self._request, self._adapter.out_rate, early=self._check is not None, nova_check=self._nova_check)
+        return options
 
     async def _run(self) -> None:
         self._schedule_watch()
