@@ -22,13 +22,13 @@ from wyoming_flux.deepgram.models import (
     nova_model,
 )
 
-Api.NOVA = DEEPGRAM_MODELS[MODEL_NOVA]
+NOVA_3 = DEEPGRAM_MODELS[MODEL_NOVA]
 
 
 @pytest.mark.parametrize("code", ["he", "fa", "ur", "zh-HK", "th", "th-TH", "gu", "gu-IN", "pa", "ne", "kk", "kk-KZ"])
 def test_the_2026_nova_3_languages_have_their_monolingual_model(code: str) -> None:
     assert nova_language(code) == (code, ())
-    assert choose_model([DEEPGRAM_MODELS[MODEL_EN], Api.NOVA], None, code) == Api.NOVA
+    assert choose_model([DEEPGRAM_MODELS[MODEL_EN], NOVA_3], None, code) == NOVA_3
 
 
 @pytest.mark.parametrize(("code", "canonical"), [
@@ -70,7 +70,7 @@ async def test_the_model_list_is_read_as_deepgram_gives_it(fake_flux: FakeFlux) 
     assert catalog.languages[MODEL_MULTI] == ("en", "es", "fr", "de", "hi", "ru", "pt", "ja", "it", "nl")
     nova = catalog.languages[MODEL_NOVA]  # nova-3 and nova-3-general records together, streaming ones only
     assert {"en", "en-US", "he", "kk-KZ", "zh-HK", "multi"} <= set(nova) and "hy" not in nova
-    live = served_models([DEEPGRAM_MODELS[MODEL_EN], Api.NOVA], catalog)
+    live = served_models([DEEPGRAM_MODELS[MODEL_EN], NOVA_3], catalog)
     assert live[0] == DEEPGRAM_MODELS[MODEL_EN] and "multi" not in live[1].monolingual
     assert fake_flux.handshakes == 0  # a GET, no stream
 
@@ -89,7 +89,7 @@ async def test_without_a_model_list_the_built_in_table_stands(fake_flux: FakeFlu
         assert await fetch_catalog(http, url, key, timeout=2.0) is None
         assert await load_catalog(http, url, key, timeout=2.0) is None
     assert time.monotonic() - started < 10  # bounded, whatever the host does
-    assert served_models([Api.NOVA], None) == [Api.NOVA]
+    assert served_models([NOVA_3], None) == [NOVA_3]
 
 
 async def test_the_list_is_asked_for_once_and_kept(fake_flux: FakeFlux) -> None:
