@@ -121,13 +121,16 @@ async def test_info_lists_every_language_the_offered_models_speak(server: Wyomin
 ])
 async def test_a_language_nobody_serves_gets_a_clear_error_never_wrong_language_text(
         session_config: SessionConfig, fake_flux: FakeFlux, models: tuple[str, ...], language: str,
-        flag: str) -> None:
+        flag: str, caplog: pytest.LogCaptureFixture) -> None:
     server = await serving(session_config, *models)
     try:
         events, _ = await transcribe(server, language, load_wav(KITCHEN) + silence(1), stop=True)
         error = Error.from_event(events[-1])
         assert error.code == "unsupported-language" and language in error.text and flag in error.text
         assert fake_flux.handshakes == 0  # nothing was sent to any model
+        # The server's log says it too, once, with the client's address (troubleshooting promises a line).
+        refused = [r.getMessage() for r in caplog.records if "Refused a command" in r.getMessage()]
+        assert len(refused) == 1 and "127.0.0.1" in refused[0] and "unsupported-language" in refused[0]
         # The connection's next command, in English, is served as usual.
         events, _ = await transcribe(server, "en", load_wav(KITCHEN) + silence(3))
         assert Transcript.from_event(events[-1]).text == fixture_text(KITCHEN)

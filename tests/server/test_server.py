@@ -169,7 +169,8 @@ async def test_flux_failure_is_a_coded_error_and_the_next_command_works(wyoming_
         assert Transcript.from_event((await answered)[-2]).text == fixture_text(KITCHEN)
 
 
-async def test_unusable_audio_format_is_a_clear_error(wyoming_server: WyomingServer, fake_flux: FakeFlux) -> None:
+async def test_unusable_audio_format_is_a_clear_error(wyoming_server: WyomingServer, fake_flux: FakeFlux,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     async with AsyncTcpClient("127.0.0.1", port(wyoming_server)) as client:
         await client.write_event(AudioStart(rate=16000, width=7, channels=1).event())
         error = Error.from_event((await read_until(client, "error"))[-1])
@@ -180,6 +181,8 @@ async def test_unusable_audio_format_is_a_clear_error(wyoming_server: WyomingSer
         assert error.code == "audio-format" and "channel" in error.text
         await asyncio.sleep(0.2)
     assert len(fake_flux.streams) <= 1 and all(s.closed for s in fake_flux.streams)  # the command's stream is gone
+    refused = [r.getMessage() for r in caplog.records if "Refused a command" in r.getMessage()]
+    assert len(refused) == 2 and all("127.0.0.1" in line and "audio-format" in line for line in refused)
 
 
 async def test_a_bad_chunk_mid_command_is_one_error_and_the_rest_is_discarded_until_audio_stop(
