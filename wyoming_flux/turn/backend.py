@@ -41,6 +41,7 @@ class Backend(Protocol):
     url: str
     warm_pool: bool  # the warm pool holds sockets for this API
     keeps_alive: bool  # a stream whose audio pauses needs keep_alive() to stay open
+    marks_pauses: bool  # no turn model: a short endpoint is asked for, and the words decide (early answers)
 
     def options(self, request: TurnRequest, sample_rate: int, *, early: bool, nova_check: bool) -> Any:
         """The query for a command (stream_options below)."""
@@ -78,6 +79,7 @@ class FluxBackend:
     name = "Flux"
     warm_pool = True
     keeps_alive = False  # /v2 has no KeepAlive message (an unknown message is fatal)
+    marks_pauses = False  # the turn model ends the command; EagerEndOfTurn is the early cue
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.url
@@ -160,6 +162,7 @@ class NovaBackend:
     name = "Nova-3"
     warm_pool = False  # Nova-3 commands always handshake: a warm socket buys nothing measurable (README)
     keeps_alive = True  # 10 s without audio or a text message closes a /v1 stream (NET-0001)
+    marks_pauses = True  # no turn model: a short endpoint, then the words decide
 
     def __init__(self, config: SessionConfig, notes: list[str]) -> None:
         self.url = config.nova_url

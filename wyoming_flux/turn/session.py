@@ -71,7 +71,10 @@ class TurnSession:
         # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
         # endpoint, only while the check can answer: otherwise the endpointing is the user's, as without it).
         self._check = completion if config.early_answer else None
-        self._nova_check = self._check is not None and self._check.ready()
+        self._notes: list[str] = []
+        self._backend = backend_for(request.model, config, self._notes)
+        # (Flux has its own end of turn: an answer that is not "complete" leaves the end to it.)
+        self._nova_check = self._check is not None and self._backend.marks_pauses and self._check.ready()
         self._checks: set[asyncio.Task[None]] = set()
         self._on_resumed = on_resumed
         self._resumed = False
@@ -90,8 +93,6 @@ class TurnSession:
         self._result: asyncio.Future[TurnResult] = self._loop.create_future()
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None  # while _run runs
-        self._notes: list[str] = []
-        self._backend = backend_for(request.model, config, self._notes)
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
                    self._backend.end_timeout(), config.finalize_timeout, config.stall_timeout,
