@@ -197,3 +197,16 @@ async def test_a_chunk_in_a_format_the_session_cannot_convert_ends_the_command(
         command.abandon()
         await command.aclose()
     assert replayer.heard == 0.0  # nothing half-heard is replayed
+
+
+def test_both_doors_build_their_settings_in_one_place() -> None:
+    """The CLI's flags and the integration's options become a SessionConfig by field name: strings and lists
+    are converted, empty values keep the defaults, unknown names are ignored."""
+    config = SessionConfig.from_values("wss://h/v2/listen", "k", {
+        "eot_threshold": "0.8", "eager_eot_threshold": "", "eot_timeout_ms": 3000.0, "keyterms": ["Kitchen"],
+        "max_command_seconds": 12, "mip_opt_out": 1, "endpointing_ms": None, "early_answer": False,
+        "model": "flux-general-en", "uri": "tcp://0.0.0.0:10300"})
+    assert config == SessionConfig(url="wss://h/v2/listen", api_key="k", eot_threshold=0.8, eot_timeout_ms=3000,
+                                   keyterms=("Kitchen",), max_command_seconds=12.0, mip_opt_out=True,
+                                   early_answer=False)
+    assert isinstance(config.eot_timeout_ms, int) and isinstance(config.max_command_seconds, float)

@@ -199,21 +199,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             check_fallback_uri(args.fallback_uri, args.uri)
         except ValueError as err:
             raise ConfigError(str(err) if str(err).startswith("--") else f"--fallback-uri {err}") from None
-    session = SessionConfig(
-        url=url,
-        api_key=read_api_key(args),
-        eot_threshold=args.eot_threshold,
-        eager_eot_threshold=args.eager_eot_threshold,
-        eot_timeout_ms=args.eot_timeout_ms,
-        keyterms=tuple(keyterms),
-        end_on_flux_eot=args.end_of_speech == "flux",
-        no_speech_timeout=args.no_speech_timeout,
-        max_command_seconds=args.max_command_seconds,
-        mip_opt_out=args.mip_opt_out,
-        tags=tuple(tags),
-        endpointing_ms=args.endpointing_ms,
-        utterance_end_ms=args.utterance_end_ms,
-    )
+    session = SessionConfig.from_values(url, read_api_key(args), {
+        **vars(args), "keyterms": keyterms, "tags": tags, "end_on_flux_eot": args.end_of_speech == "flux"})
     try:
         metrics_host, metrics_port = server_flags.metrics_from_args(args)
     except ValueError as err:

@@ -3,8 +3,9 @@ that follows from them. Shared by the session, the warm pool's owner, the Wyomin
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.errors import DeepgramError
@@ -35,6 +36,22 @@ class SessionConfig:
     endpointing_ms: int = DEFAULT_ENDPOINTING_MS  # Nova-3: silence that ends a command
     utterance_end_ms: int = DEFAULT_UTTERANCE_END_MS  # Nova-3: the word-timing backup when speech_final never comes
     early_answer: bool = True  # with a completion check: answer a complete command at the first sign of its end
+
+    @classmethod
+    def from_values(cls, url: str, api_key: str, values: Mapping[str, Any]) -> SessionConfig:
+        """The config from named settings, each under its field's name (the CLI's flags, the integration's
+        options): both doors build it here, so a new setting reaches both. Absent, None or empty values keep
+        their defaults; the rest are converted to the field's type."""
+        settings: dict[str, Any] = {}
+        for item in fields(cls):
+            value = values.get(item.name)
+            if item.name in ("url", "api_key") or value is None or value == "":
+                continue
+            kind = str(item.type)
+            convert = (tuple if kind.startswith("tuple") else bool if kind == "bool" else
+                       int if kind.startswith("int") else float)
+            settings[item.name] = convert(value)
+        return cls(url=url, api_key=api_key, **settings)
 
     @property
     def eot_timeout(self) -> float:
