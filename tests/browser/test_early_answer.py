@@ -7,13 +7,11 @@ light turns on; a command with a pause comes back whole, in English on Flux and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
-from tests.browser.harness import HomeAssistant, onboarded_home_assistant
+from tests.browser.harness import HomeAssistant
 from tests.browser.pipelines import flow, pipeline, run_pipeline
 from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
@@ -25,14 +23,6 @@ from wyoming_flux.turn.session import SessionConfig
 KITCHEN = "turn_on_the_kitchen_light"
 PAUSED = {"en-US": ("set_a_timer_pause", "set a timer | for five minutes"),
           "pl-PL": ("pl_ustaw_minutnik_pauza", "ustaw minutnik | na dziesięć minut")}
-
-
-@pytest.fixture
-async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
-    async with onboarded_home_assistant(tmp_path / "config") as ha:
-        yield ha
-    log = ha.log_text()
-    assert API_KEY not in log and "custom_components/deepgram_flux/" not in log  # no key, no traceback of ours
 
 
 async def _light_on(ha: HomeAssistant) -> bool:

@@ -8,11 +8,10 @@ on the same integration entry still goes to Flux."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from tests.browser.harness import HomeAssistant, onboarded_home_assistant
+from tests.browser.harness import HomeAssistant
 from tests.browser.pipelines import flow, pipeline, run_pipeline
 from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
@@ -23,15 +22,6 @@ from wyoming_flux.turn.session import SessionConfig
 
 POLISH = "pl_wlacz_swiatlo_w_kuchni"
 KITCHEN = "turn_on_the_kitchen_light"
-
-
-@pytest.fixture
-async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
-    async with onboarded_home_assistant(tmp_path / "config") as ha:
-        yield ha
-    log = ha.log_text()
-    assert API_KEY not in log and "custom_components/deepgram_flux/" not in log  # no key, no traceback of ours
-    assert not [line for line in log.splitlines() if "ERROR" in line and "deepgram_flux" in line]
 
 
 @pytest.fixture
