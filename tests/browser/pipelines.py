@@ -71,3 +71,15 @@ async def pipeline(ha: HomeAssistant, stt_engine: str, language: str) -> str:
         "stt_engine": stt_engine, "stt_language": language, "tts_engine": None, "tts_language": None,
         "tts_voice": None, "wake_word_entity": None, "wake_word_id": None})
     return str(pipeline["id"])
+
+
+async def both_doors(ha: HomeAssistant, api_key: str, flux_url: str, wyoming_port: int | None) -> dict[str, str]:
+    """Our integration (Flux English, Nova-3 for the other languages, on `flux_url`) and Home Assistant's Wyoming
+    integration in front of our server, both added through their config flows: the STT entity of each door."""
+    created = await flow(ha, "deepgram_flux", {"api_key": api_key, "model": "flux-general-en", "nova": True,
+                                                "endpoint": "custom", "custom_url": flux_url})
+    assert created["type"] == "create_entry", created
+    created = await flow(ha, "wyoming", {"host": "127.0.0.1", "port": wyoming_port})
+    assert created["type"] == "create_entry", created
+    (entities,) = await ha.ws({"type": "config/entity_registry/list"})
+    return {e["platform"]: e["entity_id"] for e in entities if e["entity_id"].startswith("stt.")}

@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from tests.browser.harness import HomeAssistant
-from tests.browser.pipelines import flow, pipeline, run_pipeline
+from tests.browser.pipelines import both_doors, pipeline, run_pipeline
 from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
@@ -40,13 +40,7 @@ async def test_home_assistant_decides_when_a_command_is_complete_through_both_do
                                 hass_token=ha.tokens["access_token"]), "tcp://127.0.0.1:0")
     await server.start()
     try:
-        created = await flow(ha, "deepgram_flux", {"api_key": API_KEY, "model": MODEL_EN, "nova": True,
-                                                    "endpoint": "custom", "custom_url": fake_flux.url})
-        assert created["type"] == "create_entry", created
-        created = await flow(ha, "wyoming", {"host": "127.0.0.1", "port": server.port})
-        assert created["type"] == "create_entry", created
-        (entities,) = await ha.ws({"type": "config/entity_registry/list"})
-        stt_of = {e["platform"]: e["entity_id"] for e in entities if e["entity_id"].startswith("stt.")}
+        stt_of = await both_doors(ha, API_KEY, fake_flux.url, server.port)
         for door in ("deepgram_flux", "wyoming"):
             # A complete command: answered at EagerEndOfTurn, before Flux's own EndOfTurn, and carried out.
             fake_flux.script.transcripts = [fixture_text(KITCHEN)]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from tests.browser.harness import HomeAssistant
-from tests.browser.pipelines import flow, pipeline, run_pipeline
+from tests.browser.pipelines import both_doors, pipeline, run_pipeline
 from tests.conftest import API_KEY, make_settings
 from tests.fake_flux import FakeFlux
 from tests.helpers import fixture_text, load_wav, silence
@@ -38,18 +38,12 @@ async def test_a_polish_pipeline_reaches_nova_through_the_integration_and_throug
     home_assistant: HomeAssistant, fake_flux: FakeFlux, wyoming_server: WyomingServer
 ) -> None:
     ha = home_assistant
-    created = await flow(ha, "deepgram_flux", {"api_key": API_KEY, "model": "flux-general-en", "nova": True,
-                                                 "endpoint": "custom", "custom_url": fake_flux.url})
-    assert created["type"] == "create_entry", created
-    created = await flow(ha, "wyoming", {"host": "127.0.0.1", "port": wyoming_server.port})
-    assert created["type"] == "create_entry", created
-    (entities,) = await ha.ws({"type": "config/entity_registry/list"})
-    stt_of = {e["platform"]: e["entity_id"] for e in entities if e["entity_id"].startswith("stt.")}
+    stt_of = await both_doors(ha, API_KEY, fake_flux.url, wyoming_server.port)
     fake_flux.script.transcripts = [fixture_text(POLISH)]
     pcm = load_wav(POLISH) + silence(4)
     for platform in ("deepgram_flux", "wyoming"):
         streams = len(fake_flux.streams)
-        events, sent = await runpipeline(ha, await pipeline(ha, stt_of[platform], "pl-PL"), pcm)
+        events, sent = await run_pipeline(ha, await pipeline(ha, stt_of[platform], "pl-PL"), pcm)
         assert "error" not in events, (platform, events.get("error"), ha.log_tail())
         assert events["stt-end"]["stt_output"]["text"] == fixture_text(POLISH), platform
         assert sent < len(pcm) - 2 * 32000, platform  # answered inside the 4 s of silence, the audio streaming
@@ -59,7 +53,7 @@ async def test_a_polish_pipeline_reaches_nova_through_the_integration_and_throug
     # English through the same integration entry: Flux.
     fake_flux.script.transcripts = [fixture_text(KITCHEN)]
     streams = len(fake_flux.streams)
-    events, _ = await runpipeline(ha, await pipeline(ha, stt_of["deepgram_flux"], "en-US"),
+    events, _ = await run_pipeline(ha, await pipeline(ha, stt_of["deepgram_flux"], "en-US"),
                                     load_wav(KITCHEN) + silence(3))
     assert events["stt-end"]["stt_output"]["text"] == fixture_text(KITCHEN)
     assert fake_flux.streams[streams].query["model"] == ["flux-general-en"]
