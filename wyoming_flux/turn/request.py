@@ -97,8 +97,8 @@ EARLY_ENDPOINTING_MS = 200
 def stream_options(config: SessionConfig, request: TurnRequest, sample_rate: int, *, early: bool = False,
                    nova_check: bool = False) -> StreamOptions | NovaOptions:
     """The query for a command. The warm pool opens its sockets with the same function, so a socket it
-    holds fits a command exactly when the two agree. `early`: a completion check is configured (Flux then asks
-    for eager end-of-turn); `nova_check`: it can answer now (Nova-3 then marks short pauses)."""
+    holds fits a command exactly when the two agree. `early`: a completion check can answer as the command
+    starts (Flux then asks for eager end-of-turn); `nova_check`: likewise, for Nova-3 (it then marks short pauses)."""
     if request.model.api == NOVA:
         language, hints = nova_language(request.language)
         return NovaOptions(

@@ -75,9 +75,9 @@ class TurnSession:
     ) -> None:
         self._http = http
         # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
-        # endpoint, only while the check can answer: otherwise the endpointing is the user's, as without it).
+        # endpoint), only when it can answer as the command starts: otherwise the query is exactly as without it.
         self._check = completion if config.early_answer else None
-        self._nova_check = self._check is not None and self._check.ready()
+        self._check_ready = self._check is not None and self._check.ready()
         self._checks: set[asyncio.Task[None]] = set()
         self._on_resumed = on_resumed
         self._resumed = False
@@ -101,7 +101,7 @@ class TurnSession:
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
                    config.end_timeout(request.model), config.finalize_timeout, config.stall_timeout,
-                   check_endpoints=self._nova_check,
+                   check_endpoints=self._check_ready,
                    endpoint_wait=max(0, config.endpointing_ms - EARLY_ENDPOINTING_MS) / 1000,
                    incomplete_wait=config.utterance_end_ms / 1000 + _INCOMPLETE_GRACE),
             self._loop.time(),
@@ -180,8 +180,8 @@ class TurnSession:
     # ------------------------------------------------------------ running
 
     def _options(self) -> StreamOptions | NovaOptions:
-        return stream_options(self._config, self._request, self._adapter.out_rate, early=self._check is not None,
-                              nova_check=self._nova_check)
+        return stream_options(self._config, self._request, self._adapter.out_rate, early=self._check_ready,
+                              nova_check=self._check_ready)
 
     async def _run(self) -> None:
         self._schedule_watch()
