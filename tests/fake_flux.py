@@ -450,6 +450,8 @@ class _Stream:
             return
         if message.get("event") == "EndOfTurn":
             self.log_timing("end_of_turn")
+        elif message.get("event") == "EagerEndOfTurn":
+            self.log_timing("eager_end_of_turn")
         if self.script.message_delay:
             await asyncio.sleep(self.script.message_delay)
         message = {**message, "sequence_id": self.sequence}

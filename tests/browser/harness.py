@@ -77,6 +77,7 @@ class HomeAssistant:
     port: int = field(default_factory=free_port)
     process: asyncio.subprocess.Process | None = None
     tokens: dict[str, Any] = field(default_factory=dict)
+    ready_path: str = "/manifest.json"  # answers 200 once started (the frontend's; /api/onboarding without it)
 
     @property
     def url(self) -> str:
@@ -111,7 +112,7 @@ class HomeAssistant:
                 if self.process.returncode is not None:
                     raise RuntimeError(f"Home Assistant exited ({self.process.returncode}):\n{self.log_tail()}")
                 try:
-                    async with session.get(f"{self.url}/manifest.json") as response:
+                    async with session.get(f"{self.url}{self.ready_path}") as response:
                         if response.status == 200:
                             break
                 except aiohttp.ClientError:

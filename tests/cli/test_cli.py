@@ -384,12 +384,21 @@ def test_on_off_variables_read_every_usual_spelling(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")
     monkeypatch.setenv("WYOMING_FLUX_MIP_OPT_OUT", value)
     monkeypatch.setenv("WYOMING_FLUX_DEBUG", value)
+    monkeypatch.setenv("WYOMING_FLUX_EARLY_ANSWER", value)
     args = build_parser().parse_args([])
     settings = settings_from_args(args)
-    assert args.debug is on and settings.session.mip_opt_out is on
+    assert args.debug is on and settings.session.mip_opt_out is on and settings.session.early_answer is on
 
 
-@pytest.mark.parametrize("variable", ["WYOMING_FLUX_DEBUG", "WYOMING_FLUX_MIP_OPT_OUT"])
+def test_early_answers_are_on_by_default_and_the_flag_turns_them_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wyoming_flux.cli.main import build_parser, settings_from_args
+
+    monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")
+    assert settings_from_args(build_parser().parse_args([])).session.early_answer is True
+    assert settings_from_args(build_parser().parse_args(["--no-early-answer"])).session.early_answer is False
+
+
+@pytest.mark.parametrize("variable", ["WYOMING_FLUX_DEBUG", "WYOMING_FLUX_MIP_OPT_OUT", "WYOMING_FLUX_EARLY_ANSWER"])
 def test_an_on_off_variable_with_another_value_is_one_line(monkeypatch: pytest.MonkeyPatch, variable: str,
                                                            capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")

@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eot-threshold", **numeric("eot_threshold", float, "WYOMING_FLUX_EOT_THRESHOLD"),
                    help="confidence Flux needs to end a turn, 0.5-1.0 (Flux default 0.7; env WYOMING_FLUX_EOT_THRESHOLD)")
     p.add_argument("--eager-eot-threshold", **numeric("eager_eot_threshold", float, "WYOMING_FLUX_EAGER_EOT_THRESHOLD"),
-                   help="enable eager end-of-turn events at this confidence, 0.3-0.9 (env WYOMING_FLUX_EAGER_EOT_THRESHOLD)")
+                   help="confidence of Flux's eager end-of-turn events, 0.3-0.9 (default 0.5 with early answers, "
+                        "else off; env WYOMING_FLUX_EAGER_EOT_THRESHOLD)")
     p.add_argument("--eot-timeout-ms", **numeric("eot_timeout_ms", int, "WYOMING_FLUX_EOT_TIMEOUT_MS"),
                    help="silence after speech that always ends a turn, 500-60000 ms (Flux default 5000; env WYOMING_FLUX_EOT_TIMEOUT_MS)")
     p.add_argument("--keyterm", action="append", default=None,
@@ -129,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hass-token-file", default=env("WYOMING_FLUX_HASS_TOKEN_FILE"),
                    help="file holding a Home Assistant long-lived access token (env WYOMING_FLUX_HASS_TOKEN_FILE, "
                         "or the token itself in HASS_TOKEN)")
+    p.add_argument("--no-early-answer", action="store_true",
+                   default=env_default("WYOMING_FLUX_EARLY_ANSWER", lambda text: not parse_switch(text), False),
+                   help="with --hass-url, do not ask Home Assistant whether a command's words are complete to answer "
+                        "it at the first sign of its end; every command waits for Deepgram's usual end "
+                        "(env WYOMING_FLUX_EARLY_ANSWER=0)")
     p.add_argument("--debug", **switch("WYOMING_FLUX_DEBUG"),
                    help="log at DEBUG level (env WYOMING_FLUX_DEBUG=1)")
     p.add_argument("--fallback-uri", default=env("WYOMING_FLUX_FALLBACK_URI"), metavar="tcp://HOST:PORT",
@@ -200,7 +206,8 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         except ValueError as err:
             raise ConfigError(str(err) if str(err).startswith("--") else f"--fallback-uri {err}") from None
     session = SessionConfig.from_values(url, read_api_key(args), {
-        **vars(args), "keyterms": keyterms, "tags": tags, "end_on_flux_eot": args.end_of_speech == "flux"})
+        **vars(args), "keyterms": keyterms, "tags": tags, "end_on_flux_eot": args.end_of_speech == "flux",
+        "early_answer": not args.no_early_answer})
     try:
         metrics_host, metrics_port = server_flags.metrics_from_args(args)
     except ValueError as err:
@@ -246,6 +253,9 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
     await server.start()
     _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
                  "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
+    if settings.hass_url and settings.session.early_answer:
+        _LOGGER.info("Early answers: a command Home Assistant recognises as complete is answered at the first sign "
+                     "of its end (--no-early-answer turns this off)")
     if settings.fallback_uri:
         _LOGGER.info("When Flux cannot answer, commands go to the fallback at %s", settings.fallback_uri)
     stop = asyncio.Event()

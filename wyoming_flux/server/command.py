@@ -22,6 +22,7 @@ from ..common.wording import count
 from ..deepgram.models import Model
 from ..deepgram.pool import WarmPool
 from ..turn.command import AUDIO_FORMAT, Command, CommandRefused, CommandSetup, Fallback, check_audio
+from ..turn.completion import CompletionCheck
 from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, DeepgramHealth
 from ..turn.session import Ending, SessionConfig
 from . import fields
@@ -71,6 +72,8 @@ class CommandContext:
     fallback: WyomingFallback | None = None
     health: DeepgramHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
     metrics: ServerMetrics | None = None
+    completion: CompletionCheck | None = None  # Home Assistant's recogniser, for early answers (--hass-url)
+    on_resumed: Callable[[], None] | None = None  # the speaker went on after an early answer (counted)
     closing: set[asyncio.Task[None]] = field(default_factory=set)  # Flux streams of ended commands, closing
 
     @property
@@ -195,7 +198,8 @@ class Commands:
 
     def _setup(self) -> CommandSetup:
         ctx = self._ctx
-        return CommandSetup(ctx.config, ctx.models, ctx.http, ctx.health, ctx.pool)
+        return CommandSetup(ctx.config, ctx.models, ctx.http, ctx.health, ctx.pool, completion=ctx.completion,
+                            on_resumed=ctx.on_resumed)
 
     async def _start(self, fmt: AudioFormat) -> None:
         await self._end_command()  # a new stream replaces one the client abandoned

@@ -29,6 +29,7 @@ import aiohttp
 from ..common.tasks import cancel
 from ..common.wording import count
 from ..deepgram.flux import Keyterms
+from ..turn.completion import complete_from_debug
 from ..turn.names import Named, add_names
 from .json_elements import Element, decode_elements
 
@@ -42,6 +43,8 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024  # a names answer: get_states of ~100k enti
 MAX_EVENT_BYTES = 64 * 1024  # a registry event is a few hundred bytes; a larger one only marks the names stale
 SMALL_MESSAGE_BYTES = 64 * 1024  # decoded at once on the event loop (well under a millisecond); larger: in a thread
 ENTRIES_PER_CALL = 1000  # entity registry entries asked for at once (their aliases)
+# Home Assistant's default agent recognising sentences without executing anything (any authenticated user may).
+RECOGNISE = "conversation/agent/homeassistant/debug"
 # Large answers are decoded from UTF-8 in the worker thread too, where aiohttp can leave that to us.
 _RAW_TEXT = ({"decode_text": False}
              if "decode_text" in inspect.signature(aiohttp.ClientSession.ws_connect).parameters else {})
@@ -178,6 +181,8 @@ class HassNames:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[Any]] = {}
         self._dirty = asyncio.Event()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None  # authenticated and read now: recognise() asks on it
+        self._no_recogniser = False  # this Home Assistant has no conversation agent to ask (until it reconnects)
 
     def current(self) -> tuple[str, ...]:
         """The names known now; what a command adds to its keyterms."""
@@ -190,6 +195,31 @@ class HassNames:
         if self._task is not None:
             await cancel(self._task)
             self._task = None
+
+    def recognising(self) -> bool:
+        """recognise() can ask now: a connection is authenticated (names may still be loading)."""
+        return self._ws is not None and not self._ws.closed and not self._no_recogniser
+
+    async def recognise(self, text: str, language: str | None) -> bool | None:
+        """Is `text` a complete command in `language` (None: Home Assistant's own)? Home Assistant's default agent
+        recognises it on the names connection, a dry run: nothing is executed. None when not connected. Callers
+        bound the wait (turn/completion.py); the answer shares the connection's ids with the names reads."""
+        ws = self._ws
+        if ws is None or not self.recognising():
+            return None
+        ask: dict[str, Any] = {"sentences": [text]}
+        if language:
+            ask["language"] = language
+        try:
+            answer = await self._call(ws, RECOGNISE, **ask)
+        except HassProtocolError as err:
+            if str(err).startswith("unknown_command") and not self._no_recogniser:
+                self._no_recogniser = True  # no `conversation` loaded: asking every command would only fail again
+                _LOGGER.info("Home Assistant at %s has no conversation agent to ask whether a command is complete: "
+                             "commands end as without early answers", self.url)
+            raise
+        results = answer.get("results") if isinstance(answer, dict) else None
+        return complete_from_debug(results[0]) if isinstance(results, list) and results else False
 
     async def fetch_once(self) -> tuple[int, int, tuple[str, ...]]:
         """Connect, authenticate, read the names, disconnect (for `wyoming-flux check`): how many areas, how many
@@ -270,6 +300,7 @@ class HassNames:
     async def _serve(self, http: aiohttp.ClientSession) -> None:
         async with self._connect(http) as ws:
             reader = asyncio.create_task(self._read(ws))
+            self._ws, self._no_recogniser = ws, False  # authenticated and read: recognise() may ask now
             try:
                 for event_type in WATCHED_EVENTS:  # before the fetch, so no change slips between the two
                     await self._call(ws, "subscribe_events", event_type=event_type)
@@ -290,6 +321,7 @@ class HassNames:
                     await self._refresh(ws)
                 reader.result()  # a reader failure is this connection's failure
             finally:
+                self._ws = None
                 reader.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await reader

@@ -43,8 +43,11 @@ class ServerMetrics:
         self._changes = 0  # counted figures changed this many times
         self._gauges: tuple[Callable[[], float], ...] = ()
         r = self.registry
-        self.commands = Counter(f"{PREFIX}_commands", "Commands by outcome (how they ended) and Flux's end-of-turn "
-                                "trigger (none when Flux did not end the turn)", ["outcome", "trigger"], registry=r)
+        self.commands = Counter(f"{PREFIX}_commands", "Commands by outcome (how they ended) and trigger (Deepgram's "
+                                "end-of-turn trigger, eager_complete for an early answer, none when Deepgram did "
+                                "not end the turn)", ["outcome", "trigger"], registry=r)
+        self.early_resumed = Counter(f"{PREFIX}_early_answers_resumed", "Early answers after which the speaker "
+                                     "went on: commands cut short by answering early", registry=r)
         self.audio = Counter(f"{PREFIX}_audio_sent_seconds", "Seconds of audio Flux received (what Deepgram "
                              "bills; TurnResult.billed_seconds, as the integration's usage counts it)", registry=r)
         self.latency = Histogram(f"{PREFIX}_speech_end_to_transcript_seconds", "From the last Flux update that "
@@ -82,6 +85,10 @@ class ServerMetrics:
         failed = sum(1 for note in result.notes if note.startswith(CONFIGURE_FAILED_NOTE))
         if failed:
             self.configure_failures.inc(failed)
+
+    def early_answer_resumed(self) -> None:
+        self._changes += 1
+        self.early_resumed.inc()
 
     def error_sent(self, code: str | None) -> None:
         self._changes += 1

@@ -21,6 +21,7 @@ from ..deepgram.catalog import lacks_nova, load_catalog, served_models
 from ..deepgram.flux import FluxOptions
 from ..deepgram.models import Api
 from ..deepgram.pool import WarmPool
+from ..turn.completion import CachedCompletion
 from ..turn.fallback import DeepgramHealth
 from ..turn.session import TurnRequest, stream_options
 from .command import CommandContext, SessionGate
@@ -55,6 +56,7 @@ class WyomingServer:
         self._clock: asyncio.Task[None] | None = None
         self.pool: WarmPool | None = None
         self.names: HassNames | None = None
+        self.completion: CachedCompletion | None = None  # early answers: Home Assistant's recogniser, on names' link
         self.metrics: ServerMetrics | None = None
         self._metrics_endpoint: MetricsEndpoint | None = None
         self.metrics_limits = HttpLimits()  # what the metrics port's clients may hold (a caller may change it)
@@ -112,6 +114,10 @@ class WyomingServer:
         self._ensure_descriptors()
         self._http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.flux_connection_limit()))
         await self._learn_models(self._http)
+        if self.settings.hass_url and self.names is None:  # a caller may bring its own (other bounds)
+            self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
+        if self.names is not None and self.settings.session.early_answer:
+            self.completion = CachedCompletion(self.names.recognise, self.names.recognising)
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)
             if self.pool is not None:
@@ -124,8 +130,6 @@ class WyomingServer:
             self.metrics = ServerMetrics()
             self.metrics.watch(lambda: self.gate.active, lambda: self.connections,
                                lambda: self.pool.ready if self.pool is not None else 0)
-        if self.settings.hass_url and self.names is None:  # a caller may bring its own (other bounds)
-            self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
         if self.names is not None:
             self.names.start()
         fallback = None
@@ -133,7 +137,9 @@ class WyomingServer:
             fallback = WyomingFallback(self.settings.fallback_uri, self.settings.fallback_timeout)
         context = CommandContext(self.settings.session, self.settings.models, self._http, self.gate, self.log, self.pool,
                                  names=self.names.current if self.names is not None else tuple,
-                                 fallback=fallback, health=DeepgramHealth(), metrics=self.metrics)
+                                 fallback=fallback, health=DeepgramHealth(), metrics=self.metrics,
+                                 completion=self.completion,
+                                 on_resumed=self.metrics.early_answer_resumed if self.metrics is not None else None)
         self._shared = Shared(context, self.settings.limits, self._info, self.log)
         loop = asyncio.get_running_loop()
         if self.uri.startswith("unix://"):
@@ -208,7 +214,8 @@ class WyomingServer:
         model = next((m for m in self.settings.models if m.api == Api.FLUX), None)
         if model is None:
             return None
-        options = stream_options(config, TurnRequest(model), 16000)
+        # As a command asks while Home Assistant's recogniser can answer (the usual case): eager end-of-turn on.
+        options = stream_options(config, TurnRequest(model), 16000, early=self.completion is not None)
         assert isinstance(options, FluxOptions)
         return WarmPool(http, config.url, config.api_key, options, size=self.settings.warm_connections,
                         max_age=self.settings.warm_max_age, connect_timeout=config.connect_timeout,
@@ -246,6 +253,8 @@ class WyomingServer:
             await self._server.wait_closed()
         if self.pool is not None:
             await self.pool.stop()
+        if self.completion is not None:
+            await self.completion.aclose()
         if self.names is not None:
             await self.names.stop()
         if self._http is not None:

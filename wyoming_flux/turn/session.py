@@ -69,12 +69,13 @@ class TurnSession:
     ) -> None:
         self._http = http
         # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
-        # endpoint, only while the check can answer: otherwise the endpointing is the user's, as without it).
+        # endpoint), only when it can answer as the command starts: otherwise the query is exactly as without it.
         self._check = completion if config.early_answer else None
         self._notes: list[str] = []
         self._backend = backend_for(request.model, config, self._notes)
         # (Flux has its own end of turn: an answer that is not "complete" leaves the end to it.)
-        self._nova_check = self._check is not None and self._backend.marks_pauses and self._check.ready()
+        self._check_ready = self._check is not None and self._check.ready()
+        self._nova_check = self._check_ready and self._backend.marks_pauses
         self._checks: set[asyncio.Task[None]] = set()
         self._on_resumed = on_resumed
         self._resumed = False
@@ -177,7 +178,7 @@ class TurnSession:
 
     def _options(self) -> FluxOptions | NovaOptions:
         options: FluxOptions | NovaOptions = self._backend.options(
-            self._request, self._adapter.out_rate, early=self._check is not None, nova_check=self._nova_check)
+            self._request, self._adapter.out_rate, early=self._check_ready, nova_check=self._nova_check)
         return options
 
     async def _run(self) -> None:
