@@ -24,7 +24,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.event import async_read_event
 from wyoming.info import Describe
 
-from wyoming_flux.server.wire import encode_event
+from wyoming_flux.server.protocol.wire import encode_event
 
 FLOOR = """
 import asyncio, sys

@@ -27,7 +27,7 @@ from common import ROOT, free_port, percentiles, processes, rss_kb, save, wait_p
 from wyoming.event import async_read_event
 from wyoming.info import Describe
 
-from wyoming_flux.server.wire import encode_event
+from wyoming_flux.server.protocol.wire import encode_event
 
 SCRAPER = """
 import asyncio, sys

@@ -15,7 +15,7 @@ from tests.conftest import API_KEY, ROOT
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, load_wav, silence
 from wyoming_flux.server.server import WyomingServer
-from wyoming_flux.server.wire import encode_event
+from wyoming_flux.server.protocol.wire import encode_event
 
 KITCHEN = "turn_on_the_kitchen_light"
 

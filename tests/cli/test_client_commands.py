@@ -22,7 +22,7 @@ from tests.fake_flux import FakeFlux
 from tests.helpers import FIXTURES, fixture_text, load_wav, silence
 from tests.wyoming_io import Raw, audio_events, until
 from wyoming_flux.cli.client import check, read_wav, transcribe
-from wyoming_flux.server.limits import ConnectionLimits
+from wyoming_flux.server.protocol.limits import ConnectionLimits
 from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 

@@ -29,7 +29,7 @@ from tests.fake_flux import FakeFlux
 from tests.ha.conftest import needs_home_assistant
 from tests.helpers import chunks, fixture_text, free_port, load_wav, silence
 from wyoming_flux.deepgram.flux import estimate_tokens
-from wyoming_flux.server.hass_names import HassNames
+from wyoming_flux.server.hass.names import HassNames
 from wyoming_flux.cli.namecheck import check_names
 from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
@@ -37,7 +37,7 @@ from wyoming_flux.turn.session import SessionConfig
 pytestmark = needs_home_assistant("2026.10.0", "the server needs wyoming 1.10, newer than older releases pin")
 
 KITCHEN = "turn_on_the_kitchen_light"
-LOGGER = "wyoming_flux.server.hass_names"
+LOGGER = "wyoming_flux.server.hass.names"
 
 
 class HomeAssistantApi:

@@ -23,9 +23,9 @@ from tests.conftest import make_settings, start_server
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
 from tests.wyoming_io import Raw, audio_events, port, read_until
-from wyoming_flux.server.limits import ConnectionLimits
+from wyoming_flux.server.protocol.limits import ConnectionLimits
 from wyoming_flux.server.server import WyomingServer
-from wyoming_flux.server.wire import encode_event
+from wyoming_flux.server.protocol.wire import encode_event
 from wyoming_flux.turn.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"

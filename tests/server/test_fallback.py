@@ -247,7 +247,7 @@ def test_a_fallback_that_is_this_server_is_refused() -> None:
 
 
 async def test_a_fallback_that_leads_back_here_stops_the_start(session_config: SessionConfig) -> None:
-    from wyoming_flux.server.fallback_client import FallbackLoopError
+    from wyoming_flux.server.protocol.fallback_client import FallbackLoopError
 
     # The server itself has no address check (that is the command line's): the Describe probe arrives here.
     port = free_port()

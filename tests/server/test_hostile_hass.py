@@ -18,13 +18,13 @@ from tests.conftest import ROOT, make_settings
 from tests.helpers import memory_mb, reset_peak_memory
 from tests.wyoming_io import describe_latencies, port
 from wyoming_flux.deepgram.flux import KEYTERM_TOKEN_BUDGET, estimate_tokens
-from wyoming_flux.server import hass_names
-from wyoming_flux.server.hass_names import HassNames
-from wyoming_flux.server.json_elements import Element
+from wyoming_flux.server.hass import names as hass_names
+from wyoming_flux.server.hass.names import HassNames
+from wyoming_flux.server.hass.json_elements import Element
 from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
-LOGGER = "wyoming_flux.server.hass_names"
+LOGGER = "wyoming_flux.server.hass.names"
 
 
 @contextlib.asynccontextmanager

@@ -31,8 +31,8 @@ from tests.wyoming_io import (
     until,
 )
 from wyoming_flux.cli.main import build_parser, main, settings_from_args
-from wyoming_flux.server.http_endpoint import HttpLimits
-from wyoming_flux.server.http_endpoint import MetricsListenError
+from wyoming_flux.server.monitoring.http_endpoint import HttpLimits
+from wyoming_flux.server.monitoring.http_endpoint import MetricsListenError
 from wyoming_flux.server.server import WyomingServer
 from wyoming_flux.turn.session import SessionConfig
 
@@ -224,7 +224,7 @@ async def test_a_command_then_metrics_from_the_real_process(fake_flux: FakeFlux)
 async def test_a_server_without_metrics_never_imports_prometheus_client() -> None:
     """Home Assistant installs the core without the server extra; its tests run our server beside HA's wyoming."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import sys, wyoming_flux.cli.main, wyoming_flux.server.server, wyoming_flux.server.command;"
+        sys.executable, "-c", "import sys, wyoming_flux.cli.main, wyoming_flux.server.server, wyoming_flux.server.protocol.command;"
         "print('prometheus_client' in sys.modules)", stdout=asyncio.subprocess.PIPE)
     out, _ = await asyncio.wait_for(process.communicate(), 30)
     assert out.decode().strip() == "False"
@@ -233,7 +233,7 @@ async def test_a_server_without_metrics_never_imports_prometheus_client() -> Non
 async def test_metrics_without_prometheus_client_is_one_clear_error(session_config: SessionConfig,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if the server extra were not installed
-    monkeypatch.delitem(sys.modules, "wyoming_flux.server.metrics", raising=False)
+    monkeypatch.delitem(sys.modules, "wyoming_flux.server.monitoring.metrics", raising=False)
     server = WyomingServer(dataclasses.replace(make_settings(session_config), metrics_port=0), "tcp://127.0.0.1:0")
     with pytest.raises(MetricsListenError, match=r"--metrics-port needs prometheus_client"):
         await server.start()

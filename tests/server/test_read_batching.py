@@ -18,10 +18,10 @@ from tests.conftest import start_server
 from tests.fake_flux import FakeFlux
 from tests.helpers import chunks, fixture_text, load_wav, silence
 from tests.wyoming_io import Raw, port
-from wyoming_flux.server import reads
-from wyoming_flux.server.limits import ConnectionLimits
+from wyoming_flux.server.protocol import reads
+from wyoming_flux.server.protocol.limits import ConnectionLimits
 from wyoming_flux.server.server import WyomingServer
-from wyoming_flux.server.wire import encode_event
+from wyoming_flux.server.protocol.wire import encode_event
 from wyoming_flux.turn.session import SessionConfig
 
 KITCHEN = "turn_on_the_kitchen_light"

@@ -6,7 +6,7 @@ import pytest
 from wyoming.audio import AudioChunk
 from wyoming.event import Event
 
-from wyoming_flux.server.wire import BadEvent, EventParser, encode_event
+from wyoming_flux.server.protocol.wire import BadEvent, EventParser, encode_event
 
 
 def parse_all(parser: EventParser, data: bytes, step: int) -> list[Event]:

@@ -9,7 +9,7 @@ import pytest
 
 from wyoming_flux.cli.main import ConfigError, build_parser, main, settings_from_args
 from wyoming_flux.deepgram.flux import estimate_tokens
-from wyoming_flux.server.hass_names import names_from, websocket_url
+from wyoming_flux.server.hass.names import names_from, websocket_url
 from wyoming_flux.turn.names import Named, keyterms_from_names
 
 

@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 from ..common.bounds import Number, env_default
 from ..deepgram.endpoints import listen_urls
 from ..deepgram.endpoints import REGIONS
-from ..server.hass_names import websocket_url
+from ..server.hass.names import websocket_url
 
 
 class ConfigError(Exception):

@@ -16,8 +16,8 @@ from ..deepgram.flux import validate_thresholds
 from ..deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_NOVA
 from ..deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from ..server.discovery import DEFAULT_NAME, Advertisement, advertised_host
-from ..server.fallback_client import FallbackLoopError, check_fallback_uri
-from ..server.http_endpoint import MetricsListenError
+from ..server.protocol.fallback_client import FallbackLoopError, check_fallback_uri
+from ..server.monitoring.http_endpoint import MetricsListenError
 from ..server.server import WyomingServer
 from ..server.settings import ServerSettings
 from ..server.uri import check_uri, tcp_address

@@ -10,7 +10,7 @@ import aiohttp
 
 from ..common.bounds import Number
 from ..common.wording import count
-from ..server.hass_names import HassAuthError, HassNames, HassProtocolError
+from ..server.hass.names import HassAuthError, HassNames, HassProtocolError
 from .config import ConfigError, Parser, env, read_hass
 
 

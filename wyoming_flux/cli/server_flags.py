@@ -9,9 +9,9 @@ import os
 from dataclasses import fields
 
 from ..common.bounds import Number, env_default
-from ..server.limits import ConnectionLimits
+from ..server.protocol.limits import ConnectionLimits
 from ..server.uri import tcp_address
-from ..server.wire import WireLimits
+from ..server.protocol.wire import WireLimits
 
 # flag, attribute, type, lower bound, upper bound, help. The upper bounds are far past any use; they keep a
 # value such as 1e308 from overflowing the arithmetic that uses it.

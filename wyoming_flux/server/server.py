@@ -24,19 +24,19 @@ from ..deepgram.pool import WarmPool
 from ..turn.completion import CachedCompletion
 from ..turn.fallback import DeepgramHealth
 from ..turn.session import TurnRequest, stream_options
-from .command import CommandContext, SessionGate
-from .connection import Shared, WyomingConnection
-from .fallback_client import WyomingFallback, probe
-from .hass_names import HassNames
-from .http_endpoint import HttpLimits
-from .http_endpoint import MetricsListenError
+from .protocol.command import CommandContext, SessionGate
+from .protocol.connection import Shared, WyomingConnection
+from .protocol.fallback_client import WyomingFallback, probe
+from .hass.names import HassNames
+from .monitoring.http_endpoint import HttpLimits
+from .monitoring.http_endpoint import MetricsListenError
 from .ratelog import RateLimitedLog
 from .settings import ServerSettings, build_info, client_allowed
 from .uri import peer_address, tcp_address, unix_path
-from .wire import encode_event
+from .protocol.wire import encode_event
 
 if TYPE_CHECKING:
-    from .metrics import MetricsEndpoint, ServerMetrics
+    from .monitoring.metrics import MetricsEndpoint, ServerMetrics
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class WyomingServer:
                 self.pool.start()
         if self.settings.metrics_port is not None:
             try:  # only when asked for: prometheus-client is not needed otherwise
-                from .metrics import ServerMetrics
+                from .monitoring.metrics import ServerMetrics
             except ImportError as err:
                 raise MetricsListenError(f"--metrics-port needs {err.name}: install 'wyoming-flux[server]'") from None
             self.metrics = ServerMetrics()
@@ -156,7 +156,7 @@ class WyomingServer:
         if fallback is not None:
             await self._probe_fallback(fallback.uri)
         if self.metrics is not None and self.settings.metrics_port is not None:
-            from .metrics import MetricsEndpoint
+            from .monitoring.metrics import MetricsEndpoint
 
             self._metrics_endpoint = MetricsEndpoint(self.metrics, self._serving, self.settings.metrics_host,
                                                      self.settings.metrics_port, self.metrics_limits)

@@ -10,7 +10,7 @@ from wyoming.info import AsrModel, AsrProgram, Attribution, Info
 from .. import __version__
 from ..deepgram.models import Api, Model
 from ..turn.session import SessionConfig
-from .limits import ConnectionLimits
+from .protocol.limits import ConnectionLimits
 
 ATTRIBUTION = Attribution(name="Deepgram", url="https://deepgram.com")
 PROGRAM_NAME = "deepgram-flux"

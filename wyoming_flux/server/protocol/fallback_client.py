@@ -21,8 +21,8 @@ from wyoming.error import Error
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 
-from ..turn.fallback import AudioBuffer, FallbackError
-from .uri import tcp_address
+from ...turn.fallback import AudioBuffer, FallbackError
+from ..uri import tcp_address
 from .wire import BadEvent, EventParser, WireLimits, encode_event
 
 _CONNECT_TIMEOUT = 3.0

@@ -26,11 +26,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
-from ..common.tasks import cancel
-from ..common.wording import count
-from ..deepgram.flux import Keyterms
-from ..turn.completion import complete_from_debug
-from ..turn.names import Named, add_names
+from ...common.tasks import cancel
+from ...common.wording import count
+from ...deepgram.flux import Keyterms
+from ...turn.completion import complete_from_debug
+from ...turn.names import Named, add_names
 from .json_elements import Element, decode_elements
 
 _LOGGER = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .ratelog import RateLimitedLog
+from ..ratelog import RateLimitedLog
 
 _LOGGER = logging.getLogger(__name__)
 

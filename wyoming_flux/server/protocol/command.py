@@ -10,29 +10,36 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 from wyoming.asr import Transcript, TranscriptChunk, TranscriptStart, TranscriptStop
 from wyoming.error import Error
 from wyoming.event import Event
 
-from ..common.tasks import keep
-from ..common.wording import count
-from ..deepgram.models import Model
-from ..deepgram.pool import WarmPool
-from ..turn.command import AUDIO_FORMAT, Command, CommandRefused, CommandSetup, Fallback, check_audio
-from ..turn.completion import CompletionCheck
-from ..turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, DeepgramHealth
-from ..turn.session import Ending, SessionConfig
+from ...common.tasks import keep
+from ...common.wording import count
+from ...deepgram.models import Model
+from ...deepgram.pool import WarmPool
+from ...turn.command import AUDIO_FORMAT, Command, CommandRefused, CommandSetup, Fallback, check_audio
+from ...turn.completion import CompletionCheck
+from ...turn.fallback import FALLBACK_GRACE, STOP_TIMEOUT, DeepgramHealth
+from ...turn.request import TurnResult
+from ...turn.session import Ending, SessionConfig
+from ..ratelog import RateLimitedLog
 from . import fields
 from .fallback_client import WyomingFallback, from_fallback
 from .fields import AudioFormat, MalformedEvent
 from .partials import ChunkStream
-from .ratelog import RateLimitedLog
 
-if TYPE_CHECKING:  # prometheus-client is imported only by a server that serves metrics
-    from .metrics import ServerMetrics
+
+class CommandMetrics(Protocol):
+    """What commands and connections report to the metrics (monitoring/metrics.py's ServerMetrics)."""
+
+    def command_done(self, result: TurnResult, *, fallback: bool = False) -> None: ...
+
+    def error_sent(self, code: str | None) -> None: ...
+
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ class CommandContext:
     names: Callable[[], tuple[str, ...]] = tuple  # names from Home Assistant known now, never awaited
     fallback: WyomingFallback | None = None
     health: DeepgramHealth | None = None  # shared by every command: after a failure, Flux is skipped for a while
-    metrics: ServerMetrics | None = None
+    metrics: CommandMetrics | None = None
     completion: CompletionCheck | None = None  # Home Assistant's recogniser, for early answers (--hass-url)
     on_resumed: Callable[[], None] | None = None  # the speaker went on after an early answer (counted)
     closing: set[asyncio.Task[None]] = field(default_factory=set)  # Flux streams of ended commands, closing

@@ -19,7 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ..turn.request import TurnResult
+from ...turn.request import TurnResult
 from .http_endpoint import Answer, HttpEndpoint, HttpLimits
 from .http_endpoint import MetricsListenError
 

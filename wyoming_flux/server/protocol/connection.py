@@ -18,13 +18,13 @@ from typing import Any
 from wyoming.error import Error
 from wyoming.event import Event
 
-from ..common.tasks import keep
+from ...common.tasks import keep
 from .command import CommandContext, Commands, Step
 from .fields import MalformedEvent
 from .limits import ConnectionLimits
-from .ratelog import RateLimitedLog
+from ..ratelog import RateLimitedLog
 from .reads import BatchWatch, ReadBatching
-from .uri import peer_address
+from ..uri import peer_address
 from .wire import BadEvent, EventParser, encode_event
 
 _LOGGER = logging.getLogger(__name__)
