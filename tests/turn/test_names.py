@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wyoming_flux.cli.main import ConfigError, build_parser, main, settings_from_args
 from wyoming_flux.deepgram.flux import estimate_tokens
-from wyoming_flux.server.hass.names import names_from, websocket_url
+from wyoming_flux.server.hass.names import _aliases, _area, _exposed, _exposed_state, websocket_url
 from wyoming_flux.turn.names import Named, keyterms_from_names
 
 
@@ -29,6 +30,17 @@ def test_registry_oddities_keep_only_text() -> None:
     # Among an entity's aliases HA stores None for "its own name"; a missing name is no keyterm.
     assert Named.of("Lamp", [None, "Light", 3]) == Named("Lamp", ("Light",))
     assert keyterms_from_names([Named.of(None, [])], [Named.of("Lamp", [None])]) == ["Lamp"]
+
+
+def names_from(areas: list[Any], exposed: dict[str, Any], states: list[Any],
+               entries: dict[str, Any]) -> tuple[list[Named], list[Named]]:
+    """HA's answers -> areas and exposed entities, as the names reader keeps them element by element."""
+    exposed_ids = {key: True for key, value in exposed.items() if _exposed(key, value)}
+    keep = _exposed_state(exposed_ids)
+    kept = [item for state in states if (item := keep(None, state)) is not None]
+    aliases = {key: item for key, value in entries.items() if (item := _aliases(key, value)) is not None}
+    entities = [Named.of(name, aliases.get(entity_id, ())) for entity_id, name in kept]
+    return [item for area in areas if (item := _area(None, area)) is not None], entities
 
 
 def test_names_from_home_assistants_answers() -> None:

@@ -125,17 +125,6 @@ def _exposed_state(exposed: dict[str, Any]) -> Element:
     return keep
 
 
-def names_from(areas: list[Any], exposed: dict[str, Any], states: list[Any],
-               entries: dict[str, Any]) -> tuple[list[Named], list[Named]]:
-    """HA's answers -> areas and exposed entities, in HA's own order (the order the integration sees too)."""
-    exposed_ids = {key: True for key, value in exposed.items() if _exposed(key, value)}
-    keep = _exposed_state(exposed_ids)
-    kept = [item for state in states if (item := keep(None, state)) is not None]
-    aliases = {key: item for key, value in entries.items() if (item := _aliases(key, value)) is not None}
-    entities = [Named.of(name, aliases.get(entity_id, ())) for entity_id, name in kept]
-    return [item for area in areas if (item := _area(None, area)) is not None], entities
-
-
 def _pick(value: Any, path: tuple[str, ...], element: Element) -> Any:
     """As decode_elements does for a large answer, on one already decoded."""
     for key in path:
