@@ -20,7 +20,7 @@ import aiohttp
 from ..common.tasks import cancel, keep
 from ..deepgram.errors import FluxError, FluxStreamError
 from ..deepgram.flux import Connected, StreamOptions, TurnInfo, UnknownMessage
-from ..deepgram.models import language_mismatch
+from ..deepgram.models import NOVA, language_mismatch
 from ..deepgram.nova import Metadata, NovaOptions, Results
 from ..deepgram.pool import WarmPool
 from ..deepgram.stream import DeepgramSocket
@@ -77,7 +77,8 @@ class TurnSession:
         # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
         # endpoint, only while the check can answer: otherwise the endpointing is the user's, as without it).
         self._check = completion if config.early_answer else None
-        self._nova_check = self._check is not None and self._check.ready()
+        # (Flux has its own end of turn: an answer that is not "complete" leaves the end to it.)
+        self._nova_check = self._check is not None and request.model.api == NOVA and self._check.ready()
         self._checks: set[asyncio.Task[None]] = set()
         self._on_resumed = on_resumed
         self._resumed = False
