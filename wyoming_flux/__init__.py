@@ -35,6 +35,7 @@ from .deepgram.models import (
 from .deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from .turn.audio import AudioFormatError, check_format
 from .turn.command import Command, CommandRefused, CommandSetup, Fallback, Wording
+from .turn.completion import CachedCompletion, complete_from_debug
 from .turn.fallback import AudioBuffer, FallbackError, FluxHealth, answer_with_fallback
 from .turn.names import Named, keyterms_from_names
 from .turn.request import SessionConfig, TurnRequest, TurnResult
@@ -54,6 +55,7 @@ __all__ = [
     "REGIONS",
     "AudioBuffer",
     "AudioFormatError",
+    "CachedCompletion",
     "Command",
     "CommandRefused",
     "CommandSetup",
@@ -76,6 +78,7 @@ __all__ = [
     "cancel",
     "check_format",
     "choose_model",
+    "complete_from_debug",
     "keyterms_from_names",
     "nova_language",
     "unserved_language",
