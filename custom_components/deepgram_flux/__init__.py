@@ -147,7 +147,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry)
     entry.async_on_unload(usage.async_start())
     config = session_config(entry)
     completion = None
-    if config.early_answer:
+    if config.early_answer and config.end_on_flux_eot:  # with Home Assistant's VAD, its silence ends commands
         completion = AssistCompletion(
             hass, lambda coro, name: entry.async_create_background_task(hass, coro, name))
         entry.async_on_unload(completion.aclose)  # its asks still running

@@ -207,3 +207,6 @@ async def test_home_assistant_vad_mode(hass: HomeAssistant, flux_entry: MockConf
     result = await entity(hass).async_process_audio_stream(metadata(), aiter(stream))
     assert stream.exhausted  # the end of the stream (HA's VAD), not Flux, ended the command
     assert result.text == fixture_text(KITCHEN)
+    # Early answers have nothing to end: no check, no early guesses asked of Flux.
+    assert flux_entry.runtime_data.completion is None
+    assert "eager_eot_threshold" not in fake_flux.streams[-1].query
