@@ -24,6 +24,7 @@ from .deepgram.models import (
 from .deepgram.nova import DEFAULT_ENDPOINTING_MS, DEFAULT_UTTERANCE_END_MS
 from .turn.audio import AudioFormatError, check_format
 from .turn.command import Command, CommandRefused, CommandSetup, Fallback, Wording
+from .turn.completion import CachedCompletion, complete_from_debug
 from .turn.fallback import AudioBuffer, FallbackError, DeepgramHealth, answer_with_fallback
 from .turn.names import Named, keyterms_from_names
 from .turn.request import SessionConfig, TurnRequest, TurnResult

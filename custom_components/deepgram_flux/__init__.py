@@ -25,10 +25,12 @@ from wyoming_flux import (
     served_models,
 )
 
+from .completion import AssistCompletion
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_CUSTOM_URL,
     CONF_EAGER_EOT_THRESHOLD,
+    CONF_EARLY_ANSWER,
     CONF_END_OF_SPEECH,
     CONF_ENDPOINT,
     CONF_ENDPOINTING_MS,
@@ -59,6 +61,7 @@ from .repairs import clear_issues
 from .usage import UsageTracker, async_remove_usage
 
 PLATFORMS = [Platform.SENSOR, Platform.STT]
+EARLY_ANSWER_RESUMED = "early_answer_resumed"  # the counter of commands the speaker went on after
 
 
 @dataclass
@@ -71,6 +74,11 @@ class RuntimeData:
     history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_LENGTH))
     counters: Counter[str] = field(default_factory=Counter)  # errors by code, and notes (Configure refused, ...)
     health: DeepgramHealth = field(default_factory=DeepgramHealth)  # after a failure, commands skip Flux for a while
+    completion: AssistCompletion | None = None  # early answers: Home Assistant's recogniser (None: switched off)
+
+    def count_resumed(self) -> None:
+        """The speaker went on after an early answer: the cut early answers risk, shown in diagnostics."""
+        self.counters[EARLY_ANSWER_RESUMED] += 1
 
 
 type DeepgramFluxConfigEntry = ConfigEntry[RuntimeData]
@@ -126,6 +134,7 @@ def session_config(entry: ConfigEntry) -> SessionConfig:
         tags=tuple(options[CONF_TAGS]),
         endpointing_ms=int(options[CONF_ENDPOINTING_MS]),
         utterance_end_ms=int(options[CONF_UTTERANCE_END_MS]),
+        early_answer=bool(options[CONF_EARLY_ANSWER]),
     )
 
 
@@ -153,7 +162,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: DeepgramFluxConfigEntry)
     usage = usage_tracker(hass, entry)
     await usage.async_load()
     entry.async_on_unload(usage.async_start())
-    entry.runtime_data = RuntimeData(session_config=session_config(entry), keyterms=keyterms, usage=usage)
+    config = session_config(entry)
+    completion = None
+    if config.early_answer and config.end_on_flux_eot:  # with Home Assistant's VAD, its silence ends commands
+        completion = AssistCompletion(
+            hass, lambda coro, name: entry.async_create_background_task(hass, coro, name))
+        entry.async_on_unload(completion.aclose)  # its asks still running
+    entry.runtime_data = RuntimeData(session_config=config, keyterms=keyterms, usage=usage, completion=completion)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

@@ -24,6 +24,7 @@ MODELS: Final = [MODEL_EN, MODEL_MULTI, MODEL_NOVA]  # nova-3 alone: every langu
 CONF_EOT_THRESHOLD: Final = "eot_threshold"
 CONF_EAGER_EOT_THRESHOLD: Final = "eager_eot_threshold"
 CONF_EOT_TIMEOUT_MS: Final = "eot_timeout_ms"
+CONF_EARLY_ANSWER: Final = "early_answer"  # answer a complete command at the first sign of its end
 CONF_KEYTERMS: Final = "keyterms"
 CONF_BOOST_EXPOSED: Final = "boost_exposed_names"
 CONF_END_OF_SPEECH: Final = "end_of_speech"
@@ -49,6 +50,7 @@ END_OF_SPEECH_HA_VAD: Final = "ha_vad"
 DEFAULT_OPTIONS: Final = {
     CONF_EOT_THRESHOLD: 0.7,
     CONF_EOT_TIMEOUT_MS: 5000,
+    CONF_EARLY_ANSWER: True,
     CONF_KEYTERMS: [],
     CONF_BOOST_EXPOSED: True,
     CONF_END_OF_SPEECH: END_OF_SPEECH_FLUX,

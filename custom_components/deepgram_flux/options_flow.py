@@ -32,6 +32,7 @@ from . import options_with_defaults, uses_nova
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_EAGER_EOT_THRESHOLD,
+    CONF_EARLY_ANSWER,
     CONF_END_OF_SPEECH,
     CONF_ENDPOINTING_MS,
     CONF_EOT_THRESHOLD,
@@ -98,6 +99,7 @@ SECTIONS: tuple[Section, ...] = (
         vol.Required(CONF_END_OF_SPEECH): SelectSelector(SelectSelectorConfig(
             options=[END_OF_SPEECH_FLUX, END_OF_SPEECH_HA_VAD], translation_key=CONF_END_OF_SPEECH,
             mode=SelectSelectorMode.LIST)),
+        vol.Optional(CONF_EARLY_ANSWER, default=True): BooleanSelector(),
         vol.Required(CONF_EOT_THRESHOLD): _number(*RANGES["eot_threshold"], 0.01),
         vol.Optional(CONF_EAGER_EOT_THRESHOLD): _number(*RANGES["eager_eot_threshold"], 0.01),
         vol.Required(CONF_EOT_TIMEOUT_MS): _number(*RANGES["eot_timeout_ms"], 100, "ms"),

@@ -10,9 +10,10 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from homeassistant.components import stt
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
+from homeassistant.helpers.start import async_at_started
 
 from wyoming_flux import (
     Command,
@@ -58,6 +59,18 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
         self._models = entry_models(entry.data)
         self._attr_unique_id = f"{entry.entry_id}-stt"
         self._attr_device_info = device_info(entry)
+
+    async def async_added_to_hass(self) -> None:
+        await super().async_added_to_hass()
+        # Early answers: the first ask in a language loads its sentences (0.1-1 s); the pipelines' languages
+        # load once Home Assistant has started (then conversation and assist_pipeline are set up).
+        if self._entry.runtime_data.completion is not None:
+            self.async_on_remove(async_at_started(self.hass, self._warm_pipelines))
+
+    @callback
+    def _warm_pipelines(self, _hass: HomeAssistant) -> None:
+        if (completion := self._entry.runtime_data.completion) is not None:
+            completion.warm_pipelines(self.entity_id)
 
     @property
     def supported_languages(self) -> list[str]:
@@ -105,8 +118,13 @@ class DeepgramFluxSTT(stt.SpeechToTextEntity):
             if not fallback_id:
                 runtime.usage.record(None)  # a command all the same: the sensor counts it
                 return stt.SpeechResult(None, stt.SpeechResultState.ERROR)
+        completion = runtime.completion
+        if completion is not None:
+            completion.warm(metadata.language)  # once per language; a no-op after
         setup = CommandSetup(runtime.session_config, tuple(self._models), async_get_clientsession(self.hass),
-                             runtime.health, wording=_WORDING)
+                             runtime.health, wording=_WORDING,
+                             completion=completion.check if completion is not None else None,
+                             on_resumed=runtime.count_resumed)
         rate, width, channels = int(metadata.sample_rate), int(metadata.bit_rate) // 8, int(metadata.channel)
         try:
             request = setup.request(metadata.language, keyterms=runtime.keyterms.terms())

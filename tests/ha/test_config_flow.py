@@ -115,8 +115,8 @@ OPTIONS = {
 }
 # The options form's sections, in order, and the fields each holds (the user's view of the options).
 SECTIONS = {
-    "turn": ["end_of_speech", "eot_threshold", "eager_eot_threshold", "eot_timeout_ms", "no_speech_timeout",
-             "max_command_seconds", "endpointing_ms", "utterance_end_ms"],  # the last two: only with Nova-3
+    "turn": ["end_of_speech", "early_answer", "eot_threshold", "eager_eot_threshold", "eot_timeout_ms",
+             "no_speech_timeout", "max_command_seconds", "endpointing_ms", "utterance_end_ms"],  # last two: Nova-3
     "names": ["boost_exposed_names", "keyterms"],
     "usage": ["price_per_minute", "monthly_cap_minutes", "tags", "mip_opt_out"],
     "fallback": ["fallback_entity"],

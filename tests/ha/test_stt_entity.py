@@ -11,7 +11,7 @@ from homeassistant.components import assist_pipeline, stt
 from homeassistant.components.assist_pipeline import PipelineEvent, PipelineEventType, PipelineStage
 from homeassistant.components.homeassistant.exposed_entities import async_expose_entity
 from homeassistant.config_entries import SOURCE_REAUTH
-from homeassistant.core import Context, HomeAssistant
+from homeassistant.core import Context, HomeAssistant, ServiceCall
 from homeassistant.helpers import area_registry as ar, entity_registry as er
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_mock_service
@@ -48,16 +48,24 @@ async def test_entity_describes_what_home_assistant_may_send(hass: HomeAssistant
     assert processing.requires_external_vad is False and processing.prefers_noise_reduction_enabled is False
 
 
-async def test_assist_pipeline_turns_on_the_kitchen_light_when_flux_ends_the_turn(
-    hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux
-) -> None:
+async def kitchen_home(hass: HomeAssistant, stt_engine: str = ENTITY_ID, language: str = "en-US") -> list[ServiceCall]:
+    """Conversation and the assist pipeline, the Kitchen Light exposed to Assist, the preferred pipeline on
+    `stt_engine` in `language`. Returns the calls of light.turn_on (HA's own intent handling makes them)."""
     for component in ("intent", "conversation", "assist_pipeline"):
         assert await async_setup_component(hass, component, {})
     hass.states.async_set("light.kitchen_light", "off", {"friendly_name": "Kitchen Light"})
     async_expose_entity(hass, "conversation", "light.kitchen_light", True)
     turn_on = async_mock_service(hass, "light", "turn_on")
     pipeline = assist_pipeline.async_get_pipeline(hass)
-    await assist_pipeline.async_update_pipeline(hass, pipeline, stt_engine=ENTITY_ID, stt_language="en-US")
+    await assist_pipeline.async_update_pipeline(hass, pipeline, stt_engine=stt_engine, stt_language=language,
+                                                language=language[:2], conversation_language=language[:2])
+    return turn_on
+
+
+async def test_assist_pipeline_turns_on_the_kitchen_light_when_flux_ends_the_turn(
+    hass: HomeAssistant, flux_entry: MockConfigEntry, fake_flux: FakeFlux
+) -> None:
+    turn_on = await kitchen_home(hass)
 
     events: list[PipelineEvent] = []
     stream = PacedStream(load_wav(KITCHEN) + silence(5))  # real time, 10 ms chunks
@@ -199,3 +207,6 @@ async def test_home_assistant_vad_mode(hass: HomeAssistant, flux_entry: MockConf
     result = await entity(hass).async_process_audio_stream(metadata(), aiter(stream))
     assert stream.exhausted  # the end of the stream (HA's VAD), not Flux, ended the command
     assert result.text == fixture_text(KITCHEN)
+    # Early answers have nothing to end: no check, no early guesses asked of Flux.
+    assert flux_entry.runtime_data.completion is None
+    assert "eager_eot_threshold" not in fake_flux.streams[-1].query

@@ -41,14 +41,14 @@ class Sentences:
 
 
 async def run(config: SessionConfig, pcm: bytes, check: Sentences | None, *, model: str = MODEL_EN,
-              language: str | None = None) -> tuple[TurnResult, int, list[int]]:
+              language: str | None = None, pace: float = 4.0) -> tuple[TurnResult, int, list[int]]:
     resumed: list[int] = []
     async with aiohttp.ClientSession() as http:
         session = TurnSession(http, config, TurnRequest(DEEPGRAM_MODELS[model], language), 16000, completion=check,
                               on_resumed=lambda: resumed.append(1))
         session.start()
         try:
-            fed = await feed_paced(session, pcm, 4.0)
+            fed = await feed_paced(session, pcm, pace)
             result = await session.finish()
         finally:
             await session.aclose()
@@ -119,6 +119,19 @@ async def test_a_check_that_does_not_know_leaves_flux_to_end_the_turn(session_co
     late_flux.script.transcripts = [fixture_text(KITCHEN)]
     result, _, _ = await run(session_config, load_wav(KITCHEN) + silence(3), Sentences({}, ready=False))
     assert result.trigger == "model"
+
+
+async def test_words_the_check_cannot_judge_leave_flux_to_end_the_turn(session_config: SessionConfig,
+                                                                       late_flux: FakeFlux) -> None:
+    # The check is ready but does not know these words (a language it has no sentences for, a late answer):
+    # Flux's own EndOfTurn ends the command, not a Nova-3 endpointing wait started at the EagerEndOfTurn.
+    text = fixture_text(KITCHEN)
+    late_flux.script.transcripts = [text]
+    check = Sentences({})
+    # Real time: the watchdog that would end a Nova-3 wait ticks on the wall clock.
+    result, _, _ = await run(session_config, load_wav(KITCHEN) + silence(3), check, pace=1.0)
+    assert (result.text, result.trigger) == (text, "model")
+    assert check.asked == [(text, None)]
 
 
 async def test_nova_answers_a_complete_command_at_a_short_pause(session_config: SessionConfig,
