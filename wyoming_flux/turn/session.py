@@ -32,7 +32,7 @@ from .request import (
     TurnResult,
     stream_options,
 )
-from .state import Bounds, Decision, Ending, ForceTurn, TurnState
+from .state import MAX_TEXT_CHARS, Bounds, Decision, Ending, ForceTurn, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
 
@@ -382,6 +382,8 @@ class TurnSession:
         if decision.degraded:
             _LOGGER.warning("%s; answering with the text heard so far", decision.reason)
             self._notes.append(f"degraded: {decision.reason}")
+        if self._state.text_cut:
+            self._notes.append(f"text-cut: kept the first {MAX_TEXT_CHARS} characters")
         ended_at = self._audio_ended_at if decision.ended_by is Ending.FORCED else None
         started = self._state.started_at
         connected = self._state.connected_at
