@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 from .common.bounds import RANGES
 from .common.tasks import cancel
 from .deepgram.access import verify_model
+from .deepgram.endpoints import check_deepgram_url
 from .deepgram.errors import KINDS, FluxAuthError, FluxError
 from .deepgram.flux import REGIONS, validate_thresholds, verify_access
 from .deepgram.models import (
@@ -68,6 +69,7 @@ __all__ = [
     "answer_with_fallback",
     "base_language",
     "cancel",
+    "check_deepgram_url",
     "check_format",
     "choose_model",
     "keyterms_from_names",
