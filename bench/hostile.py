@@ -7,9 +7,12 @@ process, every 10 ms) while
 - one connection pipelines `GET /metrics` as fast as it can and never reads the answers (or reads them), while
   another client asks /healthz every 250 ms and the server's memory is sampled;
 - 16 keep-alive connections hold the metrics port (each asks `HEAD /healthz` now and then) and 20 scrapes come;
-- the server reads the names of a 100,000-entity Home Assistant (tests/hostile_hass.py), from its start.
+- the server reads the names of a 100,000-entity Home Assistant (tests/hostile_hass.py), from its start;
+- a Nova-3 command whose Deepgram settles without end (tests/fake_nova.py): 1,000 one-word segments per audio
+  second (tiny_finals), or a 1 MiB segment every 0.2 s (huge_finals); also the text's length and the server's
+  RSS growth (peak, sampled every 50 ms).
 
-    .venv/bin/python bench/hostile.py [--seconds 5]
+    .venv/bin/python bench/hostile.py [--seconds 5] [--only nova]
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ import sys
 import threading
 import time
 
-from common import ROOT, free_port, percentiles, processes, rss_kb, save, wait_port
+from common import ROOT, chunks, free_port, percentiles, processes, rss_kb, save, wait_port
+from wyoming.asr import Transcribe, Transcript
+from wyoming.audio import AudioChunk, AudioStart, AudioStop
+from wyoming.client import AsyncTcpClient
 from wyoming.event import async_read_event
 from wyoming.info import Describe
 
@@ -147,11 +153,51 @@ def measure(port: int, seconds: float) -> dict[str, float]:
     return {key: value if key == "n" else round(value * 1000, 2) for key, value in figures.items()}
 
 
+async def nova_runaway(port: int, pid: int, seconds: float) -> dict[str, float]:
+    """A Polish command (Nova-3) streamed in real time for `seconds`, then AudioStop; Describe meanwhile on
+    another connection; the Transcript's length and the server's peak RSS growth."""
+    async def command() -> int:
+        async with AsyncTcpClient("127.0.0.1", port) as client:
+            await client.write_event(Transcribe(language="pl").event())
+            await client.write_event(AudioStart(rate=16000, width=2, channels=1).event())
+            for chunk in chunks(bytes(int(32000 * seconds)), 3200):
+                await client.write_event(AudioChunk(rate=16000, width=2, channels=1, audio=chunk).event())
+                await asyncio.sleep(0.1)
+            await client.write_event(AudioStop().event())
+            while (event := await client.read_event()) is not None and not Transcript.is_type(event.type):
+                pass
+            return len(Transcript.from_event(event).text) if event is not None else -1
+
+    async def peak_rss(done: asyncio.Future[object]) -> int:
+        peak = 0
+        while not done.done():
+            peak = max(peak, rss_kb(pid))
+            await asyncio.sleep(0.05)
+        return peak
+
+    before = rss_kb(pid)
+    answer = asyncio.ensure_future(command())
+    latencies, peak, text_chars = await asyncio.gather(describes(port, seconds), peak_rss(answer), answer)
+    figures = {key: value if key == "n" else round(value * 1000, 2) for key, value in percentiles(latencies).items()}
+    return {**figures, "text_chars": text_chars, "rss_growth_mb": round((peak - before) / 1024, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--only", choices=("nova",), help="only the Nova-3 runaway peers")
     args = parser.parse_args()
     results: dict[str, object] = {}
+    for mode in ("tiny_finals", "huge_finals"):
+        with processes(fake_args=("--nova-mode", mode)) as (server, port):
+            try:
+                results[f"nova_{mode}"] = asyncio.run(nova_runaway(port, server.pid, args.seconds))
+            except (OSError, TimeoutError) as err:  # an overwhelmed server drops its clients
+                results[f"nova_{mode}"] = {"failed": repr(err)}
+        print(f"nova_{mode:19} {results[f'nova_{mode}']}", flush=True)
+    if args.only:
+        report(results, "hostile_nova")
+        return
     metrics_port = free_port()
     with processes("--metrics-port", str(metrics_port)) as (server, port):
         wait_port(metrics_port)
@@ -189,9 +235,13 @@ def main() -> None:
     finally:
         hass.kill()
         hass.wait()
-    for name, figures in results.items():
-        print(f"{name:24} {figures}")
-    print(save("hostile", results))
+    report(results, "hostile")
+
+
+def report(results: dict[str, object], name: str) -> None:
+    for scenario, figures in results.items():
+        print(f"{scenario:24} Describe ms: {figures}")
+    print(save(name, results))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ class Script:
     configure_failure: bool = False  # answer every Configure with ConfigureFailure
     close_stream_delay: float = 0.0  # CloseStream: send the pending Updates, wait this long, then close
     idle_close_reason: str | None = None  # idle close as a bare close frame 1011 with this reason (v1 style)
-    # /v1/listen (Nova-3): normal | no_speech_final (only UtteranceEnd ends) | empty_speech_final
+    # /v1/listen (Nova-3): normal | no_speech_final (only UtteranceEnd ends) | empty_speech_final |
+    # duplicated_finals | swapped_finals | tiny_finals | huge_finals (fake_nova.MODES)
     nova_mode: str = "normal"
     finalize_results: int = 1  # /v1: Finalize answers the buffered audio in this many results (words split)
     keyterm_token_limit: int = 500  # lower it for a Deepgram that counts more tokens than we estimate
@@ -595,9 +596,10 @@ async def _main() -> None:
     parser.add_argument("--handshake-delay", type=float, default=0.0)
     parser.add_argument("--no-eot", action="store_true", help="never end a turn by itself")
     parser.add_argument("--timing-log", help="append timing events (JSON lines, monotonic clock) to this file")
+    parser.add_argument("--nova-mode", default="normal", help="how /v1/listen misbehaves (fake_nova.MODES)")
     args = parser.parse_args()
     script = Script(eot_silence=args.eot_silence, handshake_delay=args.handshake_delay, no_eot=args.no_eot,
-                    timing_log=args.timing_log)
+                    timing_log=args.timing_log, nova_mode=args.nova_mode)
     if args.transcript:
         script.transcripts = args.transcript
     fake = FakeFlux(api_key=args.api_key, script=script)

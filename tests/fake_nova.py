@@ -8,6 +8,8 @@ word, SpeechStarted with vad_events (Script.no_eot: neither end ever comes). Fin
 audio (from_finalize results: one, or Script.finalize_results; nothing when nothing is buffered); CloseStream
 flushes, sends Metadata and closes. Deepgram closes a failed stream with 1011 or 1008 and a sentence that
 carries the code (CLOSE_REASONS). Modes that disagree with us are switched on through Script.nova_mode.
+A VAD that misses the silence, segments settled word by word and sent twice or pairwise swapped, and a
+runaway peer that settles without end (tiny segments in a flood, or huge ones) are modes too.
 """
 
 from __future__ import annotations
@@ -58,7 +60,12 @@ LANGUAGES = {
 }
 FLUX_LANGUAGES = {"flux-general-en": ["en"], "flux-general-multi": ["en", "es", "fr", "de", "hi", "ru", "pt", "ja",
                                                                     "it", "nl"]}
-MODES = {"normal", "no_speech_final", "empty_speech_final"}
+MODES = {"normal", "no_speech_final", "empty_speech_final", "duplicated_finals", "swapped_finals", "tiny_finals",
+         "huge_finals"}
+_WORD_BY_WORD = ("duplicated_finals", "swapped_finals")  # every word its own segment, then the normal endpoint
+TINY_PER_WINDOW = 20  # tiny_finals: one-word segments per 20 ms of audio (1,000 per audio second)
+HUGE_EVERY = 10  # huge_finals: windows between two segments
+HUGE_TEXT = "light " * ((1 << 20) // 6)  # 1 MiB; sent without word timings (they would pass 4 MiB)
 
 
 def check_nova_query(query: dict[str, list[str]], script: Script) -> web.Response | None:
@@ -122,6 +129,7 @@ class NovaEngine(EnergyWindows):
         self.since_segment = 0.0
         self.settled = 0  # words already sent as final
         self.last_word_end: float | None = None  # pending UtteranceEnd
+        self.held: dict[str, Any] | None = None  # swapped_finals: a segment waiting to go after the next one
         self.pending = bytearray()
 
     def _words(self) -> list[str]:
@@ -133,22 +141,23 @@ class NovaEngine(EnergyWindows):
         endpoint at a pause mid-command settles only the words before the pause."""
         return min(len(self._words()), math.ceil(self.total_speech / self.script.word_seconds - 1e-9))
 
-    def results(self, *, final: bool, words: list[str], speech_final: bool = False,
-                from_finalize: bool = False) -> dict[str, Any]:
-        start = self.final_end
-        text = " ".join(words)
+    def results(self, *, final: bool, words: list[str], speech_final: bool = False, from_finalize: bool = False,
+                start: float | None = None, text: str | None = None) -> dict[str, Any]:
+        """Results from the last final (or `start`) to now; `text` instead of `words`: without word timings."""
+        start = self.final_end if start is None else start
+        text = " ".join(words) if text is None else text
         step = (self.t - start) / max(1, len(words))
         alternative: dict[str, Any] = {
             "transcript": text,
             "confidence": 0.98 if text else 0.0,
-            "words": [{"word": w, "start": round(start + i * step, 3), "end": round(start + (i + 1) * step, 3),
+            "words": [{"word": w, "start": round(start + i * step, 5), "end": round(start + (i + 1) * step, 5),
                        "confidence": 0.98, "punctuated_word": w} for i, w in enumerate(words)],
         }
         if self.multi:
             alternative["languages"] = list(self.script.languages) if text else []
         message = {
-            "type": "Results", "channel_index": [0, 1], "start": round(start, 3),
-            "duration": round(self.t - start, 3), "is_final": final, "speech_final": speech_final,
+            "type": "Results", "channel_index": [0, 1], "start": round(start, 5),
+            "duration": round(self.t - start, 5), "is_final": final, "speech_final": speech_final,
             "from_finalize": from_finalize, "channel": {"alternatives": [alternative]},
         }
         if final:
@@ -161,6 +170,8 @@ class NovaEngine(EnergyWindows):
     def _step(self, speech: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         self.t += WINDOW_SECONDS
+        if self.mode in ("tiny_finals", "huge_finals"):
+            return self._runaway()
         if speech:
             if not self.in_utterance:
                 self.in_utterance, self.since_segment = True, 0.0
@@ -172,6 +183,8 @@ class NovaEngine(EnergyWindows):
             self.last_word_end = self.t
         elif self.in_utterance:
             self.silence += WINDOW_SECONDS
+        if self.mode in _WORD_BY_WORD and self._unsettled():
+            out += self._settle_word()
         if self.in_utterance and self.since_segment >= SEGMENT_SECONDS and self._unsettled():
             words = self._unsettled()
             out.append(self.results(final=True, words=words))
@@ -188,20 +201,53 @@ class NovaEngine(EnergyWindows):
             self.last_word_end = None
         return out
 
+    def _settle_word(self) -> list[dict[str, Any]]:
+        """duplicated_finals: each word's segment twice; swapped_finals: each pair of segments, second first."""
+        words = self._unsettled()
+        segment = self.results(final=True, words=words)
+        self.settled += len(words)
+        if self.mode == "duplicated_finals":
+            return [segment, dict(segment)]
+        if self.held is None:
+            self.held = segment
+            return []
+        held, self.held = self.held, None
+        return [segment, held]
+
+    def _release(self) -> list[dict[str, Any]]:
+        held, self.held = self.held, None
+        return [] if held is None else [held]
+
+    def _runaway(self) -> list[dict[str, Any]]:
+        """A peer that settles without end and never marks one: TINY_PER_WINDOW one-word segments per window,
+        each in its own slice of it, or a HUGE_TEXT segment every HUGE_EVERY windows."""
+        begin = self.t - WINDOW_SECONDS
+        if self.mode == "tiny_finals":
+            slice_ = WINDOW_SECONDS / TINY_PER_WINDOW
+            out = []
+            for i in range(TINY_PER_WINDOW):
+                out.append(self.results(final=True, words=["a"], start=begin + i * slice_))
+                out[-1]["duration"] = round(slice_ / 2, 5)
+                out[-1]["channel"]["alternatives"][0]["words"][0]["end"] = round(begin + (i + 0.5) * slice_, 5)
+            return out
+        if round(self.t / WINDOW_SECONDS) % HUGE_EVERY:
+            return []
+        return [self.results(final=True, words=[], start=begin, text=HUGE_TEXT)]
+
     def _endpoint(self) -> list[dict[str, Any]]:
         words = self._unsettled()
         self.settled += len(words)
         if self.script.no_eot:  # the VAD never hears the silence and word timings never show the gap
             out = [self.results(final=True, words=words)]
             self.last_word_end = None
-        elif self.mode == "normal":
+        elif self.mode == "normal" or self.mode in _WORD_BY_WORD:
             out = [self.results(final=True, words=words, speech_final=True)]
         elif self.mode == "empty_speech_final":
             out = [self.results(final=True, words=words), self.results(final=True, words=[], speech_final=True)]
         else:  # no_speech_final: a noisy room, the VAD never hears the silence; only UtteranceEnd will come
             out = [self.results(final=True, words=words)]
         self.in_utterance, self.silence = False, 0.0
-        return out
+        return self._release() + out
 
     def flush(self, from_finalize: bool, parts: int = 1) -> list[dict[str, Any]]:
         """The buffered audio as final results (`parts` of them, its words and time split between them); none
@@ -242,6 +288,15 @@ async def handle_models(fake: Any, request: web.Request) -> web.StreamResponse:
                 _model("nova-3-medical", ["en", "en-US"]), _model("nova-3", ["hy"], streaming=False)]
     stt.append(_model("nova-2-general", ["en", "th", "zh-HK"]))
     return web.json_response({"stt": stt, "tts": [_model("aura-2-thalia-en", ["en"], streaming=True)]})
+    def flush(self, from_finalize: bool) -> list[dict[str, Any]]:
+        """The buffered audio as a final result (after a segment swapped_finals still holds); none when nothing
+        is buffered."""
+        held = self._release()
+        if self.t <= self.final_end + 1e-9:
+            return held
+        words = self._unsettled()
+        self.settled += len(words)
+        return [*held, self.results(final=True, words=words, from_finalize=from_finalize)]
 
 
 async def handle_nova(fake: Any, request: web.Request) -> web.StreamResponse:

@@ -51,6 +51,7 @@ __all__ = [
     "answer_with_fallback",
     "base_language",
     "cancel",
+    "check_deepgram_url",
     "check_format",
     "choose_model",
     "complete_from_debug",

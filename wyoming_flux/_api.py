@@ -7,7 +7,7 @@ from .common.tasks import cancel
 from .deepgram.access import verify_model
 from .deepgram.catalog import known_catalog, load_catalog, served_models
 from .deepgram.errors import KINDS, DeepgramAuthError, DeepgramError
-from .deepgram.endpoints import REGIONS
+from .deepgram.endpoints import REGIONS, check_deepgram_url
 from .deepgram.flux import validate_thresholds, verify_flux_access
 from .deepgram.models import (
     Api,

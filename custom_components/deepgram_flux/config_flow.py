@@ -6,7 +6,6 @@ import hashlib
 import logging
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlparse
 
 import voluptuous as vol
 from homeassistant.config_entries import (
@@ -26,7 +25,7 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux import Api, DeepgramError, verify_model
+from wyoming_flux import Api, DeepgramError, check_deepgram_url, verify_model
 
 from . import DeepgramFluxConfigEntry, endpoint_url, entry_models
 from .const import (
@@ -84,8 +83,9 @@ def _check_custom_url(data: dict[str, Any]) -> str | None:
     if data.get(CONF_ENDPOINT) != ENDPOINT_CUSTOM:
         data.pop(CONF_CUSTOM_URL, None)
         return None
-    url = urlparse(str(data.get(CONF_CUSTOM_URL) or ""))
-    if url.scheme not in ("ws", "wss") or not url.netloc:
+    try:
+        check_deepgram_url(str(data.get(CONF_CUSTOM_URL) or ""))  # the server's own rule for --flux-url
+    except ValueError:
         return "invalid_url"
     return None
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
+import subprocess
 import sys
 from pathlib import Path
 
@@ -26,12 +28,22 @@ ROOT = Path(__file__).parents[2]
     ("argv", "message"),
     [
         (["--api-key", "k", "--eot-threshold", "1.5"], "--eot-threshold must be between 0.5 and 1.0, not 1.5"),
-        (["--api-key", "k", "--eager-eot-threshold", "0.8", "--eot-threshold", "0.6"], "must not exceed"),
+        (["--api-key", "k", "--eager-eot-threshold", "0.8", "--eot-threshold", "0.6"],
+         "--eager-eot-threshold 0.8 must not exceed --eot-threshold 0.6"),
+        (["--api-key", "k", "--eager-eot-threshold", "0.8"],
+         "--eager-eot-threshold 0.8 must not exceed --eot-threshold (Flux's default, 0.7)"),
         (["--api-key", "k", "--eot-timeout-ms", "100"], "--eot-timeout-ms must be between 500 and 60000, not 100"),
         (["--api-key", "k", "--max-command-seconds", "0"], "--max-command-seconds must be between 5 and 300, not 0"),
         (["--api-key", "k", "--no-speech-timeout", "90"], "--no-speech-timeout must be between 1 and 60, not 90"),
         (["--api-key", "k", "--uri", "http://x"], "--uri must be"),
         (["--api-key", "k", "--flux-url", "https://x"], "--flux-url must be"),
+        (["--api-key", "k", "--flux-url", "ws://[::1"], "not ws://[::1 (not a URL: invalid IPv6 URL)"),
+        (["--api-key", "k", "--flux-url", "ws://"], "--flux-url must be us, eu, au, in or a ws:// or wss:// URL, "
+                                                    "not ws:// (no host)"),
+        (["--api-key", "k", "--flux-url", "wss://:0"], "not wss://:0 (no host)"),
+        (["--api-key", "k", "--flux-url", "ws://h:abc/"], "(the port is not a number from 1 to 65535)"),
+        (["--api-key", "k", "--flux-url", "ws://h:0/v2/listen"], "(the port is not a number from 1 to 65535)"),
+        (["check", "--flux", "--api-key", "k", "--flux-url", "ws://[::1"], "--flux-url must be"),
         ([], "a Deepgram API key is required"),
         (["--api-key-file", "/nonexistent/key"], "cannot read --api-key-file"),
     ],
@@ -42,6 +54,38 @@ def test_bad_configuration_is_one_clear_line(argv: list[str], message: str, caps
     assert _exit_code(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "environment", "message"),
+    [
+        ([], {"DEEPGRAM_API_KEY_FILE": "/x"}, "cannot read DEEPGRAM_API_KEY_FILE /x: No such file"),
+        (["check", "--flux"], {"DEEPGRAM_API_KEY_FILE": "/x"}, "cannot read DEEPGRAM_API_KEY_FILE /x: No such file"),
+        (["--api-key", "k"], {"WYOMING_FLUX_URI": "10300"},
+         "WYOMING_FLUX_URI must be tcp://HOST:PORT or unix://PATH, not 10300"),
+        (["--api-key", "k", "--eot-threshold", "0.6"], {"WYOMING_FLUX_EAGER_EOT_THRESHOLD": "0.8"},
+         "WYOMING_FLUX_EAGER_EOT_THRESHOLD 0.8 must not exceed --eot-threshold 0.6"),
+        (["--api-key", "k", "--eager-eot-threshold", "0.8"], {"WYOMING_FLUX_EOT_THRESHOLD": "0.6"},
+         "--eager-eot-threshold 0.8 must not exceed WYOMING_FLUX_EOT_THRESHOLD 0.6"),
+        (["--api-key", "k"], {"WYOMING_FLUX_URL": "ws://[::1"}, "WYOMING_FLUX_URL must be us, eu, au, in or a ws://"),
+        (["check", "--flux", "--api-key", "k"], {"WYOMING_FLUX_URL": "ws://[::1"}, "WYOMING_FLUX_URL must be"),
+        (["--api-key", "k", "--hass-url", "http://h:8123"], {"WYOMING_FLUX_HASS_TOKEN_FILE": "/x"},
+         "cannot read WYOMING_FLUX_HASS_TOKEN_FILE /x: No such file"),
+        (["check", "--hass-url", "http://h:8123"], {"WYOMING_FLUX_HASS_TOKEN_FILE": "/x"},
+         "cannot read WYOMING_FLUX_HASS_TOKEN_FILE /x: No such file"),
+        # given on the command line, the flag is named even though its variable is set too
+        (["--api-key", "k", "--uri", "10300"], {"WYOMING_FLUX_URI": "10301"}, "--uri must be"),
+    ],
+)
+def test_an_error_from_an_environment_variable_names_the_variable(
+        argv: list[str], environment: dict[str, str], message: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DEEPGRAM_API_KEY", raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    assert _exit_code(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and message in err, err
 
 
 def test_malformed_environment_value_is_one_clear_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,6 +389,33 @@ def test_an_empty_key_file_says_it_is_empty(tmp_path: Path, capsys: pytest.Captu
     assert capsys.readouterr().err.strip() == f"wyoming-flux: error: --api-key-file {key} is empty"
 
 
+def _small_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))  # reading a file whole fails fast, not the host
+
+
+@pytest.mark.parametrize("kind", ["dev_zero", "fifo", "sparse_1_gib"])
+@pytest.mark.parametrize("flags", [("--api-key-file",), ("check", "--flux", "--api-key-file"),
+                                   ("--api-key", "k", "--hass-url", "http://h:8123", "--hass-token-file")])
+def test_a_key_or_token_file_is_read_bounded_and_never_blocks(tmp_path: Path, kind: str,
+                                                              flags: tuple[str, ...]) -> None:
+    """/dev/zero was read whole (2.6 GB, then a MemoryError traceback), a FIFO blocked forever: now each is one
+    line at once. In a process whose address space is capped at 1 GiB (never in the test's own: a regression
+    would take the machine's memory)."""
+    path = {"dev_zero": Path("/dev/zero"), "fifo": tmp_path / "fifo", "sparse_1_gib": tmp_path / "big"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "sparse_1_gib":
+        with path.open("wb") as big:
+            big.truncate(1 << 30)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("DEEPGRAM_API_KEY", None)
+    done = subprocess.run([sys.executable, "-m", "wyoming_flux", *flags, str(path)], env=env, capture_output=True,
+                          text=True, timeout=30, preexec_fn=_small_address_space)
+    reason = "larger than 4096 bytes" if kind == "sparse_1_gib" else "not a regular file"
+    assert (done.returncode, done.stderr.count("\n")) == (2, 1), done.stderr[-2000:]
+    assert f"cannot read {flags[-1]} {path}: {reason}" in done.stderr
+
+
 @pytest.mark.parametrize("content", ["test-key\nsecond\n", "test key", "test-\x07key"])
 def test_a_key_that_is_not_one_clean_line_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                        monkeypatch: pytest.MonkeyPatch, content: str) -> None:
@@ -358,7 +429,7 @@ def test_a_key_that_is_not_one_clean_line_is_one_line(tmp_path: Path, capsys: py
     monkeypatch.setenv("DEEPGRAM_API_KEY", content.strip())
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--api-key or DEEPGRAM_API_KEY must hold one line" in err, err
+    assert err.count("\n") == 1 and "error: DEEPGRAM_API_KEY must hold one line" in err, err  # what was set
     # check --flux reads the key the same way: one line, no traceback
     assert main(["check", "--flux", "--api-key-file", str(key)]) == 2
     err = capsys.readouterr().err

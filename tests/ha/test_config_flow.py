@@ -45,6 +45,11 @@ async def test_user_step_creates_the_entry_after_a_real_handshake(
         ({"model": "flux-general-multi"}, {"base": "model_forbidden"}),
         ({"custom_url": "ws://127.0.0.1:9/v2/listen"}, {"base": "cannot_connect"}),
         ({"custom_url": "http://example.invalid"}, {"custom_url": "invalid_url"}),
+        # the server's own rule for --flux-url: these were a traceback, or accepted and failing every command
+        ({"custom_url": "ws://[::1"}, {"custom_url": "invalid_url"}),
+        ({"custom_url": "wss://:0"}, {"custom_url": "invalid_url"}),
+        ({"custom_url": "ws://h:abc/"}, {"custom_url": "invalid_url"}),
+        ({"custom_url": "ws://127.0.0.1:0/v2/listen"}, {"custom_url": "invalid_url"}),
     ],
 )
 async def test_user_step_errors(

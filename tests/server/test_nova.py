@@ -4,6 +4,7 @@ endpointing while the client still streams, AudioStop finalizes it, and a langua
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -21,6 +22,7 @@ from tests.server.test_server import stream_until
 from tests.wyoming_io import audio_events, port, read_until
 from wyoming_flux.deepgram.models import DEEPGRAM_MODELS, MODEL_EN, MODEL_MULTI, MODEL_NOVA
 from wyoming_flux.server.server import WyomingServer
+from wyoming_flux.turn.state import MAX_TEXT_CHARS
 from wyoming_flux.turn.session import SessionConfig
 
 POLISH = "pl_wlacz_swiatlo_w_kuchni"
@@ -87,6 +89,32 @@ async def test_audio_stop_before_the_endpoint_gets_the_whole_text_by_finalize(se
     (stream,) = fake_flux.streams
     assert stream.query["language"] == ["pl"] and '{"type":"Finalize"}' in stream.client_messages
     assert not any(m.get("speech_final") for m in stream.sent)
+
+
+@pytest.mark.parametrize("mode", ["duplicated_finals", "swapped_finals"])
+async def test_repeated_or_swapped_segments_make_the_command_once_and_in_order(server: WyomingServer,
+                                                                              fake_flux: FakeFlux, mode: str) -> None:
+    """Each word its own is_final segment, sent twice ("włącz włącz światło światło …") or pairwise swapped
+    ("światło włącz kuchni w")."""
+    fake_flux.script.transcripts, fake_flux.script.nova_mode = [fixture_text(POLISH)], mode
+    events, _ = await transcribe(server, "pl", load_wav(POLISH) + silence(3))
+    assert Transcript.from_event(events[-1]).text == fixture_text(POLISH)
+    finals = [m for m in fake_flux.streams[-1].sent if m.get("is_final") and m["channel"]["alternatives"][0]["words"]]
+    starts = [m["start"] for m in finals]
+    assert starts != sorted(set(starts))  # the segments did come twice, or out of order
+
+
+@pytest.mark.parametrize("mode", ["tiny_finals", "huge_finals"])
+async def test_a_runaway_peer_gets_a_bounded_transcript(server: WyomingServer, fake_flux: FakeFlux, mode: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """Segments without end: 1,000 one-word segments per audio second, or a 1 MiB one every 0.2 s (the
+    client got a 122-million-character Transcript). The text stops at the bound, said once in the log."""
+    caplog.set_level(logging.WARNING)
+    fake_flux.script.nova_mode = mode
+    events, _ = await transcribe(server, "pl", load_wav(POLISH) + silence(1), stop=True)
+    text = Transcript.from_event(events[-1]).text
+    assert MAX_TEXT_CHARS - 10 <= len(text) <= MAX_TEXT_CHARS and set(text.split()) == {"a" if mode == "tiny_finals" else "light"}
+    assert sum("characters, far more than a voice command" in r.getMessage() for r in caplog.records) == 1
 
 
 async def test_english_still_goes_to_flux(server: WyomingServer, fake_flux: FakeFlux) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from wyoming_flux.deepgram.errors import DeepgramStreamError, DeepgramTimeoutError
 from wyoming_flux.deepgram.flux import TurnInfo
 from wyoming_flux.turn.state import (
+    MAX_TEXT_CHARS,
     NO_ACTIVE_TURN,
     Bounds,
     Decision,
@@ -42,6 +43,21 @@ def test_client_mode_joins_turns_and_waits_for_the_forced_end() -> None:
     decision = state.turn_info(info("EndOfTurn", 1.7, "set a timer", "manual"), 1.8)
     assert decision is not None and decision.text == "what time is it set a timer"
     assert decision.ended_by is Ending.FORCED
+
+
+def test_flux_text_is_cut_at_the_bound_in_updates_and_across_turns() -> None:
+    """A runaway peer's TurnInfo (a 1 MiB transcript, endless turns in client mode) is kept to the bound."""
+    state = started(end_on_flux_eot=False)
+    huge = "light " * 200_000
+    state.turn_info(info("Update", 0.5, huge), 0.5)
+    assert 0 < len(state.text) <= MAX_TEXT_CHARS and state.text_cut
+    for turn in range(1_000):
+        state.turn_info(info("EndOfTurn", 1.0 + turn, huge, "model"), 1.0 + turn)
+    state.turn_info(info("Update", 2_000.0, huge), 2_000.0)
+    assert MAX_TEXT_CHARS - len("light ") < len(state.text) <= MAX_TEXT_CHARS
+    assert state.force(Ending.FORCED, 2_000.0)
+    decision = state.turn_info(info("EndOfTurn", 2_001.0, huge, "manual"), 2_001.0)
+    assert decision is not None and decision.text == state.text and len(decision.text) <= MAX_TEXT_CHARS
 
 
 def test_only_the_no_active_turn_warning_answers_a_force() -> None:

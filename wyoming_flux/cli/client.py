@@ -243,7 +243,7 @@ def _bad_uri(uri: str) -> str | None:
     try:
         check_uri(uri)
     except ValueError as err:
-        return str(err) if str(err).startswith("--uri") else f"--uri {err}"
+        return f"--uri {err}"
     return None
 
 

@@ -21,7 +21,7 @@ from ..deepgram.errors import DeepgramError
 from ..deepgram.endpoints import DEFAULT_URL
 from ..deepgram.models import Api, DEEPGRAM_MODELS, MODEL_EN, MODEL_NOVA, multi_only, nova_model
 from ..turn.request import SessionConfig
-from .config import ConfigError, Parser, env, flux_url, parse_switch, read_api_key
+from .config import ConfigError, Parser, env, flux_url, named, parse_switch, read_api_key, set_by_environment
 
 
 async def check_flux(url: str, api_key: str, model: str, timeout: float, nova: bool = True) -> int:
@@ -85,10 +85,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=Number(float, 0.1, 300), default=bound,
                         help=f"seconds to wait for each handshake (default {bound:g}, the server's own bound)")
     args = parser.parse_args(argv)
+    variables = set_by_environment(parser, args)
     try:
         resolve_environment(args)
         key, url = read_api_key(args), flux_url(args.flux_url)
     except (ConfigError, ValueError) as err:
-        print(f"wyoming-flux check: error: {err}", file=sys.stderr)
+        print(f"wyoming-flux check: error: {named(str(err), variables)}", file=sys.stderr)
         return 2
     return asyncio.run(check_flux(url, key, args.model, args.timeout, nova=not args.no_nova))

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import re
 import signal
 import sys
 
@@ -29,10 +30,12 @@ from .config import (
     env,
     env_list,
     flux_url,
+    named,
     numeric,
     parse_switch,
     read_api_key,
     read_hass,
+    set_by_environment,
     switch,
 )
 
@@ -166,9 +169,9 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
         raise ConfigError(str(err)) from None
     try:
         validate_thresholds(args.eot_threshold, args.eager_eot_threshold, args.eot_timeout_ms)
-    except ValueError as err:  # it names the option as the integration does: name the flag
-        name, _, rest = str(err).partition(" ")
-        raise ConfigError(f"--{name.replace('_', '-')} {rest}") from None
+    except ValueError as err:  # it names the options as the integration does: name the flags
+        raise ConfigError(re.sub(r"\b(eager_eot_threshold|eot_threshold|eot_timeout_ms)\b",
+                                 lambda option: f"--{option[1].replace('_', '-')}", str(err))) from None
     for name in ("no_speech_timeout", "max_command_seconds"):
         try:
             check_range(name, getattr(args, name))
@@ -176,9 +179,12 @@ def settings_from_args(args: argparse.Namespace) -> ServerSettings:
             raise ConfigError(f"--{str(err).replace('_', '-')}") from None
     try:
         check_uri(args.uri)
+    except ValueError as err:
+        raise ConfigError(f"--uri {err}") from None
+    try:
         limits = server_flags.limits_from_args(args)
     except ValueError as err:
-        raise ConfigError(f"--uri {err}" if str(err).startswith(args.uri) else str(err)) from None
+        raise ConfigError(str(err)) from None
     if args.zeroconf and not args.uri.startswith("tcp://"):
         raise ConfigError("--zeroconf needs a tcp:// --uri")
     url = flux_url(args.flux_url)
@@ -296,13 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         return client_main(argv[0], argv[1:])
     if argv and argv[0] == "serve":
         argv = argv[1:]
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
-        settings = settings_from_args(args)
+        args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a bad flag argparse has already explained
         return int(stop.code or 0)
+    variables = set_by_environment(parser, args)
+    try:
+        settings = settings_from_args(args)
     except ConfigError as err:
-        print(f"wyoming-flux: error: {err}", file=sys.stderr)
+        print(f"wyoming-flux: error: {named(str(err), variables)}", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO, format=args.log_format)
     if any(arg == "--api-key" or arg.startswith("--api-key=") for arg in argv):

@@ -11,7 +11,7 @@ import aiohttp
 from ..common.bounds import Number
 from ..common.wording import count
 from ..server.hass.names import HassAuthError, HassNames, HassProtocolError
-from .config import ConfigError, Parser, env, read_hass
+from .config import ConfigError, Parser, env, named, read_hass, set_by_environment
 
 
 async def check_names(url: str, token: str, timeout: float) -> int:
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
     try:
         url, token = read_hass(args)
     except ConfigError as err:
-        print(f"wyoming-flux check: error: {err}", file=sys.stderr)
+        print(f"wyoming-flux check: error: {named(str(err), set_by_environment(parser, args))}", file=sys.stderr)
         return 2
     assert url is not None
     return asyncio.run(check_names(url, token, args.timeout))

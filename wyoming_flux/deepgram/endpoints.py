@@ -65,6 +65,29 @@ def forget_endpoints() -> None:
     _KEYTERM_BUDGETS.clear()
 
 
+def check_deepgram_url(url: str) -> None:
+    """ValueError with the reason (a short phrase) if no Deepgram API can be reached at `url`: it must be a
+    ws:// or wss:// URL with a host and, if it names one, a port that is a number from 1 to 65535. Checked when
+    the URL is configured, so a bad one is refused there rather than at every command."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise ValueError("spaces or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as err:  # "Invalid IPv6 URL"
+        reason = str(err)
+        raise ValueError(f"not a URL: {reason[:1].lower()}{reason[1:]}") from None
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError("not ws:// or wss://")
+    if not parts.hostname:
+        raise ValueError("no host")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        port = 0
+    if port == 0:
+        raise ValueError("the port is not a number from 1 to 65535")
+
+
 def listen_urls(url: str) -> tuple[str, str]:
     """(Flux's /v2/listen, Nova-3's /v1/listen) on the host of `url`: a region's URL, a full /v2/listen (or
     /v1/listen) URL, or a bare ws(s)://HOST[:PORT] of a self-hosted deployment. Both APIs hang off one host."""

@@ -86,7 +86,8 @@ def validate_thresholds(eot: float | None, eager: float | None, timeout_ms: int 
     if eager is not None:
         check_range("eager_eot_threshold", eager)
         if eager > (eot if eot is not None else 0.7):
-            raise ValueError(f"eager_eot_threshold ({eager}) must not exceed eot_threshold")
+            limit = f"eot_threshold {eot:g}" if eot is not None else "eot_threshold (Flux's default, 0.7)"
+            raise ValueError(f"eager_eot_threshold {eager:g} must not exceed {limit}")
     if timeout_ms is not None:
         check_range("eot_timeout_ms", timeout_ms)
 

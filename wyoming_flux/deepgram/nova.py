@@ -8,8 +8,9 @@ errors.py), so both APIs report the same stable error codes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, TypeGuard, Union
 
 import aiohttp
 
@@ -79,6 +80,20 @@ class Results:
     def end(self) -> float:
         """Deepgram's audio clock at the end of this result."""
         return self.start + self.duration
+
+    @property
+    def spoken(self) -> tuple[float, float]:
+        """Where its words are, in audio seconds (first word's start, last word's end): tighter than the result's
+        own span, which also covers the silence around them; that span when word timings are missing."""
+        if self.words:
+            first, last = self.words[0].get("start"), self.words[-1].get("end")
+            if _seconds(first) and _seconds(last) and first <= last:
+                return float(first), float(last)
+        return self.start, self.end
+
+
+def _seconds(value: object) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

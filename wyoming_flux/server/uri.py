@@ -33,7 +33,7 @@ def check_uri(uri: str) -> None:
     elif uri.startswith("stdio://"):
         raise ValueError("stdio:// is not supported: use tcp://HOST:PORT or unix://PATH")
     else:
-        raise ValueError(f"--uri must be tcp://HOST:PORT or unix://PATH, not {uri}")
+        raise ValueError(f"must be tcp://HOST:PORT or unix://PATH, not {uri}")
 
 
 def peer_address(peer: object) -> str:

@@ -28,7 +28,8 @@ from ..deepgram.keyterms import trim_keyterms
 from ..deepgram.models import Api, Model, language_hints, nova_language
 from ..deepgram.nova import Metadata, NovaOptions, NovaSocket, Results, UtteranceEnd, connect_nova
 from .request import SessionConfig, TurnRequest
-from .state import NO_ACTIVE_TURN, Step, TurnState
+from .segments import SettledText
+from .state import MAX_TEXT_CHARS, NO_ACTIVE_TURN, Step, TurnState
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -156,8 +157,9 @@ class FluxBackend:
 
 
 class NovaBackend:
-    """/v1/listen: settled (is_final) segments joined in order plus the latest interim tail; speech_final ends
-    the command, UtteranceEnd if speech_final never comes; Finalize (then CloseStream) asks for the final text."""
+    """/v1/listen: settled (is_final) segments joined in audio order, each once (segments.py), plus the latest
+    interim tail; speech_final ends the command, UtteranceEnd if speech_final never comes; Finalize (then
+    CloseStream) asks for the final text."""
 
     name = "Nova-3"
     warm_pool = False  # Nova-3 commands always handshake: a warm socket buys nothing measurable (README)
@@ -168,7 +170,7 @@ class NovaBackend:
         self.url = config.nova_url
         self._config = config
         self._api_key = config.api_key
-        self._settled: list[str] = []
+        self._settled = SettledText(MAX_TEXT_CHARS)
         self._tail = ""
 
     def options(self, request: TurnRequest, sample_rate: int, *, early: bool, nova_check: bool) -> NovaOptions:
@@ -212,12 +214,12 @@ class NovaBackend:
         if isinstance(message, Results):
             text = message.transcript.strip()
             if message.is_final:
-                if text:
-                    self._settled.append(text)
-                self._tail = ""
+                # a repeat (or a segment out of time) leaves the tail: it settled nothing new
+                if not text or self._settled.add(text, *message.spoken):
+                    self._tail = ""
             else:
                 self._tail = text
-            state.progress(self._settled, self._tail, message.end, now,
+            state.progress(self._settled.text, self._tail, message.end, now,
                            message.languages[0] if message.languages else None)
             if message.from_finalize:  # Finalize may answer in several results: Metadata says they are all in
                 state.flushed()

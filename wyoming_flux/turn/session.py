@@ -28,7 +28,7 @@ from .audio import FRAME_SECONDS, AudioAdapter, flux_rate_for
 from .backend import EARLY_ENDPOINTING_MS, backend_for, stream_options
 from .completion import EARLY_TRIGGER, CompletionCheck
 from .request import PartialCallback, SessionConfig, TurnRequest, TurnResult
-from .state import Bounds, Check, Decision, Ending, ForceTurn, Step, TurnState
+from .state import MAX_TEXT_CHARS, Bounds, Check, Decision, Ending, ForceTurn, Step, TurnState
 
 __all__ = ["Ending", "PartialCallback", "SessionConfig", "TurnRequest", "TurnResult", "TurnSession", "stream_options"]
 
@@ -440,6 +440,8 @@ class TurnSession:
         if decision.degraded:
             _LOGGER.warning("%s; answering with the text heard so far", decision.reason)
             self._notes.append(f"degraded: {decision.reason}")
+        if self._state.text_cut:
+            self._notes.append(f"text-cut: kept the first {MAX_TEXT_CHARS} characters")
         ended_at = self._audio_ended_at if decision.ended_by is Ending.FORCED else None
         started = self._state.started_at
         connected = self._state.connected_at

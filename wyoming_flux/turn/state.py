@@ -24,6 +24,9 @@ _EOT_GRACE = 1.0  # audio seconds past Flux's own eot_timeout before we end a tu
 _QUIET_AFTER_FORCE = 0.5  # with no turn open, how long Flux may stay silent after we asked for the end
 # The one Warning that may answer a ForceEndTurn: with no turn open Flux sends it, or nothing at all.
 NO_ACTIVE_TURN = "FORCE_END_TURN_NO_ACTIVE_TURN"
+# A voice command is well under 1 KB of text: more than this is a peer's runaway (endless or huge results), and
+# is cut, so the text kept, compared per message and answered stays this small (reliability-and-security.md).
+MAX_TEXT_CHARS = 4096
 
 
 class Ending(str, Enum):
@@ -100,8 +103,9 @@ class TurnState:
         self.sent = 0.0  # audio seconds handed to Flux
         self.confirmed = 0.0  # audio seconds Flux says it has processed (audio_window_end)
         self.stride = UPDATE_INTERVAL  # the largest step Flux has taken between two reports
-        self.completed: list[str] = []  # finished turns (only more than one in client mode)
-        self.turn_text = ""
+        self.completed = ""  # the text of finished turns, joined (more than one only in client mode)
+        self.turn_text = ""  # completed + turn_text: at most MAX_TEXT_CHARS (+ the space between them)
+        self.text_cut = False  # the peer sent more than MAX_TEXT_CHARS; the rest was dropped
         self.turn_active = False
         # A turn the API will still finalize is open: Flux said StartOfTurn (words alone do not start one);
         # Nova-3 heard words with no end of speech marked after them.
@@ -117,7 +121,7 @@ class TurnState:
 
     @property
     def text(self) -> str:
-        return " ".join([*self.completed, self.turn_text]).strip()
+        return f"{self.completed} {self.turn_text}".strip()
 
     @property
     def heard(self) -> bool:
@@ -173,7 +177,7 @@ class TurnState:
             self.turn_active = True  # an Update with text can come before any StartOfTurn
         if info.event == "StartOfTurn":
             self.turn_started = True
-        text = info.transcript.strip()
+        text = self._fit(info.transcript)
         if info.event == "StartOfTurn" or text != self.turn_text:
             self.words_at = info.audio_window_end
             if text:
@@ -209,7 +213,7 @@ class TurnState:
         self.turn_active = self.turn_started = False
         text = info.transcript.strip()
         if text:
-            self.completed.append(text)
+            self.completed = self._clip(f"{self.completed} {text[: MAX_TEXT_CHARS + 1]}".strip())
         self.turn_text = ""
         if self.forcing is not None and (
             (info.trigger == "manual" and not self.ending_by_silence)
@@ -225,16 +229,18 @@ class TurnState:
     # Inputs from an API without a turn model (Nova-3): what it heard, where it marked the end of speech, and
     # its answer to our request for the final text. The backend (backend.py) turns its messages into these.
 
-    def progress(self, settled: list[str], tail: str, audio_end: float, now: float,
+    def progress(self, settled: str, tail: str, audio_end: float, now: float,
                  language: str | None = None) -> None:
-        """The text so far: settled segments in order, then the latest guess for the unsettled tail."""
+        """The text so far: the settled segments' text (joined in order), then the latest guess for the
+        unsettled tail."""
         if self.confirmed and audio_end > self.confirmed:
             self.stride = max(self.stride, min(_MAX_STRIDE, audio_end - self.confirmed))
         self.confirmed = max(self.confirmed, audio_end)
         if language:
             self.language = language
         before = self.text
-        self.completed, self.turn_text = [part for part in settled if part], tail.strip()
+        self.completed = self._clip(settled.strip())
+        self.turn_text = self._fit(tail)
         text = self.text
         if text != before:
             self.words_at = audio_end
@@ -331,6 +337,28 @@ class TurnState:
               and self.sent - self.confirmed >= 1.0):
             return self.best("Deepgram stopped sending results")
         return None
+
+    def _fit(self, text: str) -> str:
+        """The current turn's text (or tail), cut to the room the completed text leaves under the bound."""
+        if not self.completed:
+            return self._clip(text.strip())
+        return self._clip(text.strip(), MAX_TEXT_CHARS - len(self.completed) - 1, after_words=True)
+
+    def _clip(self, text: str, limit: int = MAX_TEXT_CHARS, *, after_words: bool = False) -> str:
+        """`text` cut to `limit` characters, between words; a first word longer than that is cut, one that
+        would follow other words (`after_words`) is dropped. Logged the first time."""
+        limit = max(0, limit)
+        if len(text) <= limit:
+            return text
+        if not self.text_cut:
+            self.text_cut = True
+            _LOGGER.warning("The transcript passed %d characters, far more than a voice command; the rest is "
+                            "dropped", MAX_TEXT_CHARS)
+        head = text[: limit + 1]
+        cut = head.rfind(" ")
+        if cut > 0:
+            return head[:cut].rstrip()
+        return "" if after_words else head[:limit]
 
     # ------------------------------------------------------------ decisions out
 
