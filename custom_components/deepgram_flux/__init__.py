@@ -12,7 +12,16 @@ from homeassistant.config_entries import ConfigEntry
 from homeassistant.const import CONF_API_KEY, Platform
 from homeassistant.core import HomeAssistant
 
-from wyoming_flux import FLUX_MODELS, MODEL_NOVA, FluxHealth, FluxModel, SessionConfig, nova_language
+from wyoming_flux import (
+    FLUX_MODELS,
+    MODEL_EN,
+    MODEL_MULTI,
+    MODEL_NOVA,
+    FluxHealth,
+    FluxModel,
+    SessionConfig,
+    nova_language,
+)
 
 from .const import (
     CONF_BOOST_EXPOSED,
@@ -78,6 +87,16 @@ def entry_models(data: Mapping[str, Any]) -> list[FluxModel]:
     if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True):
         return [model]
     return [model, FLUX_MODELS[MODEL_NOVA]]
+
+
+# What the entry's title and device say of each model: the languages it serves, as the model field lists them.
+_MODEL_NAMES = {MODEL_EN: "Flux English", MODEL_MULTI: "Flux multilingual", MODEL_NOVA: "Nova-3"}
+
+
+def entry_name(data: Mapping[str, Any]) -> str:
+    """The entry's title and device name: every model it serves, as a voice assistant's list shows it
+    ("Deepgram (Flux English, Nova-3)"), not only its Flux model, which a Polish command never reaches."""
+    return f"Deepgram ({', '.join(_MODEL_NAMES[model.name] for model in entry_models(data))})"
 
 
 def uses_nova(data: Mapping[str, Any]) -> bool:

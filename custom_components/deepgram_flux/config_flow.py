@@ -28,7 +28,7 @@ from homeassistant.helpers.selector import (
 
 from wyoming_flux import FluxError, verify_model
 
-from . import DeepgramFluxConfigEntry, endpoint_url, entry_models
+from . import DeepgramFluxConfigEntry, endpoint_url, entry_models, entry_name
 from .const import (
     CONF_CUSTOM_URL,
     CONF_ENDPOINT,
@@ -123,7 +123,7 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
             if not errors:
                 await self.async_set_unique_id(unique_id(user_input))
                 self._abort_if_unique_id_configured()
-                return self.async_create_entry(title=f"Deepgram Flux ({user_input[CONF_MODEL]})", data=user_input)
+                return self.async_create_entry(title=entry_name(user_input), data=user_input)
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(_connection_schema(user_input or {}, True), user_input),
@@ -159,7 +159,7 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
             data[CONF_API_KEY] = (user_input.get(CONF_API_KEY) or "").strip() or entry.data[CONF_API_KEY]
             errors = await self._validate(data)
             if not errors:
-                return self._update_entry(entry, data, title=f"Deepgram Flux ({data[CONF_MODEL]})")
+                return self._update_entry(entry, data, title=entry_name(data))
         return self.async_show_form(
             step_id="reconfigure",
             data_schema=_connection_schema(user_input or entry.data, key_required=False),
