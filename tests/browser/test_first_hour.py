@@ -208,6 +208,7 @@ async def add_the_integration(page: Page, ha: HomeAssistant, fake_flux: FakeFlux
     await expect(page.get_by_text("Name and assign")).to_be_visible()  # the entry is made: its device next
     await assert_readable(page, "the entry made")
     await dialog_button(page, "Skip and finish")
+    await expect(page.get_by_text("Name and assign")).to_be_hidden()  # closed: no navigation of its own pending
     (entries,) = await ha.ws({"type": "config_entries/get", "domain": "deepgram_flux"})
     assert [(e["title"], e["state"]) for e in entries] == [(TITLE, "loaded")]
 
@@ -226,7 +227,8 @@ async def open_the_options(page: Page, ha: HomeAssistant) -> None:
     await page.goto(f"{ha.url}/config/integrations/integration/deepgram_flux")
     await page.get_by_role("button", name="Configure").first.click()
     await expect(page.get_by_text(options["step"]["init"]["title"])).to_be_visible()
-    await expect(page.get_by_text(sections["fallback"]["name"])).to_be_visible()  # the form is drawn
+    fallback = page.get_by_role("heading", name=sections["fallback"]["name"], exact=True)
+    await expect(fallback).to_be_visible()  # the form is drawn (its field's label holds the name too)
     text = await assert_readable(page, "the options")
     for part in sections.values():  # every section, under its name
         assert part["name"] in text

@@ -157,6 +157,8 @@ class NovaBackend:
                 self._tail = text
             state.progress(self._settled, self._tail, message.end, now,
                            message.languages[0] if message.languages else None)
+            if text:
+                state.timed_words(message.words)
             if message.from_finalize:
                 return state.finalized()
             if message.speech_final:
