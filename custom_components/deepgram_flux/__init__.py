@@ -90,13 +90,13 @@ def entry_models(data: Mapping[str, Any]) -> list[FluxModel]:
 
 
 # What the entry's title and device say of each model: the languages it serves, as the model field lists them.
-_MODEL_NAMES = {MODEL_EN: "Flux English", MODEL_MULTI: "Flux multilingual", MODEL_NOVA: "Nova-3"}
+MODEL_NAMES = {MODEL_EN: "Flux English", MODEL_MULTI: "Flux multilingual", MODEL_NOVA: "Nova-3"}
 
 
 def entry_name(data: Mapping[str, Any]) -> str:
     """The entry's title and device name: every model it serves, as a voice assistant's list shows it
     ("Deepgram (Flux English, Nova-3)"), not only its Flux model, which a Polish command never reaches."""
-    return f"Deepgram ({', '.join(_MODEL_NAMES[model.name] for model in entry_models(data))})"
+    return f"Deepgram ({', '.join(MODEL_NAMES[model.name] for model in entry_models(data))})"
 
 
 def uses_nova(data: Mapping[str, Any]) -> bool:

@@ -198,12 +198,14 @@ async def add_the_integration(page: Page, ha: HomeAssistant, fake_flux: FakeFlux
     await page.locator("input[name=api_key]").fill("not-my-key")
     await page.locator("ha-radio-option[value=custom]").click()
     await page.locator("input[name=custom_url]").fill(fake_flux.url)
+    await next_to_the_languages_step(page)
     await submit_for_an_error(page, "a wrong key")
     error = page.get_by_text(errors["invalid_auth"])
     await expect(error).to_be_visible()
     await error.scroll_into_view_if_needed()
     await shot(page, "config-flow-wrong-key")
     await page.locator("input[name=api_key]").fill(KEY)
+    await next_to_the_languages_step(page)
     await dialog_button(page, "Submit")
     await expect(page.get_by_text("Name and assign")).to_be_visible()  # the entry is made: its device next
     await assert_readable(page, "the entry made")
@@ -211,6 +213,16 @@ async def add_the_integration(page: Page, ha: HomeAssistant, fake_flux: FakeFlux
     await expect(page.get_by_text("Name and assign")).to_be_hidden()  # closed: no navigation of its own pending
     (entries,) = await ha.ws({"type": "config_entries/get", "domain": "deepgram_flux"})
     assert [(e["title"], e["state"]) for e in entries] == [(TITLE, "loaded")]
+
+
+async def next_to_the_languages_step(page: Page) -> None:
+    """Key, model and endpoint submitted: a Flux model's entry asks, on a step of its own, whether the languages
+    it does not speak go to Nova-3 (on by default)."""
+    languages = STRINGS["config"]["step"]["languages"]
+    await dialog_button(page, "Submit")
+    await expect(page.get_by_text(languages["title"].format(model="Flux English"))).to_be_visible()
+    await expect(page.get_by_text(languages["data"]["nova"])).to_be_visible()
+    await assert_readable(page, "the languages step")
 
 
 def _field(page: Page, label: str) -> Any:

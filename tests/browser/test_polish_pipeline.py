@@ -45,16 +45,20 @@ async def wyoming_server(session_config: SessionConfig) -> AsyncIterator[FluxSer
     await server.stop()
 
 
-async def _flow(real: HomeAssistant, handler: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A config flow through Home Assistant's REST API, as the frontend drives it: its final answer."""
+async def _flow(real: HomeAssistant, handler: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    """A config flow through Home Assistant's REST API, as the frontend drives it, one form per step: its final
+    answer."""
     headers = {"Authorization": f"Bearer {real.tokens['access_token']}"}
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.post(f"{real.url}/api/config/config_entries/flow", json={"handler": handler}) as response:
             assert response.status == 200, await response.text()
-            form = await response.json()
-        async with session.post(f"{real.url}/api/config/config_entries/flow/{form['flow_id']}", json=data) as response:
-            assert response.status == 200, await response.text()
-            return dict(await response.json())
+            answer = dict(await response.json())
+        for data in steps:
+            async with session.post(f"{real.url}/api/config/config_entries/flow/{answer['flow_id']}",
+                                    json=data) as response:
+                assert response.status == 200, await response.text()
+                answer = dict(await response.json())
+        return answer
 
 
 async def _run_pipeline(real: HomeAssistant, pipeline: str, pcm: bytes) -> tuple[dict[str, dict[str, Any]], int]:
@@ -110,8 +114,8 @@ async def test_a_polish_pipeline_reaches_nova_through_the_integration_and_throug
     home_assistant: HomeAssistant, fake_flux: FakeFlux, wyoming_server: FluxServer
 ) -> None:
     ha = home_assistant
-    created = await _flow(ha, "deepgram_flux", {"api_key": API_KEY, "model": "flux-general-en", "nova": True,
-                                                 "endpoint": "custom", "custom_url": fake_flux.url})
+    created = await _flow(ha, "deepgram_flux", {"api_key": API_KEY, "model": "flux-general-en", "endpoint": "custom",
+                                                 "custom_url": fake_flux.url}, {"nova": True})
     assert created["type"] == "create_entry", created
     created = await _flow(ha, "wyoming", {"host": "127.0.0.1", "port": wyoming_server.port})
     assert created["type"] == "create_entry", created

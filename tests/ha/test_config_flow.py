@@ -17,10 +17,33 @@ from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
 
 
+async def configure(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> Any:
+    """Submit a connection step (user or reconfigure) as the frontend does: its fields, then, for a Flux model,
+    the languages step with `nova` (default on)."""
+    result = await hass.config_entries.flow.async_configure(flow_id, {k: v for k, v in data.items() if k != "nova"})
+    if result["type"] is FlowResultType.FORM and result["step_id"] == "languages":
+        result = await hass.config_entries.flow.async_configure(flow_id, {"nova": data.get("nova", True)})
+    return result
+
+
 async def start_user_flow(hass: HomeAssistant, data: dict[str, Any]) -> Any:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
     assert result["type"] is FlowResultType.FORM and result["step_id"] == "user"
-    return await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    return await configure(hass, result["flow_id"], data)
+
+
+async def test_only_a_flux_model_is_asked_whether_other_languages_go_to_nova_3(
+    hass: HomeAssistant, ha_core: HomeAssistant, fake_flux: FakeFlux, flux_entry_data: dict[str, Any]
+) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    assert "nova" not in [str(key) for key in result["data_schema"].schema]  # no switch beside the model
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], flux_entry_data)
+    assert (result["step_id"], result["description_placeholders"]) == ("languages", {"model": "Flux English"})
+    assert [str(key) for key in result["data_schema"].schema] == ["nova"]
+    assert fake_flux.handshakes == 0  # checked once the entry's models are known
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {**flux_entry_data, "model": "nova-3"})
+    assert result["type"] is FlowResultType.CREATE_ENTRY and "nova" not in result["data"]  # it hears them all
 
 
 async def test_user_step_creates_the_entry_after_a_real_handshake(
@@ -58,7 +81,7 @@ async def test_user_step_errors(
     result = await start_user_flow(hass, {**flux_entry_data, **change})
     assert result["type"] is FlowResultType.FORM and result["errors"] == error
     # The form is shown again; the right values then succeed.
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], flux_entry_data)
+    result = await configure(hass, result["flow_id"], flux_entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
@@ -100,10 +123,10 @@ async def test_reconfigure_changes_the_model_and_keeps_the_key_when_left_empty(
     assert result["step_id"] == "reconfigure"
     data = {"model": "flux-general-multi", "endpoint": "custom", "custom_url": fake_flux.url}
     fake_flux.script.forbidden_models = {"flux-general-multi"}
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], data)
-    assert result["errors"] == {"base": "model_forbidden"}
+    result = await configure(hass, result["flow_id"], data)
+    assert (result["step_id"], result["errors"]) == ("reconfigure", {"base": "model_forbidden"})
     fake_flux.script.forbidden_models = set()
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    result = await configure(hass, result["flow_id"], data)
     assert result["type"] is FlowResultType.ABORT and result["reason"] == "reconfigure_successful"
     assert flux_entry.data["model"] == "flux-general-multi" and flux_entry.data["api_key"] == API_KEY
     assert flux_entry.title == "Deepgram (Flux multilingual, Nova-3)"
