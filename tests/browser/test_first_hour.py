@@ -221,7 +221,7 @@ async def next_to_the_languages_step(page: Page) -> None:
     languages = STRINGS["config"]["step"]["languages"]
     await dialog_button(page, "Submit")
     await expect(page.get_by_text(languages["title"].format(model="Flux English"))).to_be_visible()
-    await expect(page.get_by_text(languages["data"]["nova"])).to_be_visible()
+    await expect(page.get_by_text(languages["data"]["nova"]).first).to_be_visible()
     await assert_readable(page, "the languages step")
 
 
