@@ -91,6 +91,7 @@ async def assert_readable(page: Page, where: str) -> str:
 
 async def shot(page: Page, name: str) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
+    await page.wait_for_load_state("networkidle")  # no page still drawing its "Loading..." behind a dialog
     await page.screenshot(path=str(IMAGES / f"{name}.png"))
 
 
