@@ -118,6 +118,8 @@ class EnergyWindows:
     pending: bytearray
     window: int  # bytes of one window
     script: Script
+    t: float  # the audio clock: seconds received
+    heard_until = 0.0  # the audio clock at the end of the last speech window: where the last word heard ends
     segment = 0  # stretches of speech heard so far, less one (a pause of PAUSE_SECONDS separates two)
     _quiet = 0.0
     _spoke = False
@@ -135,6 +137,7 @@ class EnergyWindows:
                 if self._spoke and self._quiet >= PAUSE_SECONDS:
                     self.segment += 1
                 self._spoke, self._quiet = True, 0.0
+                self.heard_until = self.t + WINDOW_SECONDS  # this window's end: its messages time words by it
             else:
                 self._quiet += WINDOW_SECONDS
             out += self._step(speech)
@@ -185,11 +188,20 @@ class TurnEngine(EnergyWindows):
             "audio_window_start": round(self.turn_start if self.in_turn else self.t, 3),
             "audio_window_end": round(self.t, 3),
             "transcript": text,
-            "words": [{"word": w, "confidence": 0.97} for w in text.split()],
+            "words": self._timed(text.split(), 0.97),
             "end_of_turn_confidence": 0.9 if event == "EndOfTurn" else 0.1,
             **extra,
         }
         return msg
+
+    def _timed(self, words: list[str], confidence: float) -> list[dict[str, Any]]:
+        """Words with Flux's timings: one per `word_seconds` from the turn's start, the last one ending where
+        speech was last heard."""
+        step = self.script.word_seconds
+        return [{"word": w, "confidence": confidence, "start": round(self.turn_start + i * step, 3),
+                 "end": round(self.heard_until if i == len(words) - 1
+                              else min(self.turn_start + (i + 1) * step, self.heard_until), 3)}
+                for i, w in enumerate(words)]
 
     def _step(self, speech: bool) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -228,7 +240,7 @@ class TurnEngine(EnergyWindows):
         if trigger == "manual":
             # A forced end keeps only the words heard so far.
             msg["transcript"] = self._text()
-            msg["words"] = [{"word": w, "confidence": 0.9} for w in msg["transcript"].split()]
+            msg["words"] = self._timed(msg["transcript"].split(), 0.9)
         self.in_turn, self.eager_sent, self.silence = False, False, 0.0
         self.turn_index += 1
         self.segment, self._spoke = 0, False

@@ -15,6 +15,8 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 
 from wyoming_flux import (
     DEEPGRAM_MODELS,
+    MODEL_EN,
+    MODEL_MULTI,
     MODEL_NOVA,
     DeepgramHealth,
     Model,
@@ -99,6 +101,16 @@ def entry_models(data: Mapping[str, Any]) -> list[Model]:
     model = DEEPGRAM_MODELS[data[CONF_MODEL]]
     models = [model] if model.name == MODEL_NOVA or not data.get(CONF_NOVA, True) else [model, DEEPGRAM_MODELS[MODEL_NOVA]]
     return served_models(models, known_catalog(endpoint_url(dict(data))))
+
+
+# What the entry's title and device say of each model: the languages it serves, as the model field lists them.
+MODEL_NAMES = {MODEL_EN: "Flux English", MODEL_MULTI: "Flux multilingual", MODEL_NOVA: "Nova-3"}
+
+
+def entry_name(data: Mapping[str, Any]) -> str:
+    """The entry's title and device name: every model it serves, as a voice assistant's list shows it
+    ("Deepgram (Flux English, Nova-3)"), not only its Flux model, which a Polish command never reaches."""
+    return f"Deepgram ({', '.join(MODEL_NAMES[model.name] for model in entry_models(data))})"
 
 
 def uses_nova(data: Mapping[str, Any]) -> bool:

@@ -1,4 +1,6 @@
-"""Config flow for Deepgram Flux: key, model(s) and endpoint, checked by a real handshake for each model used."""
+"""Config flow for Deepgram Flux: key, model and endpoint, then (for a Flux model only: Nova-3 hears every
+language itself) whether the languages that model does not speak go to Nova-3; checked by a real handshake for
+each model used."""
 
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from homeassistant.helpers.selector import (
     TextSelectorType,
 )
 
-from wyoming_flux import Api, DeepgramError, check_deepgram_url, verify_model
+from wyoming_flux import MODEL_NOVA, Api, DeepgramError, check_deepgram_url, verify_model
 
-from . import DeepgramFluxConfigEntry, endpoint_url, entry_models
+from . import MODEL_NAMES, DeepgramFluxConfigEntry, endpoint_url, entry_models, entry_name
 from .const import (
     CONF_CUSTOM_URL,
     CONF_ENDPOINT,
@@ -64,7 +66,6 @@ def _connection_schema(defaults: Mapping[str, Any], key_required: bool) -> vol.S
             vol.Required(CONF_MODEL, default=defaults.get(CONF_MODEL, MODELS[0])): SelectSelector(
                 SelectSelectorConfig(options=MODELS, translation_key=CONF_MODEL, mode=SelectSelectorMode.LIST)
             ),
-            vol.Required(CONF_NOVA, default=defaults.get(CONF_NOVA, True)): BooleanSelector(),
             vol.Required(CONF_ENDPOINT, default=defaults.get(CONF_ENDPOINT, ENDPOINT_GLOBAL)): SelectSelector(
                 SelectSelectorConfig(
                     options=ENDPOINTS,
@@ -120,21 +121,63 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
             return {"base": "unknown"}
         return {}
 
+    _pending: dict[str, Any]  # the connection step's values, while the languages step asks about Nova-3
+    _origin = "user"  # the connection step they came from: user or reconfigure
+
     async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Key, model and endpoint."""
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            user_input = {**user_input, CONF_API_KEY: user_input[CONF_API_KEY].strip()}  # pasted keys carry newlines
-            errors = await self._validate(user_input)
-            if not errors:
-                await self.async_set_unique_id(unique_id(user_input))
-                self._abort_if_unique_id_configured()
-                return self.async_create_entry(title=f"Deepgram Flux ({user_input[CONF_MODEL]})", data=user_input)
+        if user_input is None:
+            return self._connection_form("user", {}, {})
+        # pasted keys carry newlines
+        return await self._connected({**user_input, CONF_API_KEY: user_input[CONF_API_KEY].strip()}, "user")
+
+    async def _connected(self, data: dict[str, Any], origin: str) -> ConfigFlowResult:
+        """The connection step's values: on to the languages step for a Flux model; Nova-3 hears every language
+        itself, so its entry is checked and saved at once."""
+        if (error := _check_custom_url(data)) is not None:
+            return self._connection_form(origin, data, {CONF_CUSTOM_URL: error})
+        if data[CONF_MODEL] == MODEL_NOVA:
+            data.pop(CONF_NOVA, None)
+            return await self._finish(data, origin)
+        self._pending, self._origin = data, origin
+        return await self.async_step_languages()
+
+    async def async_step_languages(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Whether the languages the Flux model does not speak go to Nova-3."""
+        if user_input is None:
+            return self._languages_form({})
+        return await self._finish({**self._pending, CONF_NOVA: user_input[CONF_NOVA]}, self._origin)
+
+    def _languages_form(self, errors: dict[str, str]) -> ConfigFlowResult:
+        data = self._pending
         return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(_connection_schema(user_input or {}, True), user_input),
+            step_id="languages",
+            data_schema=self.add_suggested_values_to_schema(
+                vol.Schema({vol.Required(CONF_NOVA): BooleanSelector()}), {CONF_NOVA: data.get(CONF_NOVA, True)}),
             errors=errors,
+            description_placeholders={"model": MODEL_NAMES[data[CONF_MODEL]]},
         )
+
+    async def _finish(self, data: dict[str, Any], origin: str) -> ConfigFlowResult:
+        """Check every model the entry uses, then create or update it; an error goes back to the connection
+        step, where the key, model and endpoint are."""
+        if errors := await self._validate(data):
+            if CONF_NOVA in errors:  # about the switch: back to the step that has it
+                self._pending, self._origin = data, origin
+                return self._languages_form(errors)
+            return self._connection_form(origin, data, errors)
+        if origin == "reconfigure":
+            return self._update_entry(self._get_reconfigure_entry(), data, title=entry_name(data))
+        await self.async_set_unique_id(unique_id(data))
+        self._abort_if_unique_id_configured()
+        return self.async_create_entry(title=entry_name(data), data=data)
+
+    def _connection_form(self, origin: str, values: dict[str, Any], errors: dict[str, str]) -> ConfigFlowResult:
+        if origin == "reconfigure":  # the key stays empty: empty keeps the entry's
+            schema = _connection_schema(values or self._get_reconfigure_entry().data, key_required=False)
+        else:
+            schema = self.add_suggested_values_to_schema(_connection_schema(values, True), values)
+        return self.async_show_form(step_id=origin, data_schema=schema, errors=errors)
 
     async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
         """Deepgram refused the key at run time."""
@@ -160,19 +203,12 @@ class DeepgramFluxConfigFlow(ConfigFlow, domain=DOMAIN):
 
     async def async_step_reconfigure(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Change key (optional: empty keeps it), model or endpoint."""
+        if user_input is None:
+            return self._connection_form("reconfigure", {}, {})
         entry = self._get_reconfigure_entry()
-        errors: dict[str, str] = {}
-        if user_input is not None:
-            data = {**entry.data, **user_input}
-            data[CONF_API_KEY] = (user_input.get(CONF_API_KEY) or "").strip() or entry.data[CONF_API_KEY]
-            errors = await self._validate(data)
-            if not errors:
-                return self._update_entry(entry, data, title=f"Deepgram Flux ({data[CONF_MODEL]})")
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=_connection_schema(user_input or entry.data, key_required=False),
-            errors=errors,
-        )
+        data = {**entry.data, **user_input}
+        data[CONF_API_KEY] = (user_input.get(CONF_API_KEY) or "").strip() or entry.data[CONF_API_KEY]
+        return await self._connected(data, "reconfigure")
 
     def _update_entry(self, entry: DeepgramFluxConfigEntry, data: dict[str, Any], **changes: Any) -> ConfigFlowResult:
         new_id = unique_id(data)

@@ -5,15 +5,15 @@ from __future__ import annotations
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 
-from .const import CONF_MODEL, DOMAIN
+from . import entry_models, entry_name
+from .const import DOMAIN
 
 
 def device_info(entry: ConfigEntry) -> DeviceInfo:
-    model = str(entry.data[CONF_MODEL])
     return DeviceInfo(
         identifiers={(DOMAIN, entry.entry_id)},
-        name=f"Deepgram Flux ({model})",
+        name=entry_name(entry.data),
         manufacturer="Deepgram",
-        model=model,
+        model=", ".join(model.name for model in entry_models(entry.data)),
         entry_type=DeviceEntryType.SERVICE,
     )

@@ -2,12 +2,13 @@
 
 A section is a name, its fields and whether it starts collapsed; a new option goes into the SECTIONS entry it
 belongs to (or a new one) and the translations' `sections.<name>`. Errors are keyed by the section: Home
-Assistant's frontend shows an error under a section's heading, not under a field inside it, so each message
-names its field."""
+Assistant's frontend draws a form's errors above the item they are keyed to and passes none into a section, so
+a field inside one cannot carry its own; each message names its field, and a section with an error (or with
+values the user changed) is shown open again, collapsed or not."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,14 @@ def plain(number: float) -> str:
     return f"{number:f}".rstrip("0").rstrip(".")
 
 
+def range_placeholders(low: float, high: float) -> dict[str, str]:
+    """A range as the fields' hints write it: "0.5 to 1.0" (a bound of a decimal range keeps one decimal, so the
+    sentence does not end in "1."), "500 to 60000"."""
+    decimal = any(bound != int(bound) for bound in (low, high))
+    return {name: f"{bound:.1f}" if decimal and bound == int(bound) else plain(bound)
+            for name, bound in (("low", low), ("high", high))}
+
+
 def range_error(fields: Mapping[vol.Marker, Any], values: Mapping[str, Any]) -> tuple[str, dict[str, str]] | None:
     """The first value outside its field's range: the error key naming that field, and the range."""
     for marker, selector in fields.items():
@@ -79,7 +88,7 @@ def range_error(fields: Mapping[vol.Marker, Any], values: Mapping[str, Any]) -> 
         if isinstance(selector, RangedNumber) and value is not None:
             low, high = selector.config["min"], selector.config["max"]
             if not low <= value <= high:
-                return f"out_of_range_{marker}", {"low": plain(low), "high": plain(high)}
+                return f"out_of_range_{marker}", range_placeholders(low, high)
     return None
 
 
@@ -127,12 +136,16 @@ NOVA_FIELDS: dict[vol.Marker, Any] = {  # empty: the default
 NOVA_OPTIONS = tuple(str(marker) for marker in NOVA_FIELDS)
 
 
-def _schema(extra: Mapping[str, dict[vol.Marker, Any]]) -> vol.Schema:
+def _schema(extra: Mapping[str, dict[vol.Marker, Any]], opened: Collection[str] = ()) -> vol.Schema:
     return vol.Schema({
         vol.Required(part.name): section(vol.Schema({**part.fields, **extra.get(part.name, {})}),
-                                         {"collapsed": part.collapsed})
+                                         {"collapsed": part.collapsed and part.name not in opened})
         for part in SECTIONS
     })
+
+
+def _filled(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value not in (None, "", [])}
 
 
 def nest(options: Mapping[str, Any], schema: vol.Schema) -> dict[str, dict[str, Any]]:
@@ -180,10 +193,14 @@ class DeepgramFluxOptionsFlow(OptionsFlowWithReload):
                     if options.get(key) is not None:
                         options[key] = int(options[key])
                 return self.async_create_entry(data=options)
-        suggested = user_input or nest(options_with_defaults(self.config_entry), schema)
+        saved = nest(options_with_defaults(self.config_entry), schema)
+        if user_input is not None:  # shown again: the sections the user was working in stay open
+            opened = {*errors, *(name for name, values in user_input.items()
+                                 if _filled(values) != _filled(saved.get(name, {})))}
+            schema = _schema(extra, opened)
         return self.async_show_form(
             step_id="init",
-            data_schema=self.add_suggested_values_to_schema(schema, suggested),
+            data_schema=self.add_suggested_values_to_schema(schema, user_input or saved),
             errors=errors,
             description_placeholders=placeholders,
         )

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -184,12 +184,17 @@ class UsageTracker:
 
 
 def cap_placeholders(usage: UsageTracker) -> dict[str, str]:
-    """The cap and this month's minutes (ICU plurals), and the reset date as the frontend formats a date in the
-    user's language: milliseconds since the epoch at noon UTC of that day, the same day in every time zone."""
+    """The cap, this month's minutes and the reset date, as plain text: Home Assistant's translation loader
+    parses a string's {placeholders} with Python's formatter and drops any string with ICU plurals or dates in
+    it, so the plural and the date are made here. English, as the integration's strings are."""
     reset = next_month_start(dt_util.now()).date()
-    noon = datetime(reset.year, reset.month, reset.day, 12, tzinfo=UTC)
-    return {"cap": f"{usage.cap_minutes or 0:g}", "used": f"{math.floor(usage.minutes * 10) / 10:g}",
-            "reset": str(int(noon.timestamp() * 1000))}
+    return {"cap": audio_minutes(usage.cap_minutes or 0), "used": audio_minutes(math.floor(usage.minutes * 10) / 10),
+            "reset": f"{reset:%B} {reset.day}, {reset.year}"}
+
+
+def audio_minutes(minutes: float) -> str:
+    """1 -> "1 audio minute", 2.5 -> "2.5 audio minutes"."""
+    return f"{minutes:g} audio minute{'' if minutes == 1 else 's'}"
 
 
 def _issue_id(entry_id: str) -> str:

@@ -12,16 +12,20 @@ from tests.browser.harness import HomeAssistant
 from tests.helpers import PacedStream
 
 
-async def flow(real: HomeAssistant, handler: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A config flow through Home Assistant's REST API, as the frontend drives it: its final answer."""
+async def flow(real: HomeAssistant, handler: str, *steps: dict[str, Any]) -> dict[str, Any]:
+    """A config flow through Home Assistant's REST API, as the frontend drives it, one form per step: its final
+    answer."""
     headers = {"Authorization": f"Bearer {real.tokens['access_token']}"}
     async with aiohttp.ClientSession(headers=headers) as session:
         async with session.post(f"{real.url}/api/config/config_entries/flow", json={"handler": handler}) as response:
             assert response.status == 200, await response.text()
-            form = await response.json()
-        async with session.post(f"{real.url}/api/config/config_entries/flow/{form['flow_id']}", json=data) as response:
-            assert response.status == 200, await response.text()
-            return dict(await response.json())
+            answer = dict(await response.json())
+        for data in steps:
+            async with session.post(f"{real.url}/api/config/config_entries/flow/{answer['flow_id']}",
+                                    json=data) as response:
+                assert response.status == 200, await response.text()
+                answer = dict(await response.json())
+        return answer
 
 
 async def run_pipeline(real: HomeAssistant, pipeline: str, pcm: bytes, end_stage: str = "stt",
@@ -76,8 +80,8 @@ async def pipeline(ha: HomeAssistant, stt_engine: str, language: str) -> str:
 async def both_doors(ha: HomeAssistant, api_key: str, flux_url: str, wyoming_port: int | None) -> dict[str, str]:
     """Our integration (Flux English, Nova-3 for the other languages, on `flux_url`) and Home Assistant's Wyoming
     integration in front of our server, both added through their config flows: the STT entity of each door."""
-    created = await flow(ha, "deepgram_flux", {"api_key": api_key, "model": "flux-general-en", "nova": True,
-                                                "endpoint": "custom", "custom_url": flux_url})
+    created = await flow(ha, "deepgram_flux", {"api_key": api_key, "model": "flux-general-en", "endpoint": "custom",
+                                                "custom_url": flux_url}, {"nova": True})
     assert created["type"] == "create_entry", created
     created = await flow(ha, "wyoming", {"host": "127.0.0.1", "port": wyoming_port})
     assert created["type"] == "create_entry", created

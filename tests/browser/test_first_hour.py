@@ -39,7 +39,8 @@ CHROMIUM = os.environ.get("WYOMING_FLUX_CHROMIUM") or shutil.which("chromium") o
 STRINGS = json.loads((ROOT / "custom_components" / "deepgram_flux" / "translations" / "en.json").read_text())
 KITCHEN = "turn_on_the_kitchen_light"
 KEY, ROTATED = "dg-browser-key-0123456789", "dg-rotated-key-9876543210"
-STT = "stt.deepgram_flux_flux_general_en"
+TITLE = "Deepgram (Flux English, Nova-3)"  # the entry and its device: what it serves
+STT = "stt.deepgram_flux_english_nova_3"
 REQUIRED = os.environ.get("WYOMING_FLUX_BROWSER_TEST") == "1"
 
 try:
@@ -90,6 +91,7 @@ async def assert_readable(page: Page, where: str) -> str:
 
 async def shot(page: Page, name: str) -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
+    await page.wait_for_load_state("networkidle")  # no page still drawing its "Loading..." behind a dialog
     await page.screenshot(path=str(IMAGES / f"{name}.png"))
 
 
@@ -118,6 +120,7 @@ async def home_assistant(tmp_path: Path) -> AsyncIterator[HomeAssistant]:
     log = ha.log_text()
     assert KEY not in log and ROTATED not in log  # the key never reaches the log
     assert "custom_components/deepgram_flux/" not in log  # no traceback through our code
+    assert "component.deepgram_flux" not in log  # no string the translation loader could not parse and dropped
     errors = [line for line in log.splitlines() if "ERROR" in line and "custom_components.deepgram_flux" in line]
     assert all("rejected the API key" in line for line in errors), errors  # only the rotated key's command
 
@@ -196,18 +199,31 @@ async def add_the_integration(page: Page, ha: HomeAssistant, fake_flux: FakeFlux
     await page.locator("input[name=api_key]").fill("not-my-key")
     await page.locator("ha-radio-option[value=custom]").click()
     await page.locator("input[name=custom_url]").fill(fake_flux.url)
+    await next_to_the_languages_step(page)
     await submit_for_an_error(page, "a wrong key")
     error = page.get_by_text(errors["invalid_auth"])
     await expect(error).to_be_visible()
     await error.scroll_into_view_if_needed()
     await shot(page, "config-flow-wrong-key")
     await page.locator("input[name=api_key]").fill(KEY)
+    await next_to_the_languages_step(page)
     await dialog_button(page, "Submit")
     await expect(page.get_by_text("Name and assign")).to_be_visible()  # the entry is made: its device next
     await assert_readable(page, "the entry made")
     await dialog_button(page, "Skip and finish")
+    await expect(page.get_by_text("Name and assign")).to_be_hidden()  # closed: no navigation of its own pending
     (entries,) = await ha.ws({"type": "config_entries/get", "domain": "deepgram_flux"})
-    assert [(e["title"], e["state"]) for e in entries] == [("Deepgram Flux (flux-general-en)", "loaded")]
+    assert [(e["title"], e["state"]) for e in entries] == [(TITLE, "loaded")]
+
+
+async def next_to_the_languages_step(page: Page) -> None:
+    """Key, model and endpoint submitted: a Flux model's entry asks, on a step of its own, whether the languages
+    it does not speak go to Nova-3 (on by default)."""
+    languages = STRINGS["config"]["step"]["languages"]
+    await dialog_button(page, "Submit")
+    await expect(page.get_by_text(languages["title"].format(model="Flux English"))).to_be_visible()
+    await expect(page.get_by_text(languages["data"]["nova"]).first).to_be_visible()
+    await assert_readable(page, "the languages step")
 
 
 def _field(page: Page, label: str) -> Any:
@@ -220,10 +236,12 @@ async def open_the_options(page: Page, ha: HomeAssistant) -> None:
     options = STRINGS["options"]
     sections = options["step"]["init"]["sections"]
     turn = sections["turn"]["data"]
+    turn_hints = sections["turn"]["data_description"]
     await page.goto(f"{ha.url}/config/integrations/integration/deepgram_flux")
     await page.get_by_role("button", name="Configure").first.click()
     await expect(page.get_by_text(options["step"]["init"]["title"])).to_be_visible()
-    await expect(page.get_by_text(sections["fallback"]["name"])).to_be_visible()  # the form is drawn
+    fallback = page.get_by_role("heading", name=sections["fallback"]["name"], exact=True)
+    await expect(fallback).to_be_visible()  # the form is drawn (its field's label holds the name too)
     text = await assert_readable(page, "the options")
     for part in sections.values():  # every section, under its name
         assert part["name"] in text
@@ -241,16 +259,24 @@ async def open_the_options(page: Page, ha: HomeAssistant) -> None:
     await _field(page, turn["eager_eot_threshold"]).fill("")
     await _field(page, turn["eot_threshold"]).fill("1.5")
     await submit_for_an_error(page, "a value out of range")
-    message = options["error"]["out_of_range_eot_threshold"].format(low="0.5", high="1")
+    message = options["error"]["out_of_range_eot_threshold"].format(low="0.5", high="1.0")  # as the hint says
     await expect(page.get_by_text(message)).to_be_visible()
+    assert "(0.5 to 1.0)" in turn_hints["eot_threshold"]
 
-    # Put right, a key term added, and (in the collapsed section) a cap of a minute a month.
+    # Put right, a key term added, and in the collapsed section a cap: out of range first; the section with the
+    # error stays open, then a cap of a minute a month.
     await _field(page, turn["eot_threshold"]).fill("0.7")
     add = page.get_by_role("button", name="Add Key term")
     await add.click()
     await page.locator("ha-input-multi input").first.fill("Léa")
     await page.get_by_text(sections["usage"]["name"]).click()
-    await _field(page, sections["usage"]["data"]["monthly_cap_minutes"]).fill("1")
+    cap = _field(page, sections["usage"]["data"]["monthly_cap_minutes"])
+    await cap.fill("0")
+    await submit_for_an_error(page, "a cap out of range")
+    await expect(page.get_by_text(options["error"]["out_of_range_monthly_cap_minutes"].format(
+        low="1", high="1000000"))).to_be_visible()
+    await expect(cap).to_be_visible()  # its section did not close on the error
+    await cap.fill("1")
     await assert_readable(page, "the options filled in")
     await dialog_button(page, "Submit")
     await expect(page.get_by_text("Options successfully saved")).to_be_visible()
@@ -285,7 +311,8 @@ async def look_at_the_device(page: Page, ha: HomeAssistant) -> None:
     await page.goto(f"{ha.url}/config/devices/device/{device['id']}")
     names = {key: value["name"] for key, value in STRINGS["entity"]["sensor"].items()}
     await expect(page.get_by_text(names["commands"])).to_be_visible()
-    minutes = float((await ha.rest("/api/states/sensor.deepgram_flux_flux_general_en_audio_minutes_this_month"))["state"])
+    minutes_sensor = "sensor.deepgram_flux_english_nova_3_audio_minutes_this_month"
+    minutes = float((await ha.rest(f"/api/states/{minutes_sensor}"))["state"])
     assert 1 / 60 < minutes < 10 / 60  # the command's seconds of audio, not a tenth of a minute
     text = await assert_readable(page, "the device page")
     seconds = re.search(re.escape(names["audio_minutes"]) + r" 0m (\d+)s", text)
@@ -304,7 +331,7 @@ async def fix_a_rotated_key(page: Page, ha: HomeAssistant, fake_flux: FakeFlux) 
     await expect(page.get_by_text("speech-to-text failed")).to_be_visible()
     await page.goto(f"{ha.url}/config/repairs")
     await expect(page.get_by_text("1 repair", exact=True)).to_be_visible()  # one problem, one repair
-    issue = page.get_by_text("Authentication expired for Deepgram Flux (flux-general-en)")
+    issue = page.get_by_text(f"Authentication expired for {TITLE}")
     await expect(issue).to_be_visible()
     await assert_readable(page, "the repairs")
     await shot(page, "repair-rejected-key")
@@ -334,11 +361,12 @@ async def fix_the_monthly_cap(page: Page, ha: HomeAssistant) -> None:
     await page.get_by_text(issue["title"]).click()
     this_month = datetime.now(UTC).date().replace(day=1)  # Home Assistant's time zone is UTC here
     reset = (this_month + timedelta(days=32)).replace(day=1)
-    # One minute, singular; the reset date as the browser's language writes it.
-    description = step["description"].split("{cap")[0].format(title="Deepgram Flux (flux-general-en)")
-    rendered = f"{description}1 audio minute to Flux, so its voice commands fail until the cap resets on " \
-               f"{reset.strftime('%B')} {reset.day}, {reset.year}."
+    # One minute, singular; the reset date written out. The whole text: a string Home Assistant's loader could
+    # not parse would leave the form with a bare field.
+    rendered = step["description"].format(title=TITLE, cap="1 audio minute",
+                                          reset=f"{reset:%B} {reset.day}, {reset.year}")
     await expect(page.get_by_text(rendered)).to_be_visible()
+    await expect(page.get_by_text("this month has used 1 audio minute.", exact=False)).to_be_visible()
     await assert_readable(page, "the cap's repair")
     await shot(page, "repair-monthly-cap")
     cap = _field(page, step["data"]["monthly_cap_minutes"])

@@ -43,9 +43,13 @@ def entry_model() -> str:
 BACKENDS = ["flux-general-en", "nova-3"]
 
 
-def stt_entity_id(model: str) -> str:
-    """The STT entity of an entry titled after its model."""
-    return f"stt.deepgram_flux_{model.replace('-', '_')}"
+def stt_entity_id(model: str, nova: bool = True) -> str:
+    """The STT entity of an entry with this model: its device is named after what the entry serves."""
+    from homeassistant.util import slugify
+
+    from custom_components.deepgram_flux import entry_name
+
+    return f"stt.{slugify(entry_name({'model': model, 'nova': nova}))}"
 
 
 @pytest.fixture
@@ -62,11 +66,12 @@ async def flux_entry(hass, ha_core, flux_entry_data):  # type: ignore[no-untyped
     """Our integration, set up against the fake Flux."""
     from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+    from custom_components.deepgram_flux import entry_name
     from custom_components.deepgram_flux.config_flow import unique_id
 
     entry = MockConfigEntry(
         domain="deepgram_flux", data=flux_entry_data, unique_id=unique_id(flux_entry_data),
-        title=f"Deepgram Flux ({flux_entry_data['model']})",
+        title=entry_name(flux_entry_data),
     )
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)

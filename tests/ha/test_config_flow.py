@@ -9,6 +9,7 @@ from homeassistant import config_entries
 from homeassistant.components import stt
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import device_registry as dr
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.deepgram_flux.const import DOMAIN
@@ -16,10 +17,33 @@ from tests.conftest import API_KEY
 from tests.fake_flux import FakeFlux
 
 
+async def configure(hass: HomeAssistant, flow_id: str, data: dict[str, Any]) -> Any:
+    """Submit a connection step (user or reconfigure) as the frontend does: its fields, then, for a Flux model,
+    the languages step with `nova` (default on)."""
+    result = await hass.config_entries.flow.async_configure(flow_id, {k: v for k, v in data.items() if k != "nova"})
+    if result["type"] is FlowResultType.FORM and result["step_id"] == "languages":
+        result = await hass.config_entries.flow.async_configure(flow_id, {"nova": data.get("nova", True)})
+    return result
+
+
 async def start_user_flow(hass: HomeAssistant, data: dict[str, Any]) -> Any:
     result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
     assert result["type"] is FlowResultType.FORM and result["step_id"] == "user"
-    return await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    return await configure(hass, result["flow_id"], data)
+
+
+async def test_only_a_flux_model_is_asked_whether_other_languages_go_to_nova_3(
+    hass: HomeAssistant, ha_core: HomeAssistant, fake_flux: FakeFlux, flux_entry_data: dict[str, Any]
+) -> None:
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    assert "nova" not in [str(key) for key in result["data_schema"].schema]  # no switch beside the model
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], flux_entry_data)
+    assert (result["step_id"], result["description_placeholders"]) == ("languages", {"model": "Flux English"})
+    assert [str(key) for key in result["data_schema"].schema] == ["nova"]
+    assert fake_flux.handshakes == 0  # checked once the entry's models are known
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {**flux_entry_data, "model": "nova-3"})
+    assert result["type"] is FlowResultType.CREATE_ENTRY and "nova" not in result["data"]  # it hears them all
 
 
 async def test_user_step_creates_the_entry_after_a_real_handshake(
@@ -27,7 +51,7 @@ async def test_user_step_creates_the_entry_after_a_real_handshake(
 ) -> None:
     result = await start_user_flow(hass, flux_entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
-    assert result["title"] == "Deepgram Flux (flux-general-en)"
+    assert result["title"] == "Deepgram (Flux English, Nova-3)"  # what it serves, Polish too
     assert result["data"] == {**flux_entry_data, "nova": True}  # Nova-3 for other languages: on by default
     entry = result["result"]
     assert entry.unique_id and API_KEY not in entry.unique_id
@@ -35,7 +59,9 @@ async def test_user_step_creates_the_entry_after_a_real_handshake(
     assert fake_flux.handshakes == 2
     assert [stream.query["model"] for stream in fake_flux.streams] == [["flux-general-en"], ["nova-3"]]
     assert all(s.audio_bytes == 0 and s.closed for s in fake_flux.streams)  # no audio, closed at once
-    assert hass.states.get("stt.deepgram_flux_flux_general_en") is not None
+    assert hass.states.get("stt.deepgram_flux_english_nova_3") is not None
+    (device,) = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+    assert (device.name, device.model) == (result["title"], "flux-general-en, nova-3")
 
 
 @pytest.mark.parametrize(
@@ -60,7 +86,7 @@ async def test_user_step_errors(
     result = await start_user_flow(hass, {**flux_entry_data, **change})
     assert result["type"] is FlowResultType.FORM and result["errors"] == error
     # The form is shown again; the right values then succeed.
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], flux_entry_data)
+    result = await configure(hass, result["flow_id"], flux_entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
 
 
@@ -102,15 +128,15 @@ async def test_reconfigure_changes_the_model_and_keeps_the_key_when_left_empty(
     assert result["step_id"] == "reconfigure"
     data = {"model": "flux-general-multi", "endpoint": "custom", "custom_url": fake_flux.url}
     fake_flux.script.forbidden_models = {"flux-general-multi"}
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], data)
-    assert result["errors"] == {"base": "model_forbidden"}
+    result = await configure(hass, result["flow_id"], data)
+    assert (result["step_id"], result["errors"]) == ("reconfigure", {"base": "model_forbidden"})
     fake_flux.script.forbidden_models = set()
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], data)
+    result = await configure(hass, result["flow_id"], data)
     assert result["type"] is FlowResultType.ABORT and result["reason"] == "reconfigure_successful"
     assert flux_entry.data["model"] == "flux-general-multi" and flux_entry.data["api_key"] == API_KEY
-    assert flux_entry.title == "Deepgram Flux (flux-general-multi)"
+    assert flux_entry.title == "Deepgram (Flux multilingual, Nova-3)"
     await hass.async_block_till_done()
-    entity = stt.async_get_speech_to_text_entity(hass, "stt.deepgram_flux_flux_general_en")  # the id is kept
+    entity = stt.async_get_speech_to_text_entity(hass, "stt.deepgram_flux_english_nova_3")  # the id is kept
     assert entity is not None and "de-DE" in entity.supported_languages  # reloaded with the new model
 
 
@@ -189,7 +215,7 @@ async def test_options_refuse_an_eager_threshold_above_the_end_of_turn_one_by_it
 
 
 @pytest.mark.parametrize(("field", "value", "section", "message"), [
-    ("eot_threshold", 1.5, "turn", "End-of-turn confidence must be from 0.5 to 1."),
+    ("eot_threshold", 1.5, "turn", "End-of-turn confidence must be from 0.5 to 1.0."),  # as its hint
     ("eot_timeout_ms", 100, "turn", "End-of-turn timeout must be from 500 to 60000 ms."),
     ("max_command_seconds", 1000, "turn", "Maximum command length must be from 5 to 300 s."),
     ("monthly_cap_minutes", 0, "usage", "Monthly cap must be from 1 to 1000000 minutes."),
@@ -206,6 +232,47 @@ async def test_options_refuse_out_of_range_values_by_the_fields_label_and_range(
     text = strings[f"component.{DOMAIN}.options.error.{result['errors'][section]}"]
     assert text.format(**result["description_placeholders"]) == message
     assert flux_entry.options == {}
+
+
+async def test_every_ranged_fields_hint_gives_the_range_its_error_names(hass: HomeAssistant) -> None:
+    from homeassistant.helpers.translation import async_get_translations
+
+    from custom_components.deepgram_flux.options_flow import (
+        NOVA_FIELDS,
+        SECTIONS as FORM,
+        RangedNumber,
+        range_placeholders,
+    )
+
+    strings = await async_get_translations(hass, "en", "options", [DOMAIN])
+    prefix = f"component.{DOMAIN}.options.step.init.sections"
+    missing = {}
+    for part in FORM:
+        for marker, selector in {**part.fields, **(NOVA_FIELDS if part.name == "turn" else {})}.items():
+            if isinstance(selector, RangedNumber):
+                span = "{low} to {high}".format(**range_placeholders(selector.config["min"], selector.config["max"]))
+                hint = strings[f"{prefix}.{part.name}.data_description.{marker}"]
+                if span not in hint:
+                    missing[str(marker)] = span
+    assert missing == {}
+
+
+async def test_a_section_with_an_error_or_a_change_comes_back_open(
+    hass: HomeAssistant, flux_entry: MockConfigEntry
+) -> None:
+    """The cap is in a collapsed section: the form shown again with its error must not hide it."""
+    result = await submit_options(hass, flux_entry, {**OPTIONS, "monthly_cap_minutes": 0})
+    assert result["errors"] == {"usage": "out_of_range_monthly_cap_minutes"}
+    collapsed = {str(key): part.options["collapsed"] for key, part in result["data_schema"].schema.items()}
+    assert collapsed == {"turn": False, "names": False, "usage": False, "fallback": True}
+    # An error in one section; another collapsed one the user changed stays open too.
+    hass.config_entries.async_update_entry(flux_entry, options={"tags": ["kitchen"]})
+    result = await submit_options(hass, flux_entry, {**OPTIONS, "eot_threshold": 1.5, "tags": ["hall"]})
+    collapsed = {str(key): part.options["collapsed"] for key, part in result["data_schema"].schema.items()}
+    assert collapsed == {"turn": False, "names": False, "usage": False, "fallback": True}
+    result = await submit_options(hass, flux_entry, {**OPTIONS, "eot_threshold": 1.5, "tags": ["kitchen"]})
+    collapsed = {str(key): part.options["collapsed"] for key, part in result["data_schema"].schema.items()}
+    assert collapsed == {"turn": False, "names": False, "usage": True, "fallback": True}  # unchanged: as it was
 
 
 async def test_the_wrong_key_error_says_where_to_check_the_key_and_that_it_needs_the_model(

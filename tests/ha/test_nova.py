@@ -19,7 +19,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.deepgram_flux.config_flow import unique_id
 from tests.fake_flux import FakeFlux
-from tests.ha.test_config_flow import OPTIONS, start_user_flow, submit_options
+from tests.ha.test_config_flow import OPTIONS, configure, start_user_flow, submit_options
 from tests.ha.test_stt_entity import ENTITY_ID, KITCHEN, entity
 from tests.ha.test_wyoming_integration import metadata
 from tests.helpers import PacedStream, fixture_text, load_wav, silence
@@ -174,8 +174,9 @@ async def test_the_config_flow_checks_nova_too_and_can_turn_it_off(
     fake_flux.script.forbidden_models = {"nova-3"}
     result = await start_user_flow(hass, flux_entry_data)
     assert result["type"] is FlowResultType.FORM and result["errors"] == {"base": "model_forbidden"}
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {**flux_entry_data, "nova": False})
+    result = await configure(hass, result["flow_id"], {**flux_entry_data, "nova": False})
     assert result["type"] is FlowResultType.CREATE_ENTRY and result["data"]["nova"] is False
+    assert result["title"] == "Deepgram (Flux English)"  # no Nova-3: the name says so
     assert fake_flux.streams[-1].query["model"] == ["flux-general-en"]
     assert "pl" not in entity(hass).supported_languages
 
@@ -183,7 +184,7 @@ async def test_the_config_flow_checks_nova_too_and_can_turn_it_off(
 async def test_nova_alone_hears_every_language_and_is_checked_on_v1_listen(
         hass: HomeAssistant, ha_core: HomeAssistant, fake_flux: FakeFlux, flux_entry_data: dict[str, Any]) -> None:
     result = await start_user_flow(hass, {**flux_entry_data, "model": "nova-3"})
-    assert result["type"] is FlowResultType.CREATE_ENTRY and result["title"] == "Deepgram Flux (nova-3)"
+    assert result["type"] is FlowResultType.CREATE_ENTRY and result["title"] == "Deepgram (Nova-3)"
     assert [s.query["model"] for s in fake_flux.streams] == [["nova-3"]]
     await hass.async_block_till_done()
     result = await entity(hass).async_process_audio_stream(

@@ -23,7 +23,7 @@ from tests.helpers import PacedStream, fixture_text, load_wav, silence
 from tests.ha.test_wyoming_integration import metadata
 from wyoming_flux.deepgram.flux import estimate_tokens
 
-ENTITY_ID = "stt.deepgram_flux_flux_general_en"
+ENTITY_ID = "stt.deepgram_flux_english_nova_3"  # its device: "Deepgram (Flux English, Nova-3)"
 KITCHEN = "turn_on_the_kitchen_light"
 
 
@@ -146,7 +146,7 @@ async def test_multi_model_sends_the_pipeline_language_as_hint(
     entry = MockConfigEntry(domain="deepgram_flux", data={**flux_entry_data, "model": "flux-general-multi"})
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    stt_entity = stt.async_get_speech_to_text_entity(hass, "stt.deepgram_flux_flux_general_multi")
+    stt_entity = stt.async_get_speech_to_text_entity(hass, "stt.deepgram_flux_multilingual_nova_3")
     assert stt_entity is not None and {"de", "de-DE", "fr-CA"} <= set(stt_entity.supported_languages)
     await stt_entity.async_process_audio_stream(metadata("de-DE"), aiter(PacedStream(silence(0.3), pace=10)))
     assert fake_flux.streams[-1].query["language_hint"] == ["de"]

@@ -15,6 +15,7 @@ from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
 
+from custom_components.deepgram_flux import entry_name
 from custom_components.deepgram_flux.config_flow import unique_id
 from custom_components.deepgram_flux.usage import next_month_start
 from tests.fake_flux import FakeFlux
@@ -48,7 +49,7 @@ async def add_entry(hass: HomeAssistant, data: dict[str, Any], options: dict[str
                     entry_id: str | None = None) -> MockConfigEntry:
     extra = {"entry_id": entry_id} if entry_id else {}
     entry = MockConfigEntry(domain=DOMAIN, data=data, options=options or {}, unique_id=unique_id(data),
-                            title=f"Deepgram Flux ({data['model']})", **extra)
+                            title=entry_name(data), **extra)
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
@@ -145,7 +146,7 @@ async def test_the_cap_fails_commands_at_once_with_a_repair_issue_until_the_mont
     assert (await command(hass, load_wav(KITCHEN) + silence(3))).text == fixture_text(KITCHEN)
     issue = issues.async_get_issue(DOMAIN, "capped_monthly_cap")
     assert issue is not None and issue.translation_key == "monthly_cap_reached" and issue.is_fixable
-    assert issue.translation_placeholders and issue.translation_placeholders["cap"] == "1"
+    assert issue.translation_placeholders and issue.translation_placeholders["cap"] == "1 audio minute"
     streams = len(fake_flux.streams)
 
     # Through the pipeline: a clear stt error at once, no Flux stream, the audio not even read.
@@ -205,7 +206,8 @@ async def test_the_cap_issue_opens_the_cap_and_a_higher_one_fixes_it(
     (field,) = form["data_schema"]
     assert field["name"] == "monthly_cap_minutes" and field["description"] == {"suggested_value": 1}
     assert field["selector"]["number"]["min"] == 1  # the options flow's own field
-    assert form["description_placeholders"]["used"] == "1.2" and form["description_placeholders"]["cap"] == "1"
+    placeholders = form["description_placeholders"]
+    assert placeholders["used"] == "1.2 audio minutes" and placeholders["cap"] == "1 audio minute"
 
     # Not above this month's 1.25 minutes: refused on the field, nothing changed.
     response = await client.post(f"/api/repairs/issues/fix/{form['flow_id']}", json={"monthly_cap_minutes": 1})
@@ -226,26 +228,33 @@ async def test_the_cap_issue_opens_the_cap_and_a_higher_one_fixes_it(
     assert (await command(hass, load_wav(KITCHEN) + silence(3))).text == fixture_text(KITCHEN)
 
 
-async def test_the_cap_issue_counts_minutes_in_the_right_number_and_gives_the_reset_as_a_date(
-    hass: HomeAssistant, ha_core: HomeAssistant, hass_storage: dict[str, Any], flux_entry_data: dict[str, Any]
+@pytest.mark.parametrize(("seconds", "cap", "says_cap", "says_used"), [
+    (61.0, 1, "1 audio minute", "1 audio minute"),
+    (150.0, 2, "2 audio minutes", "2.5 audio minutes"),
+])
+async def test_the_cap_issue_says_its_minutes_in_the_right_number_and_the_reset_as_a_date(
+    hass: HomeAssistant, ha_core: HomeAssistant, hass_storage: dict[str, Any], flux_entry_data: dict[str, Any],
+    seconds: float, cap: int, says_cap: str, says_used: str,
 ) -> None:
-    from datetime import UTC, datetime
-
     from homeassistant.helpers.translation import async_get_translations
 
     hass_storage[f"{DOMAIN}.usage.one"] = {"version": 1, "key": f"{DOMAIN}.usage.one", "data": {
-        "month": month(), "audio_seconds": 61.0, "commands": 2, "last_latency": None}}
-    await add_entry(hass, flux_entry_data, {"monthly_cap_minutes": 1}, entry_id="one")
+        "month": month(), "audio_seconds": seconds, "commands": 2, "last_latency": None}}
+    entry = await add_entry(hass, flux_entry_data, {"monthly_cap_minutes": cap}, entry_id="one")
     issue = ir.async_get(hass).async_get_issue(DOMAIN, "one_monthly_cap")
     assert issue is not None and issue.translation_placeholders is not None
-    # The frontend formats {reset, date, long} from a time in milliseconds, in the browser's time zone: noon UTC
-    # is the reset's calendar day from UTC-12 to UTC+11.
-    reset = datetime.fromtimestamp(int(issue.translation_placeholders["reset"]) / 1000, UTC)
-    assert (reset.date(), reset.hour) == (next_month_start(dt_util.now()).date(), 12)
+    reset = next_month_start(dt_util.now()).date()
     strings = await async_get_translations(hass, "en", "issues", [DOMAIN])
-    text = strings[f"component.{DOMAIN}.issues.monthly_cap_reached.fix_flow.step.cap.description"]
-    assert "{cap, plural, one {# audio minute} other {# audio minutes}}" in text  # 1 audio minute, 2 audio minutes
-    assert "{reset, date, long}" in text
+    prefix = f"component.{DOMAIN}.issues.monthly_cap_reached.fix_flow"
+    placeholders = issue.translation_placeholders
+    text = strings[f"{prefix}.step.cap.description"].format(**placeholders)  # as the frontend fills it in
+    assert text == (f"{entry.title} has sent its monthly cap of {says_cap} to Flux, so its voice commands fail until "
+                    f"the cap resets on {reset:%B} {reset.day}, {reset.year}. To use it sooner, raise the cap or "
+                    "clear it for none.")
+    hint = strings[f"{prefix}.step.cap.data_description.monthly_cap_minutes"].format(**placeholders)
+    assert f"this month has used {says_used}." in hint
+    error = strings[f"{prefix}.error.cap_not_above_usage"].format(**placeholders)
+    assert error.startswith(f"This month has already used {says_used}:")
 
 
 async def test_usage_sensors_show_seconds_not_tenths_of_a_minute_and_have_their_own_icons(

@@ -8,6 +8,7 @@ import json
 import logging
 
 import aiohttp
+import numpy as np
 import pytest
 
 from tests.fake_flux import FakeFlux
@@ -62,6 +63,49 @@ async def test_end_of_turn_ends_the_command_before_the_audio_does(session_config
     stream = fake_flux.streams[0]
     assert json.loads(stream.client_messages[-1]) == {"type": "CloseStream"}  # the Flux stream was closed
     assert "ForceEndTurn" not in "".join(stream.client_messages)
+
+
+def speech_ends(pcm: bytes, rms: float) -> int:
+    """Bytes up to the end of the last 20 ms window a fake hears as speech (louder than `rms`)."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+    windows = samples[: len(samples) // 320 * 320].reshape(-1, 320)
+    loud = np.flatnonzero(np.sqrt(np.mean(windows * windows, axis=1)) > rms)
+    return int(loud[-1] + 1) * 320 * 2
+
+
+@pytest.mark.parametrize("model", [MODEL_EN, MODEL_NOVA])
+async def test_latency_counts_from_the_end_of_speech_not_from_the_last_new_words(
+    session_config: SessionConfig, fake_flux: FakeFlux, model: str
+) -> None:
+    """All the words are heard well before the speaker stops (one per 0.1 s of speech): the latency is what
+    the user waits after they stop speaking, found from the last word's end in the API's word timings."""
+    fake_flux.script.word_seconds = 0.1
+    pcm = load_wav(KITCHEN) + silence(3)
+    speech_end = speech_ends(pcm, fake_flux.script.speech_rms)
+    loop = asyncio.get_running_loop()
+    stopped_speaking: float | None = None
+    async with aiohttp.ClientSession() as http:
+        session = TurnSession(http, session_config, TurnRequest(DEEPGRAM_MODELS[model]), 16000)
+        session.start()
+        try:
+            start, fed = loop.time(), 0
+            for chunk in chunks(pcm):  # real time, as a satellite streams
+                if session.done:
+                    break
+                await asyncio.sleep(max(0.0, start + fed / 32000 - loop.time()))
+                session.feed(chunk, 16000, 2, 1)
+                fed += len(chunk)
+                if stopped_speaking is None and fed >= speech_end:
+                    stopped_speaking = loop.time()
+            result = await session.wait()
+            answered = loop.time()
+        finally:
+            await session.aclose()
+    assert result.text == fixture_text(KITCHEN) and stopped_speaking is not None
+    waited = answered - stopped_speaking
+    assert result.speech_end_seconds is not None
+    # Within one 80 ms frame (the arrival of the frame that holds the end) and the answer's own delivery.
+    assert abs(result.speech_end_seconds - waited) < 0.15, (result.speech_end_seconds, waited)
 
 
 async def test_frames_are_80ms_and_never_empty(session_config: SessionConfig, fake_flux: FakeFlux) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from wyoming_flux.deepgram.errors import DeepgramStreamError, DeepgramTimeoutError
 from wyoming_flux.deepgram.flux import TurnInfo
 from wyoming_flux.turn.state import (
@@ -166,3 +168,15 @@ def test_no_active_turn_after_words_that_started_no_turn_is_the_end_with_the_end
     state.force(Ending.FORCED, 2.0)
     decision = state.warning(NO_ACTIVE_TURN)
     assert decision is not None and (decision.ended_by, decision.text) == (Ending.FORCED, "what time is it")
+
+
+def test_the_end_of_speech_is_the_last_words_end_in_the_apis_timings_and_unknown_without_them() -> None:
+    state = started()
+    update = info("Update", 1.2, "turn on the light")
+    state.turn_info(update, now=1.3)
+    assert state.speech_end is None  # a deployment whose words carry no timings
+    words = ({"word": "turn", "start": 0.5, "end": 0.7}, {"word": "light", "start": 1.0, "end": 1.14})
+    state.turn_info(dataclasses.replace(update, words=words), now=1.5)
+    assert state.speech_end == 1.14
+    state.turn_info(dataclasses.replace(update, transcript="", words=(), audio_window_end=1.44), now=1.6)
+    assert state.speech_end == 1.14  # an Update in the silence after speech keeps it

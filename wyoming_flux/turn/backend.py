@@ -221,6 +221,8 @@ class NovaBackend:
                 self._tail = text
             state.progress(self._settled.text, self._tail, message.end, now,
                            message.languages[0] if message.languages else None)
+            if text:
+                state.timed_words(message.words)
             if message.from_finalize:  # Finalize may answer in several results: Metadata says they are all in
                 state.flushed()
                 return None

@@ -90,7 +90,10 @@ class TurnResult:
     first_text_seconds: float | None = None  # start -> first partial text
     finalize_seconds: float | None = None  # end of audio (or EndOfTurn) -> result
     elapsed_seconds: float = 0.0  # start -> result
-    speech_end_seconds: float | None = None  # last new words reported -> result; None without text
+    # End of speech -> result: from when the audio where the last word ends (by the API's word timings) reached
+    # the session, as the client streams in real time: when the user stopped speaking. None without text or
+    # without word timings.
+    speech_end_seconds: float | None = None
     warm: bool = False  # streamed on a socket the warm pool opened before the command
     notes: tuple[str, ...] = ()  # what went less than right: degraded reason, Configure refused, language
     fallback: bool = False  # the text is the local fallback's, not Flux's

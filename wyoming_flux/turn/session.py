@@ -10,6 +10,7 @@ the backend's (backend.py). Resolves exactly once.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 from collections.abc import Callable
@@ -103,6 +104,9 @@ class TurnSession:
             self._loop.time(),
         )
         self._audio_ended_at: float | None = None
+        # (audio seconds queued once this frame is, when it arrived) for each frame of client audio: turns the
+        # API's audio clock (where speech ended) into the time that audio reached us
+        self._arrivals: list[tuple[float, float]] = []
         self._first_text_at: float | None = None
         self._request_id: str | None = None
         self._close_asked = False  # we sent CloseStream: a close now is the answer, not a failure
@@ -358,6 +362,13 @@ class TurnSession:
     def _queue_audio(self, frame: bytes) -> None:
         self._queue.put_nowait(frame)
         self._state.audio_queued(len(frame) / (2 * self._adapter.out_rate))
+        self._arrivals.append((self._state.queued, self._loop.time()))
+
+    def _arrived(self, audio_time: float) -> float:
+        """When the client's audio at `audio_time` (the API's clock: seconds of our audio from the start) reached
+        the session: the arrival of the frame that holds it (the last one, for a time past them all)."""
+        index = bisect.bisect_left(self._arrivals, audio_time - 1e-6, key=lambda arrival: arrival[0])
+        return self._arrivals[min(index, len(self._arrivals) - 1)][1] if self._arrivals else self._state.started_at
 
     def _force(self, reason: Ending) -> None:
         """Ask Flux to end the turn on what it heard (after the audio already queued): ForceEndTurn, or on an
@@ -459,8 +470,8 @@ class TurnSession:
             first_text_seconds=None if self._first_text_at is None else self._first_text_at - started,
             finalize_seconds=None if ended_at is None else now - ended_at,
             elapsed_seconds=now - started,
-            speech_end_seconds=(None if not decision.text or (seen := self._state.words_seen_at) is None
-                                else now - seen),
+            speech_end_seconds=(None if not decision.text or (end := self._state.speech_end) is None
+                                else now - self._arrived(end)),
             warm=self._warm,
             notes=tuple(self._notes),
         )

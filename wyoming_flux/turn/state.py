@@ -8,6 +8,7 @@ Fed by events (audio queued and sent, Flux's messages, failures, clock ticks) an
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
@@ -99,7 +100,8 @@ class TurnState:
         self.ending_by_silence = False  # the end is asked for with trailing silence, not ForceEndTurn
         self.force_audio_at = 0.0  # queued audio seconds when the end was asked for
         self.queued = 0.0  # audio seconds queued for Flux
-        self.words_seen_at: float | None = None  # when an Update last brought new words
+        self.speech_end: float | None = None  # where the last word heard ends, on the API's audio clock (its word
+        # timings; None without them)
         self.sent = 0.0  # audio seconds handed to Flux
         self.confirmed = 0.0  # audio seconds Flux says it has processed (audio_window_end)
         self.stride = UPDATE_INTERVAL  # the largest step Flux has taken between two reports
@@ -163,6 +165,8 @@ class TurnState:
         self.force_sent_at = now
 
     def turn_info(self, info: TurnInfo, now: float) -> Decision | Check | None:
+        if info.transcript.strip():
+            self.timed_words(info.words)
         if self.confirmed and info.audio_window_end > self.confirmed:
             self.stride = max(self.stride, min(_MAX_STRIDE, info.audio_window_end - self.confirmed))
         self.confirmed = max(self.confirmed, info.audio_window_end)
@@ -180,8 +184,6 @@ class TurnState:
         text = self._fit(info.transcript)
         if info.event == "StartOfTurn" or text != self.turn_text:
             self.words_at = info.audio_window_end
-            if text:
-                self.words_seen_at = now  # the user's speech ended no later than this, as far as we can see
         self.turn_text = text
         if text and self.first_text_at is None:
             self.first_text_at = now
@@ -250,6 +252,13 @@ class TurnState:
                 self.turn_active = self.turn_started = True  # words heard, no end of speech marked after them
         if text and self.first_text_at is None:
             self.first_text_at = now
+
+    def timed_words(self, words: Sequence[Mapping[str, object]]) -> None:
+        """Words of the text so far with the API's timings: the last one's end is where speech ended, as far as
+        the API heard (Flux's words carry no timings on deployments from before July 2026)."""
+        end = words[-1].get("end") if words else None
+        if isinstance(end, (int, float)) and not isinstance(end, bool):
+            self.speech_end = float(end)
 
     def endpoint(self, trigger: str) -> Decision | Check | None:
         """The API marked the end of speech. Ends the command if words were heard (and the API decides the end);
