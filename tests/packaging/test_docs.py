@@ -156,6 +156,7 @@ def codes_in_the_code() -> set[str]:
         found |= set(re.findall(r'code="([a-z]+(?:-[a-z]+)*)"', source))
         found |= set(re.findall(r'_answer_error\([^)]*?,\s*"([a-z]+(?:-[a-z]+)*)"\)', source, re.S))
         found |= set(re.findall(r'(?:_fail|refuse)\(\s*"([a-z]+(?:-[a-z]+)*)"', source))
+        found |= set(re.findall(r'^[A-Z_]+ = "([a-z]+(?:-[a-z]+)+)"  # a refusal', source, re.M))
     return found
 
 

@@ -28,8 +28,8 @@ from .session import TurnSession
 
 _LOGGER = logging.getLogger(__name__)
 
-UNSUPPORTED_LANGUAGE = "unsupported-language"
-AUDIO_FORMAT = "audio-format"
+UNSUPPORTED_LANGUAGE = "unsupported-language"  # a refusal: no offered model speaks the command's language
+AUDIO_FORMAT = "audio-format"  # a refusal: audio the session cannot convert
 
 
 class CommandRefused(Exception):
