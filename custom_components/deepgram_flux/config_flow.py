@@ -29,7 +29,7 @@ from homeassistant.helpers.selector import (
 
 from wyoming_flux import MODEL_NOVA, Api, DeepgramError, check_deepgram_url, verify_model
 
-from . import MODEL_NAMES, DeepgramFluxConfigEntry, endpoint_url, entry_models, entry_name
+from .entry import MODEL_NAMES, DeepgramFluxConfigEntry, endpoint_url, entry_models, entry_name
 from .const import (
     CONF_CUSTOM_URL,
     CONF_ENDPOINT,

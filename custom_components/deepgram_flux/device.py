@@ -5,7 +5,7 @@ from __future__ import annotations
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 
-from . import entry_models, entry_name
+from .entry import entry_models, entry_name
 from .const import DOMAIN
 
 

@@ -8,7 +8,7 @@ from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.const import CONF_API_KEY
 from homeassistant.core import HomeAssistant
 
-from . import EARLY_ANSWER_RESUMED, DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
+from .entry import EARLY_ANSWER_RESUMED, DeepgramFluxConfigEntry, endpoint_url, options_with_defaults
 from .const import CONF_FALLBACK_ENTITY
 
 TO_REDACT = {CONF_API_KEY, "unique_id"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import voluptuous as vol
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlowWithReload
@@ -29,7 +29,7 @@ from homeassistant.helpers.selector import (
 
 from wyoming_flux import RANGES
 
-from . import options_with_defaults, uses_nova
+from .entry import options_with_defaults, uses_nova
 from .const import (
     CONF_BOOST_EXPOSED,
     CONF_EAGER_EOT_THRESHOLD,
@@ -61,7 +61,7 @@ class RangedNumber(NumberSelector):
         return float(vol.Coerce(float)(data))
 
 
-def _number(low: float, high: float, step: float | str, unit: str | None = None) -> RangedNumber:
+def _number(low: float, high: float, step: float | Literal["any"], unit: str | None = None) -> RangedNumber:
     config = NumberSelectorConfig(min=low, max=high, step=step, mode=NumberSelectorMode.BOX)
     if unit is not None:
         config["unit_of_measurement"] = unit

@@ -7,10 +7,9 @@ asks for the new key. One issue per problem."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import voluptuous as vol
-from homeassistant import data_entry_flow
 from homeassistant.components.repairs import RepairsFlow
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
@@ -19,7 +18,11 @@ from homeassistant.helpers import issue_registry as ir
 from wyoming_flux import KINDS, DeepgramError
 
 from .const import CONF_MONTHLY_CAP_MINUTES, DOMAIN
+from .options_flow import CAP_FIELD, range_error  # the options flow's own field, with its range
 from .usage import CAP_ISSUE_KEY, cap_placeholders
+
+if TYPE_CHECKING:  # a name of 2026.x's typing only
+    from homeassistant.components.repairs import RepairsFlowResult
 
 _REAUTH_CODE = "flux-auth"  # Home Assistant's re-authentication issue covers it
 _USER_CODES = [code for code, kind in KINDS.items() if kind.user_action]
@@ -50,17 +53,14 @@ class CapFlow(RepairsFlow):
     def __init__(self, entry_id: str) -> None:
         self._entry_id = entry_id
 
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> data_entry_flow.FlowResult:
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> RepairsFlowResult:
         # Home Assistant passes {"issue_id": ...} here as if it were the form's input: the form is its own step.
         return await self.async_step_cap()
 
-    async def async_step_cap(self, user_input: dict[str, Any] | None = None) -> data_entry_flow.FlowResult:
+    async def async_step_cap(self, user_input: dict[str, Any] | None = None) -> RepairsFlowResult:
         entry = self.hass.config_entries.async_get_entry(self._entry_id)
         if entry is None or entry.state is not ConfigEntryState.LOADED:
             return self.async_abort(reason="entry_not_loaded")
-        # The options flow's own field, with its range; imported here as the package imports this module first.
-        from .options_flow import CAP_FIELD, range_error
-
         usage = entry.runtime_data.usage
         errors: dict[str, str] = {}
         placeholders: dict[str, str] = {}

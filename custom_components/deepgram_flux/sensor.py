@@ -18,7 +18,7 @@ from homeassistant.const import UnitOfTime
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from . import DeepgramFluxConfigEntry
+from .entry import DeepgramFluxConfigEntry
 from .device import device_info
 from .usage import UsageTracker
 

@@ -27,7 +27,7 @@ from wyoming_flux import (
     cancel,
 )
 
-from . import DeepgramFluxConfigEntry, default_price, entry_models, options_with_defaults
+from .entry import DeepgramFluxConfigEntry, default_price, entry_models, options_with_defaults
 from .const import CONF_FALLBACK_ENTITY
 from .device import device_info
 from .fallback import FALLBACK_TIMEOUT, EntityFallback, fallback_entity_id
