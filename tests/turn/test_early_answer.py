@@ -121,6 +121,16 @@ async def test_a_check_that_does_not_know_leaves_flux_to_end_the_turn(session_co
     assert result.trigger == "model"
 
 
+@pytest.mark.parametrize("known", [{}, {"set a timer": False}], ids=["unknown", "incomplete"])
+async def test_flux_words_the_check_does_not_end_wait_for_flux_end_of_turn(
+        session_config: SessionConfig, late_flux: FakeFlux, known: dict[str, bool]) -> None:
+    # Not ended early: Flux's own EndOfTurn ends it, never a Nova-3 style endpoint timer.
+    late_flux.script.transcripts = ["set a timer | for five minutes"]
+    late_flux.script.eager_silence, late_flux.script.eot_silence = 0.2, 1.2  # the pause: EagerEndOfTurn only
+    result, _, _ = await run(session_config, load_wav(PAUSED) + silence(3), Sentences(known))
+    assert (result.text, result.trigger) == ("set a timer for five minutes", "model")
+
+
 async def test_nova_answers_a_complete_command_at_a_short_pause(session_config: SessionConfig,
                                                                fake_flux: FakeFlux) -> None:
     text = fixture_text("pl_wlacz_swiatlo_w_kuchni")

@@ -20,7 +20,7 @@ import aiohttp
 from ..common.tasks import cancel, keep
 from ..deepgram.errors import FluxError, FluxStreamError
 from ..deepgram.flux import Connected, StreamOptions, TurnInfo, UnknownMessage
-from ..deepgram.models import language_mismatch
+from ..deepgram.models import NOVA, language_mismatch
 from ..deepgram.nova import Metadata, NovaOptions, Results
 from ..deepgram.pool import WarmPool
 from ..deepgram.stream import DeepgramSocket
@@ -101,7 +101,8 @@ class TurnSession:
         self._state = TurnState(
             Bounds(config.end_on_flux_eot, config.no_speech_timeout, config.max_command_seconds,
                    config.end_timeout(request.model), config.finalize_timeout, config.stall_timeout,
-                   check_endpoints=self._check_ready,
+                   # Nova-3 only: a Flux command the check did not end waits for Flux's EndOfTurn, as before
+                   check_endpoints=self._check_ready and request.model.api == NOVA,
                    endpoint_wait=max(0, config.endpointing_ms - EARLY_ENDPOINTING_MS) / 1000,
                    incomplete_wait=config.utterance_end_ms / 1000 + _INCOMPLETE_GRACE),
             self._loop.time(),
