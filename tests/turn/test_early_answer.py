@@ -114,6 +114,21 @@ async def test_switched_off_the_check_is_never_asked(session_config: SessionConf
     assert "eager_eot_threshold" not in late_flux.streams[-1].query
 
 
+@pytest.mark.parametrize("model", [MODEL_EN, MODEL_NOVA])
+async def test_with_the_clients_end_of_speech_the_check_is_never_asked(session_config: SessionConfig,
+                                                                       late_flux: FakeFlux, model: str) -> None:
+    from dataclasses import replace
+
+    text = fixture_text(KITCHEN)
+    late_flux.script.transcripts = [text]
+    check = Sentences({text: True})
+    result, _, _ = await run(replace(session_config, end_on_flux_eot=False), load_wav(KITCHEN) + silence(1), check,
+                             model=model, language="en")
+    assert result.text == text and result.trigger != EARLY_TRIGGER and not check.asked
+    query = late_flux.streams[-1].query
+    assert "eager_eot_threshold" not in query and query.get("endpointing", ["500"]) == ["500"]
+
+
 async def test_a_check_that_does_not_know_leaves_flux_to_end_the_turn(session_config: SessionConfig,
                                                                      late_flux: FakeFlux) -> None:
     late_flux.script.transcripts = [fixture_text(KITCHEN)]

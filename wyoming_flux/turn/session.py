@@ -76,7 +76,8 @@ class TurnSession:
         self._http = http
         # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
         # endpoint), only when it can answer as the command starts: otherwise the query is exactly as without it.
-        self._check = completion if config.early_answer else None
+        # With the client's end of speech (Home Assistant's VAD) nothing ends early: no check, no change to the query.
+        self._check = completion if config.early_answer and config.end_on_flux_eot else None
         self._check_ready = self._check is not None and self._check.ready()
         self._checks: set[asyncio.Task[None]] = set()
         self._on_resumed = on_resumed
