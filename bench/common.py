@@ -85,9 +85,10 @@ class Outcome:
 
 
 async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, channels: int = 1,
-                  chunk_bytes: int = 320, pace: float | None = None, tag: str | None = None) -> Outcome:
+                  chunk_bytes: int = 320, pace: float | None = None, tag: str | None = None,
+                  language: str | None = None) -> Outcome:
     """One Wyoming command; pace=None uploads as fast as possible. `tag` goes along as a keyterm so the fake
-    Flux can log its timings under the same name."""
+    Flux can log its timings under the same name; `language` is the command's (Transcribe)."""
     async with AsyncTcpClient("127.0.0.1", port) as client:
         async def answer() -> tuple[str, float]:
             while True:
@@ -100,8 +101,8 @@ async def command(port: int, pcm: bytes, *, rate: int = 16000, width: int = 2, c
                     raise RuntimeError(f"error: {event.data}")
 
         reading = asyncio.create_task(answer())
-        if tag is not None:
-            await client.write_event(Transcribe(transcript_names=[tag]).event())
+        if tag is not None or language is not None:
+            await client.write_event(Transcribe(language=language, transcript_names=[tag] if tag else None).event())
         started = time.monotonic()
         await client.write_event(AudioStart(rate=rate, width=width, channels=channels).event())
         sent = 0

@@ -174,3 +174,28 @@ async def test_the_speaker_going_on_after_an_early_answer_is_counted(
         await server.stop()
     assert commands(server, EARLY_TRIGGER) == 1
     assert "The speaker went on after an early answer" in caplog.text
+
+
+async def test_a_home_assistant_without_a_conversation_agent_is_asked_once(
+    hass: HomeAssistant, ha_core: HomeAssistant, token: str, late_flux: FakeFlux, caplog: pytest.LogCaptureFixture,
+) -> None:
+    for component in ("http", "websocket_api", "config"):  # names, but nothing to recognise sentences
+        assert await async_setup_component(hass, component, {})
+    await hass.async_block_till_done()
+    api = HomeAssistantApi(hass)
+    await api.start()
+    late_flux.script.transcripts = [fixture_text(KITCHEN)]
+    server = await serving(late_flux, api.url, token, MODEL_EN)
+    try:
+        assert server.completion is not None and server.completion.ready()
+        for _ in range(2):
+            assert await answer(server, "en", KITCHEN) == fixture_text(KITCHEN)
+        await eventually(lambda: commands(server, "model") == 2, "both ended by Flux, as without early answers")
+        assert not server.completion.ready()
+    finally:
+        await server.stop()
+        await api.stop()
+    first, second = late_flux.streams[-2:]
+    assert first.query["eager_eot_threshold"] == ["0.5"]  # asked while it looked possible ...
+    assert "eager_eot_threshold" not in second.query  # ... and no more once Home Assistant said it cannot
+    assert caplog.text.count("has no conversation agent") == 1

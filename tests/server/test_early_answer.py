@@ -40,3 +40,28 @@ async def test_with_home_assistant_unreachable_commands_end_as_before(session_co
     trigger = "model" if model == MODEL_EN else "speech_final"
     labels = {"outcome": "end_of_turn", "trigger": trigger}
     assert server.metrics.registry.get_sample_value("wyoming_flux_commands_total", labels) == 1
+
+
+async def test_with_the_clients_end_of_speech_there_is_nothing_to_ask(session_config: SessionConfig) -> None:
+    config = dataclasses.replace(session_config, end_on_flux_eot=False)
+    settings = dataclasses.replace(make_settings(config), hass_url=f"http://127.0.0.1:{free_port()}",
+                                   hass_token="a-long-lived-token", warm_connections=1)
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
+    await server.start()
+    try:
+        assert server.completion is None  # Home Assistant's VAD ends commands: nothing is answered early
+        assert server.pool is not None and server.pool.options.eager_eot_threshold is None
+    finally:
+        await server.stop()
+
+
+async def test_warm_sockets_ask_for_eager_end_of_turn_as_commands_with_early_answers_do(
+        session_config: SessionConfig) -> None:
+    settings = dataclasses.replace(make_settings(session_config), hass_url=f"http://127.0.0.1:{free_port()}",
+                                   hass_token="a-long-lived-token", warm_connections=1)
+    server = WyomingServer(settings, "tcp://127.0.0.1:0")
+    await server.start()
+    try:
+        assert server.pool is not None and server.pool.options.eager_eot_threshold == 0.5
+    finally:
+        await server.stop()

@@ -114,6 +114,21 @@ async def test_switched_off_the_check_is_never_asked(session_config: SessionConf
     assert "eager_eot_threshold" not in late_flux.streams[-1].query
 
 
+@pytest.mark.parametrize("model", [MODEL_EN, MODEL_NOVA])
+async def test_with_the_clients_end_of_speech_the_check_is_never_asked(session_config: SessionConfig,
+                                                                       late_flux: FakeFlux, model: str) -> None:
+    from dataclasses import replace
+
+    text = fixture_text(KITCHEN)
+    late_flux.script.transcripts = [text]
+    check = Sentences({text: True})
+    result, _, _ = await run(replace(session_config, end_on_flux_eot=False), load_wav(KITCHEN) + silence(1), check,
+                             model=model, language="en")
+    assert result.text == text and result.trigger != EARLY_TRIGGER and not check.asked
+    query = late_flux.streams[-1].query
+    assert "eager_eot_threshold" not in query and query.get("endpointing", ["500"]) == ["500"]
+
+
 async def test_a_check_that_does_not_know_leaves_flux_to_end_the_turn(session_config: SessionConfig,
                                                                      late_flux: FakeFlux) -> None:
     late_flux.script.transcripts = [fixture_text(KITCHEN)]
@@ -132,6 +147,16 @@ async def test_words_the_check_cannot_judge_leave_flux_to_end_the_turn(session_c
     result, _, _ = await run(session_config, load_wav(KITCHEN) + silence(3), check, pace=1.0)
     assert (result.text, result.trigger) == (text, "model")
     assert check.asked == [(text, None)]
+
+
+@pytest.mark.parametrize("known", [{}, {"set a timer": False}], ids=["unknown", "incomplete"])
+async def test_flux_words_the_check_does_not_end_wait_for_flux_end_of_turn(
+        session_config: SessionConfig, late_flux: FakeFlux, known: dict[str, bool]) -> None:
+    # Not ended early: Flux's own EndOfTurn ends it, never a Nova-3 style endpoint timer.
+    late_flux.script.transcripts = ["set a timer | for five minutes"]
+    late_flux.script.eager_silence, late_flux.script.eot_silence = 0.2, 1.2  # the pause: EagerEndOfTurn only
+    result, _, _ = await run(session_config, load_wav(PAUSED) + silence(3), Sentences(known))
+    assert (result.text, result.trigger) == ("set a timer for five minutes", "model")
 
 
 async def test_nova_answers_a_complete_command_at_a_short_pause(session_config: SessionConfig,

@@ -259,7 +259,7 @@ async def serve(settings: ServerSettings, uri: str, zeroconf: str | None = None,
     await server.start()
     _LOGGER.info("Serving %s on %s (end of speech: %s)", ", ".join(m.name for m in settings.models), uri,
                  "Flux EndOfTurn" if settings.session.end_on_flux_eot else "client")
-    if settings.hass_url and settings.session.early_answer:
+    if server.completion is not None:
         _LOGGER.info("Early answers: a command Home Assistant recognises as complete is answered at the first sign "
                      "of its end (--no-early-answer turns this off)")
     if settings.fallback_uri:

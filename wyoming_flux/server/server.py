@@ -116,7 +116,8 @@ class WyomingServer:
         await self._learn_models(self._http)
         if self.settings.hass_url and self.names is None:  # a caller may bring its own (other bounds)
             self.names = HassNames(self.settings.hass_url, self.settings.hass_token)
-        if self.names is not None and self.settings.session.early_answer:
+        session = self.settings.session
+        if self.names is not None and session.early_answer and session.end_on_flux_eot:  # nothing ends early else
             self.completion = CachedCompletion(self.names.recognise, self.names.recognising)
         if self.settings.warm_connections > 0:
             self.pool = self._make_pool(self._http)

@@ -71,7 +71,8 @@ class TurnSession:
         self._http = http
         # Early answers: the check is asked at each sign of the end (Flux's EagerEndOfTurn; on Nova-3 a short
         # endpoint), only when it can answer as the command starts: otherwise the query is exactly as without it.
-        self._check = completion if config.early_answer else None
+        # With the client's end of speech (Home Assistant's VAD) nothing ends early: no check, no change to the query.
+        self._check = completion if config.early_answer and config.end_on_flux_eot else None
         self._notes: list[str] = []
         self._backend = backend_for(request.model, config, self._notes)
         # (Flux has its own end of turn: an answer that is not "complete" leaves the end to it.)
