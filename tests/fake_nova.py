@@ -150,10 +150,11 @@ class NovaEngine(EnergyWindows):
         alternative: dict[str, Any] = {
             "transcript": text,
             "confidence": 0.98 if text else 0.0,
-            # spread over the segment, the last ending where speech was last heard (not after the silence)
+            # spread over the segment, the last ending where speech was last heard (not after the silence), and
+            # never past the segment itself
             "words": [{"word": w, "start": round(start + i * step, 5),
-                       "end": round(max(start, self.heard_until) if i == len(words) - 1 else start + (i + 1) * step,
-                                    5), "confidence": 0.98, "punctuated_word": w} for i, w in enumerate(words)],
+                       "end": round(min(self.t, max(start, self.heard_until)) if i == len(words) - 1
+                                    else start + (i + 1) * step, 5), "confidence": 0.98, "punctuated_word": w} for i, w in enumerate(words)],
         }
         if self.multi:
             alternative["languages"] = list(self.script.languages) if text else []

@@ -38,7 +38,7 @@ ROOT = Path(__file__).parents[2]
         (["--api-key", "k", "--uri", "http://x"], "--uri must be"),
         (["--api-key", "k", "--flux-url", "https://x"], "--flux-url must be"),
         (["--api-key", "k", "--flux-url", "ws://[::1"], "not ws://[::1 (not a URL: invalid IPv6 URL)"),
-        (["--api-key", "k", "--flux-url", "ws://"], "--flux-url must be us, eu, au, in or a ws:// or wss:// URL, "
+        (["--api-key", "k", "--flux-url", "ws://"], "--flux-url must be global, us, eu, au, in or a ws:// or wss:// URL, "
                                                     "not ws:// (no host)"),
         (["--api-key", "k", "--flux-url", "wss://:0"], "not wss://:0 (no host)"),
         (["--api-key", "k", "--flux-url", "ws://h:abc/"], "(the port is not a number from 1 to 65535)"),
@@ -67,7 +67,7 @@ def test_bad_configuration_is_one_clear_line(argv: list[str], message: str, caps
          "WYOMING_FLUX_EAGER_EOT_THRESHOLD 0.8 must not exceed --eot-threshold 0.6"),
         (["--api-key", "k", "--eager-eot-threshold", "0.8"], {"WYOMING_FLUX_EOT_THRESHOLD": "0.6"},
          "--eager-eot-threshold 0.8 must not exceed WYOMING_FLUX_EOT_THRESHOLD 0.6"),
-        (["--api-key", "k"], {"WYOMING_FLUX_URL": "ws://[::1"}, "WYOMING_FLUX_URL must be us, eu, au, in or a ws://"),
+        (["--api-key", "k"], {"WYOMING_FLUX_URL": "ws://[::1"}, "WYOMING_FLUX_URL must be global, us, eu, au, in or a ws://"),
         (["check", "--flux", "--api-key", "k"], {"WYOMING_FLUX_URL": "ws://[::1"}, "WYOMING_FLUX_URL must be"),
         (["--api-key", "k", "--hass-url", "http://h:8123"], {"WYOMING_FLUX_HASS_TOKEN_FILE": "/x"},
          "cannot read WYOMING_FLUX_HASS_TOKEN_FILE /x: No such file"),

@@ -304,12 +304,16 @@ async def test_a_flux_only_host_is_told_on_the_nova_switch_and_saves_with_it_off
 ) -> None:
     """A self-hosted Flux without /v1/listen: Flux is there, Nova-3 is not; say so where it can be fixed."""
     fake_flux.script.nova_served = False
-    result = await start_user_flow(hass, flux_entry_data)
-    assert result["type"] is FlowResultType.FORM and result["errors"] == {"nova": "nova_not_found"}
-    result = await hass.config_entries.flow.async_configure(result["flow_id"], {**flux_entry_data, "nova": False})
+    result = await hass.config_entries.flow.async_init(DOMAIN, context={"source": config_entries.SOURCE_USER})
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], flux_entry_data)
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"nova": True})
+    # Back on the step that has the switch, with the reason on it.
+    assert result["type"] is FlowResultType.FORM and result["step_id"] == "languages"
+    assert result["errors"] == {"nova": "nova_not_found"}
+    result = await hass.config_entries.flow.async_configure(result["flow_id"], {"nova": False})
     assert result["type"] is FlowResultType.CREATE_ENTRY and result["data"]["nova"] is False
     await hass.async_block_till_done()
-    languages = hass.data["stt"].get_entity("stt.deepgram_flux_flux_general_en").supported_languages
+    languages = hass.data["stt"].get_entity("stt.deepgram_flux_english").supported_languages
     assert "pl" not in languages and "en-US" in languages
     # Nova-3 as the entry's model on that host: no switch to turn off, so the form says it.
     result = await start_user_flow(hass, {**flux_entry_data, "model": "nova-3"})

@@ -50,7 +50,7 @@ def add_import(tree: Path, module: str, line: str) -> None:
     # A cycle inside one layer: the state machine importing the session that imports it.
     ("wyoming_flux/turn/state.py", "from . import session", "No import cycles"),
     # One of the server's groups reaching into another: the Wyoming side importing the metrics registry.
-    ("wyoming_flux/server/protocol/command.py", "from ..monitoring import metrics", "groups"),
+    ("wyoming_flux/server/protocol/command.py", "from ..monitoring import metrics", "Server groups"),
     # A cycle inside the integration: the usage tracker importing the repairs that import it.
     ("custom_components/deepgram_flux/usage.py", "from . import repairs", "No import cycles"),
     # The integration going around the public API.
