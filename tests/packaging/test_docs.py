@@ -235,7 +235,7 @@ def test_ranges_in_configuration_are_the_code_ranges() -> None:
 
 
 def test_every_metric_is_in_configuration() -> None:
-    source = text(ROOT / "wyoming_flux" / "server" / "metrics.py")
+    source = text(ROOT / "wyoming_flux" / "server" / "monitoring" / "metrics.py")
     prefix = re.search(r'PREFIX = "(\w+)"', source).group(1)  # type: ignore[union-attr]
     names = re.findall(r'(Counter|Histogram|Gauge)\(f"\{PREFIX\}_(\w+)"', source)
     assert len(names) >= 10  # the scan works
