@@ -50,8 +50,8 @@ class ServerMetrics:
                                      "went on: commands cut short by answering early", registry=r)
         self.audio = Counter(f"{PREFIX}_audio_sent_seconds", "Seconds of audio Flux received (what Deepgram "
                              "bills; TurnResult.billed_seconds, as the integration's usage counts it)", registry=r)
-        self.latency = Histogram(f"{PREFIX}_speech_end_to_transcript_seconds", "From the last Flux update that "
-                                 "brought new words to the transcript", buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram(f"{PREFIX}_speech_end_to_transcript_seconds", "From the end of speech (the last "
+                                 "word's end, by Deepgram's word timings) to the transcript", buckets=LATENCY_BUCKETS, registry=r)
         self.handshake = Histogram(f"{PREFIX}_flux_handshake_seconds", "From the command's start to its Flux "
                                    "stream being open (socket=warm: taken from the warm pool)", ["socket"],
                                    buckets=HANDSHAKE_BUCKETS, registry=r)
