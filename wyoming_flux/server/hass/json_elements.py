@@ -86,12 +86,9 @@ def _members(text: str, pos: int, path: tuple[str, ...], element: Element) -> tu
             value, pos = _DECODER.raw_decode(text, pos)
             if (kept := element(key, value)) is not None:
                 out[key] = kept
-        pos = _skip(text, pos)
-        if text[pos] == "}":
-            return out, pos + 1
-        if text[pos] != ",":
-            raise ValueError(f"expected ',' or '}}' at {pos}")
-        pos = _skip(text, pos + 1)
+        done, pos = _after(text, pos, "}")
+        if done:
+            return out, pos
 
 
 def _items(text: str, pos: int, path: tuple[str, ...], element: Element) -> tuple[list[Any], int]:
@@ -105,9 +102,16 @@ def _items(text: str, pos: int, path: tuple[str, ...], element: Element) -> tupl
             out.append(value)
         elif (kept := element(None, value)) is not None:
             out.append(kept)
-        pos = _skip(text, pos)
-        if text[pos] == "]":
-            return out, pos + 1
-        if text[pos] != ",":
-            raise ValueError(f"expected ',' or ']' at {pos}")
-        pos = _skip(text, pos + 1)
+        done, pos = _after(text, pos, "]")
+        if done:
+            return out, pos
+
+
+def _after(text: str, pos: int, close: str) -> tuple[bool, int]:
+    """After a container's element: (True, past the container) at its end, else (False, the next element)."""
+    pos = _skip(text, pos)
+    if text[pos] == close:
+        return True, pos + 1
+    if text[pos] != ",":
+        raise ValueError(f"expected ',' or '{close}' at {pos}")
+    return False, _skip(text, pos + 1)
