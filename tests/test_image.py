@@ -141,7 +141,11 @@ def test_image_builds_passes_its_health_check_and_transcribes(fake_flux_port: in
     finally:
         podman("rm", "-f", "-t", "2", name, check=False)
     assert podman("container", "exists", name, check=False).returncode == 1
-    assert not processes_mentioning(container)  # conmon and the container's processes are gone
+    # conmon and the container's processes are gone (conmon exits on its own just after the removal: bounded wait)
+    deadline = time.monotonic() + 15
+    while (left := processes_mentioning(container)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left
 
 
 def processes_mentioning(text: str) -> list[str]:
